@@ -1,0 +1,188 @@
+//! The command line. Arguments and their environment equivalents are parsed here, once, into the
+//! typed settings of [`crate::config`]; invalid values stop the program with exit code 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{
+    BodyLimit, DatabaseTarget, DatabaseUrl, EmbeddedSettings, PublicUrl, ServeSettings, WorkerCount,
+};
+use crate::startup::{self, StartupError};
+
+/// Sluice: continuous delivery pipelines, CodePipeline-compatible, on PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log filter, in RUST_LOG syntax (e.g. `debug`, `info,sqlx=warn`).
+    #[arg(long, env = "SLUICE_LOG", default_value = "info,sqlx=warn", global = true)]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web console, the API and the workers.
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit. Works whether or not a server is running on
+    /// the same data directory.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// Directory for Sluice's state, including the embedded PostgreSQL cluster.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data", value_name = "DIR")]
+    data_dir: PathBuf,
+
+    /// Use this PostgreSQL server instead of the embedded cluster (postgres://user:pass@host/db).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    database_url: Option<DatabaseUrl>,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the embedded cluster.
+    #[arg(long, env = "SLUICE_PG_BIN", value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
+
+    /// System user the embedded cluster runs as when Sluice runs as root.
+    #[arg(long, env = "SLUICE_PG_USER", default_value = "postgres", value_name = "USER")]
+    pg_user: String,
+}
+
+impl DatabaseArgs {
+    fn into_target(self) -> DatabaseTarget {
+        match self.database_url {
+            Some(url) => DatabaseTarget::External(url),
+            None => DatabaseTarget::Embedded(EmbeddedSettings {
+                data_dir: self.data_dir,
+                pg_bin: self.pg_bin,
+                pg_user: self.pg_user,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "SLUICE_BIND", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    bind: SocketAddr,
+
+    /// The URL users reach Sluice at, when it differs from http://<bind>/ (e.g. behind a proxy).
+    #[arg(long, env = "SLUICE_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<PublicUrl>,
+
+    /// Number of background job workers in this process (1-256).
+    #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
+    workers: WorkerCount,
+
+    /// Largest request body accepted, in bytes; larger requests get 413.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value = "1048576", value_name = "BYTES")]
+    max_body_bytes: BodyLimit,
+
+    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    shutdown_timeout: u64,
+}
+
+impl ServeArgs {
+    fn into_settings(self) -> ServeSettings {
+        ServeSettings {
+            public_url: self
+                .public_url
+                .unwrap_or_else(|| PublicUrl::for_bind_address(self.bind)),
+            bind: self.bind,
+            database: self.database.into_target(),
+            workers: self.workers,
+            body_limit: self.max_body_bytes,
+            shutdown_timeout_secs: self.shutdown_timeout,
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and turns the outcome into an exit code:
+/// 0 success, 2 a problem the operator must fix (settings, environment), 1 anything else.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let path_var = std::env::var("PATH").ok();
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => startup::serve(args.into_settings(), path_var.as_deref()).await,
+            Command::Migrate(args) => {
+                let applied = startup::migrate(args.into_target(), path_var.as_deref()).await?;
+                println!("{applied} migration(s) applied; the schema is up to date");
+                Ok(())
+            }
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{}", error_chain(&err));
+            eprintln!("error: {}", error_chain(&err));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn error_chain(err: &StartupError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let cli = Cli::try_parse_from(["sluice", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve")
+        };
+        let settings = args.into_settings();
+        assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(settings.body_limit, BodyLimit::DEFAULT);
+        assert!(matches!(settings.database, DatabaseTarget::Embedded(ref e) if e.data_dir == PathBuf::from("./sluice-data")));
+    }
+
+    #[test]
+    fn invalid_values_name_the_setting() {
+        let err = Cli::try_parse_from(["sluice", "serve", "--workers", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--workers"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["sluice", "serve", "--bind", "nowhere"]).unwrap_err();
+        assert!(err.to_string().contains("--bind"), "{err}");
+    }
+}

@@ -1,0 +1,276 @@
+//! Typed settings.
+//!
+//! The command line (and its environment equivalents) is parsed exactly once, in [`crate::cli`], into
+//! the structs below. Everything deeper receives these values; no other module reads the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use url::Url;
+
+/// Where Sluice keeps its state.
+#[derive(Debug, Clone)]
+pub enum DatabaseTarget {
+    /// A private cluster under the data directory, started and stopped by Sluice.
+    Embedded(EmbeddedSettings),
+    /// Any PostgreSQL server reachable through `DATABASE_URL`; Sluice starts nothing.
+    External(DatabaseUrl),
+}
+
+/// How to run the private cluster.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSettings {
+    /// `<data-dir>`: holds `pgdata/`, `run/` (the socket) and later Sluice's own files.
+    pub data_dir: PathBuf,
+    /// Directory with `initdb` and `postgres`, when the operator names one (`SLUICE_PG_BIN`).
+    pub pg_bin: Option<PathBuf>,
+    /// The system user PostgreSQL runs as when Sluice itself runs as root.
+    pub pg_user: String,
+}
+
+/// A PostgreSQL connection URL. Its `Debug` and `Display` hide the password.
+#[derive(Clone)]
+pub struct DatabaseUrl {
+    options: PgConnectOptions,
+    redacted: String,
+}
+
+impl DatabaseUrl {
+    /// Connection options for sqlx.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.options.clone()
+    }
+}
+
+impl From<PgConnectOptions> for DatabaseUrl {
+    /// Wraps options built in code (the test harness, an attached embedded cluster).
+    fn from(options: PgConnectOptions) -> Self {
+        let host = options.get_socket().map_or_else(
+            || options.get_host().to_string(),
+            |socket| socket.display().to_string(),
+        );
+        let redacted = format!(
+            "postgres://{}@{}:{}/{}",
+            options.get_username(),
+            host,
+            options.get_port(),
+            options.get_database().unwrap_or_default()
+        );
+        Self { options, redacted }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "the scheme must be postgres:// or postgresql://, not {}://",
+                url.scheme()
+            ));
+        }
+        let options = PgConnectOptions::from_str(raw)
+            .map_err(|_| "not a valid PostgreSQL connection URL".to_string())?;
+        let mut shown = url.clone();
+        if shown.password().is_some() {
+            // set_password only fails for URLs that cannot carry credentials, which postgres:// can.
+            let _ = shown.set_password(Some("****"));
+        }
+        Ok(Self {
+            options,
+            redacted: shown.to_string(),
+        })
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// The address users reach Sluice at (scheme, host, port, optional path prefix). Decides cookie
+/// names and HSTS later, and is used to build absolute links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(Url);
+
+impl PublicUrl {
+    /// The public URL a server bound to `addr` has when nobody says otherwise.
+    pub fn for_bind_address(addr: SocketAddr) -> Self {
+        // An http URL built from a socket address always parses.
+        Self(Url::parse(&format!("http://{addr}/")).expect("socket address forms a valid URL"))
+    }
+
+    /// Whether browsers reach Sluice over TLS.
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    /// The URL as text, always ending in `/`.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let mut url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("the scheme must be http:// or https://".into());
+        }
+        if url.host().is_none() {
+            return Err("the URL needs a host".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("the URL must not have a query or fragment".into());
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(Self(url))
+    }
+}
+
+/// The largest request body accepted, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(usize);
+
+impl BodyLimit {
+    /// 1 MiB.
+    pub const DEFAULT: BodyLimit = BodyLimit(1024 * 1024);
+    const MIN: usize = 1024;
+    const MAX: usize = 1024 * 1024 * 1024;
+
+    /// The limit in bytes.
+    pub fn bytes(self) -> usize {
+        self.0
+    }
+}
+
+impl FromStr for BodyLimit {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let bytes: usize = raw
+            .parse()
+            .map_err(|_| format!("expected a number of bytes, got {raw:?}"))?;
+        if !(Self::MIN..=Self::MAX).contains(&bytes) {
+            return Err(format!(
+                "must be between {} and {} bytes",
+                Self::MIN,
+                Self::MAX
+            ));
+        }
+        Ok(Self(bytes))
+    }
+}
+
+/// The number of background job workers this process runs (1 to 256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerCount(NonZeroU16);
+
+impl WorkerCount {
+    const MAX: u16 = 256;
+
+    /// The count.
+    pub fn get(self) -> u16 {
+        self.0.get()
+    }
+}
+
+impl Default for WorkerCount {
+    fn default() -> Self {
+        Self(NonZeroU16::new(4).expect("4 is not zero"))
+    }
+}
+
+impl FromStr for WorkerCount {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let n: u16 = raw
+            .parse()
+            .map_err(|_| format!("expected a whole number, got {raw:?}"))?;
+        NonZeroU16::new(n)
+            .filter(|n| n.get() <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| format!("must be between 1 and {}", Self::MAX))
+    }
+}
+
+/// Everything `sluice serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub bind: SocketAddr,
+    pub public_url: PublicUrl,
+    pub database: DatabaseTarget,
+    pub workers: WorkerCount,
+    pub body_limit: BodyLimit,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_password() {
+        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/sluice".parse().unwrap();
+        assert_eq!(format!("{url}"), "postgres://app:****@db.example:5432/sluice");
+        assert_eq!(format!("{url:?}"), "postgres://app:****@db.example:5432/sluice");
+    }
+
+    #[test]
+    fn database_url_refuses_other_schemes_and_garbage() {
+        assert!("mysql://x/y".parse::<DatabaseUrl>().unwrap_err().contains("scheme"));
+        assert!("not a url".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn public_url_normalises_trailing_slash() {
+        let url: PublicUrl = "https://ci.example.com/sluice".parse().unwrap();
+        assert_eq!(url.as_str(), "https://ci.example.com/sluice/");
+        assert!(url.is_https());
+        assert!("ftp://x".parse::<PublicUrl>().is_err());
+        assert!("http://x/?a=b".parse::<PublicUrl>().is_err());
+    }
+
+    #[test]
+    fn public_url_defaults_from_bind_address() {
+        let url = PublicUrl::for_bind_address("127.0.0.1:8080".parse().unwrap());
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/");
+        assert!(!url.is_https());
+    }
+
+    #[test]
+    fn worker_count_bounds() {
+        assert!("0".parse::<WorkerCount>().is_err());
+        assert!("257".parse::<WorkerCount>().is_err());
+        assert!("-1".parse::<WorkerCount>().is_err());
+        assert_eq!("256".parse::<WorkerCount>().unwrap().get(), 256);
+    }
+
+    #[test]
+    fn body_limit_bounds() {
+        assert_eq!(BodyLimit::DEFAULT.bytes(), 1_048_576);
+        assert!("10".parse::<BodyLimit>().is_err());
+        assert!("1mb".parse::<BodyLimit>().is_err());
+        assert_eq!("2048".parse::<BodyLimit>().unwrap().bytes(), 2048);
+    }
+}

@@ -1,0 +1,69 @@
+//! Persistence. Every SQL statement Sluice runs lives under this module.
+//!
+//! Functions take a `&PgPool` or `&mut PgConnection` and return plain Rust values; callers never
+//! see SQL or rows.
+
+pub mod cluster_admin;
+pub mod status;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// The schema migrations compiled into the binary (`migrations/`).
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// Opens a connection pool and checks that the database answers.
+pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_with(options)
+        .await
+}
+
+/// Applies every migration not yet applied. Safe to run concurrently: sqlx takes an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Why the database cannot serve requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// No connection, or the connection failed a trivial query.
+    Unreachable,
+    /// The schema is behind (or ahead of) this binary.
+    MigrationsPending { applied: usize, expected: usize },
+}
+
+impl NotReady {
+    /// A short reason for operators, safe to show to anyone (no internals).
+    pub fn reason(&self) -> String {
+        match self {
+            NotReady::Unreachable => "database unreachable".into(),
+            NotReady::MigrationsPending { applied, expected } => {
+                format!("migrations not applied ({applied} of {expected})")
+            }
+        }
+    }
+}
+
+/// Whether the database answers and carries exactly the migrations this binary knows.
+pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
+    let applied = status::applied_migration_versions(pool)
+        .await
+        .map_err(|_| NotReady::Unreachable)?;
+    let expected: Vec<i64> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+    if expected.iter().all(|v| applied.contains(v)) {
+        Ok(())
+    } else {
+        Err(NotReady::MigrationsPending {
+            applied: applied.iter().filter(|v| expected.contains(v)).count(),
+            expected: expected.len(),
+        })
+    }
+}

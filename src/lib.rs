@@ -1,0 +1,21 @@
+//! Sluice: a self-hosted continuous delivery service modelled on AWS CodePipeline.
+//!
+//! The module list below is the code map in code; `ARCHITECTURE.md` explains how the parts fit.
+
+/// Command line: parses arguments once into typed settings and runs a command.
+pub mod cli;
+/// Typed settings, built once at start and passed down; nothing deeper reads the environment.
+pub mod config;
+/// Persistence: the connection pool, migrations and every SQL statement.
+pub mod db;
+/// The private PostgreSQL cluster Sluice runs when no `DATABASE_URL` is given.
+pub mod embedded_pg;
+/// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
+pub mod startup;
+/// Logging setup (tracing).
+pub mod telemetry;
+/// The only module that knows HTTP: routes, middleware, console pages, static files.
+pub mod web;
+
+/// The version printed by `--version` and shown in the console footer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

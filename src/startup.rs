@@ -1,0 +1,250 @@
+//! Wiring: opens the database (starting the embedded cluster when asked), serves HTTP, and shuts
+//! down in order: stop accepting, drain in-flight requests, close the pool, stop the cluster.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use sqlx::PgPool;
+
+use crate::config::{DatabaseTarget, DatabaseUrl, EmbeddedSettings, ServeSettings};
+use crate::embedded_pg::{
+    ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, Opened, PgBinaries,
+};
+use crate::web::{self, AppState, DatabaseMode, ServerInfo};
+
+/// Connections the server's pool may hold.
+const POOL_SIZE: u32 = 16;
+
+/// Why Sluice could not start or finish a command.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+    #[error("cannot connect to the database at {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply database migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+impl StartupError {
+    /// 2 for what the operator must fix (settings, environment, a busy port or directory),
+    /// 1 for failures at run time.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Serve(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// The open database: a pool, and the embedded cluster behind it when this process runs one.
+pub struct Database {
+    pool: PgPool,
+    cluster: Option<EmbeddedPostgres>,
+    mode: DatabaseMode,
+}
+
+impl Database {
+    /// Starts the embedded cluster (for [`DatabaseTarget::Embedded`]) or connects to the external
+    /// server, then applies pending migrations.
+    pub async fn open(target: &DatabaseTarget, path_var: Option<&str>) -> Result<Self, StartupError> {
+        let (cluster, url, mode) = match target {
+            DatabaseTarget::Embedded(settings) => {
+                let cluster = EmbeddedPostgres::start(cluster_config(settings, path_var)?).await?;
+                let url = DatabaseUrl::from(cluster.app_connect_options());
+                (Some(cluster), url, DatabaseMode::Embedded)
+            }
+            DatabaseTarget::External(url) => (None, url.clone(), DatabaseMode::External),
+        };
+        let db = match crate::db::connect(url.connect_options(), POOL_SIZE).await {
+            Ok(pool) => Self { pool, cluster, mode },
+            Err(source) => {
+                if let Some(cluster) = cluster {
+                    let _ = cluster.stop().await;
+                }
+                return Err(StartupError::Connect {
+                    target: url.to_string(),
+                    source,
+                });
+            }
+        };
+        if let Err(e) = crate::db::migrate(&db.pool).await {
+            db.close().await;
+            return Err(StartupError::Migrate(e));
+        }
+        Ok(db)
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, then stops the embedded cluster if this process runs one.
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            if let Err(e) = cluster.stop().await {
+                tracing::error!(error = %e, "stopping the embedded PostgreSQL failed");
+            }
+        }
+    }
+}
+
+fn cluster_config(
+    settings: &EmbeddedSettings,
+    path_var: Option<&str>,
+) -> Result<ClusterConfig, StartupError> {
+    Ok(ClusterConfig {
+        data_dir: settings.data_dir.clone(),
+        binaries: PgBinaries::locate(settings.pg_bin.as_deref(), path_var)?,
+        pg_user: settings.pg_user.clone(),
+        durability: Durability::Durable,
+    })
+}
+
+/// The HTTP server, bound and ready to run.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Binds the listener and builds the server. Nothing is served until [`Self::run_until_stopped`].
+    pub fn build(settings: &ServeSettings, state: AppState) -> Result<Self, StartupError> {
+        let bind_err = |source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        };
+        let listener = TcpListener::bind(settings.bind).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let server = web::server(listener, state, settings).map_err(bind_err)?;
+        Ok(Self { server, addr })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded by the shutdown
+    /// timeout) or until stopped through a [`ServerHandle`].
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// `sluice serve`.
+pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<(), StartupError> {
+    let db = Database::open(&settings.database, path_var).await?;
+    let state = AppState::new(
+        db.pool().clone(),
+        ServerInfo {
+            database_mode: db.mode,
+            workers: settings.workers,
+            public_url: settings.public_url.clone(),
+        },
+    );
+    let app = match Application::build(&settings, state) {
+        Ok(app) => app,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        "listening on http://{} (public URL {})",
+        app.local_addr(),
+        settings.public_url.as_str()
+    );
+    let served = app.run_until_stopped().await;
+    tracing::info!("HTTP server stopped; shutting down the database");
+    db.close().await;
+    served.map_err(StartupError::Serve)
+}
+
+/// `sluice migrate`: applies pending migrations and returns how many migrations the schema has.
+/// With an embedded data directory it attaches to a running server's cluster, or starts the
+/// cluster just for the command.
+pub async fn migrate(target: DatabaseTarget, path_var: Option<&str>) -> Result<usize, StartupError> {
+    match &target {
+        DatabaseTarget::External(_) => {
+            let db = Database::open(&target, path_var).await?;
+            let count = applied_count(db.pool()).await;
+            db.close().await;
+            Ok(count)
+        }
+        DatabaseTarget::Embedded(settings) => {
+            match EmbeddedPostgres::start_or_attach(cluster_config(settings, path_var)?).await? {
+                Opened::Started(cluster) => {
+                    let url = DatabaseUrl::from(cluster.app_connect_options());
+                    let db = Database {
+                        pool: connect(&url).await?,
+                        cluster: Some(cluster),
+                        mode: DatabaseMode::Embedded,
+                    };
+                    let result = crate::db::migrate(&db.pool).await;
+                    let count = applied_count(db.pool()).await;
+                    db.close().await;
+                    result.map_err(StartupError::Migrate)?;
+                    Ok(count)
+                }
+                Opened::Attached(options) => {
+                    tracing::info!("a running Sluice owns this data directory; using its cluster");
+                    let url = DatabaseUrl::from(options);
+                    let pool = connect(&url).await?;
+                    let result = crate::db::migrate(&pool).await;
+                    let count = applied_count(&pool).await;
+                    pool.close().await;
+                    result.map_err(StartupError::Migrate)?;
+                    Ok(count)
+                }
+            }
+        }
+    }
+}
+
+async fn connect(url: &DatabaseUrl) -> Result<PgPool, StartupError> {
+    crate::db::connect(url.connect_options(), 2)
+        .await
+        .map_err(|source| StartupError::Connect {
+            target: url.to_string(),
+            source,
+        })
+}
+
+async fn applied_count(pool: &PgPool) -> usize {
+    crate::db::status::applied_migration_versions(pool)
+        .await
+        .map(|v| v.len())
+        .unwrap_or(0)
+}
+
+/// Where a data directory's cluster would live; used by tools and tests that inspect it.
+pub fn pgdata_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("pgdata")
+}
+
+/// How long the server waits for in-flight requests at shutdown.
+pub fn shutdown_timeout(settings: &ServeSettings) -> Duration {
+    Duration::from_secs(settings.shutdown_timeout_secs)
+}

@@ -1,0 +1,63 @@
+//! `/`: the status page (until pipelines exist): version, database mode, PostgreSQL version,
+//! migrations applied.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use time::format_description::well_known::Rfc3339;
+
+use super::{ConsoleError, Layout, Section, console_page, render};
+use crate::db::{self, NotReady};
+use crate::web::htmx::HxRequest;
+use crate::web::{AppState, DatabaseMode};
+
+struct MigrationRow {
+    version: i64,
+    description: String,
+    applied_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/status.html", blocks = ["content"])]
+struct StatusPage {
+    layout: Layout,
+    ready: bool,
+    not_ready_reason: Option<String>,
+    version: &'static str,
+    database_mode: &'static str,
+    postgres_version: String,
+    workers: u16,
+    public_url: String,
+    migrations: Vec<MigrationRow>,
+    migrations_known: usize,
+}
+console_page!(StatusPage);
+
+pub async fn show(state: web::Data<AppState>, hx: HxRequest) -> Result<HttpResponse, ConsoleError> {
+    let postgres_version = db::status::server_version(&state.pool).await?;
+    let migrations = db::status::applied_migrations(&state.pool)
+        .await?
+        .into_iter()
+        .map(|m| MigrationRow {
+            version: m.version,
+            description: m.description,
+            applied_at: m.installed_on.format(&Rfc3339).unwrap_or_default(),
+        })
+        .collect();
+    let readiness = db::readiness(&state.pool).await;
+    let page = StatusPage {
+        layout: Layout::new(Some(Section::Overview)),
+        ready: readiness.is_ok(),
+        not_ready_reason: readiness.err().as_ref().map(NotReady::reason),
+        version: crate::VERSION,
+        database_mode: match state.info.database_mode {
+            DatabaseMode::Embedded => "Embedded (private cluster in the data directory)",
+            DatabaseMode::External => "External (DATABASE_URL)",
+        },
+        postgres_version,
+        workers: state.info.workers.get(),
+        public_url: state.info.public_url.as_str().to_string(),
+        migrations,
+        migrations_known: db::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count(),
+    };
+    render(hx, &page)
+}

@@ -1,0 +1,131 @@
+//! Cross-cutting request handling: security headers, the access log, error pages, body limits.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, Next};
+use actix_web::{Error, HttpMessage, HttpResponse, web};
+use tracing_actix_web::RequestId;
+
+use super::console::{ConsoleError, ErrorKind};
+use super::htmx;
+use crate::config::BodyLimit;
+
+/// The Content-Security-Policy every response carries: only our own scripts, styles and
+/// connections, no inline script, no plugins, no framing, no `<base>` rewriting.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+     form-action 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Headers added to every response that does not set them itself.
+pub fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
+        .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "same-origin"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Permissions-Policy", "camera=(), microphone=(), geolocation=()"));
+    if https {
+        headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"))
+    } else {
+        headers
+    }
+}
+
+/// One log line per request: request id (also returned as `X-Request-Id`), method, path, status
+/// and latency.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let request_id = req.extensions().get::<RequestId>().copied();
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let id = request_id.map(|id| id.to_string()).unwrap_or_default();
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = status.as_u16(),
+        latency_ms = format_args!("{latency_ms:.2}"),
+        "request"
+    );
+    result.map(|mut res| {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static("x-request-id"), value);
+        }
+        res
+    })
+}
+
+/// Refuses bodies whose declared length exceeds the limit before reading them. Chunked bodies
+/// are cut off at the same limit by the extractors' configuration (see `web::body_limits`).
+pub async fn limit_body(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let limit = req
+        .app_data::<web::Data<BodyLimit>>()
+        .map_or(BodyLimit::DEFAULT.bytes(), |l| l.bytes());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Ok(req
+            .error_response(ConsoleError::PayloadTooLarge)
+            .map_into_right_body());
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// Renders every error response in the console layout (or as its content block for htmx), with
+/// the request id so that a user's report can be matched to the log.
+pub async fn render_error_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, Error> {
+    let htmx = htmx::is_htmx(req.headers());
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+    let res = next.call(req).await?;
+    let Some(kind) = error_kind(&res) else {
+        return Ok(res.map_into_left_body());
+    };
+    let status = res.status();
+    let html = super::console::render_error(kind, request_id, htmx);
+    let (req, old) = res.into_parts();
+    let mut page = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.append_header((name.clone(), value.clone()));
+        }
+    }
+    let page = page
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::VARY, "HX-Request"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(html);
+    Ok(ServiceResponse::new(req, page).map_into_right_body())
+}
+
+/// Which error page a response needs: our own errors say so; errors raised by actix itself
+/// (bad query strings, oversized chunked bodies…) get the page for their status.
+fn error_kind<B>(res: &ServiceResponse<B>) -> Option<ErrorKind> {
+    let error = res.response().error()?;
+    if let Some(ours) = error.as_error::<ConsoleError>() {
+        return Some(ours.kind());
+    }
+    Some(ErrorKind::from_status(res.status()))
+}

@@ -1,0 +1,95 @@
+//! The only module that knows HTTP: the route table, middleware, console pages, static files.
+//!
+//! Request path (outermost first): tracing span with a request id → security headers → access log
+//! → error pages (renders every console error in the layout) → body limit → route handler.
+
+mod console;
+mod health;
+mod htmx;
+mod middleware;
+mod static_files;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use sqlx::PgPool;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{BodyLimit, PublicUrl, ServeSettings, WorkerCount};
+
+pub use static_files::asset_url;
+
+/// Whether the database is Sluice's own private cluster or an external server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseMode {
+    Embedded,
+    External,
+}
+
+/// Facts about this server shown in the console.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub database_mode: DatabaseMode,
+    pub workers: WorkerCount,
+    pub public_url: PublicUrl,
+}
+
+/// Shared, read-only state handed to every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pool: PgPool,
+    info: ServerInfo,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, info: ServerInfo) -> Self {
+        Self { pool, info }
+    }
+}
+
+/// Builds the HTTP server on an already bound listener.
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    settings: &ServeSettings,
+) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let limit = settings.body_limit;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| body_limits(cfg, limit))
+            .configure(routes)
+            .wrap(actix_web::middleware::from_fn(middleware::limit_body))
+            .wrap(actix_web::middleware::from_fn(middleware::render_error_pages))
+            .wrap(actix_web::middleware::from_fn(middleware::access_log))
+            .wrap(middleware::security_headers(settings_is_https(&state)))
+            .wrap(TracingLogger::default())
+    })
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .client_request_timeout(Duration::from_secs(30))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+fn settings_is_https(state: &web::Data<AppState>) -> bool {
+    state.info.public_url.is_https()
+}
+
+fn body_limits(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
+    cfg.app_data(web::Data::new(limit))
+        .app_data(web::PayloadConfig::new(limit.bytes()))
+        .app_data(web::FormConfig::default().limit(limit.bytes()))
+        .app_data(web::JsonConfig::default().limit(limit.bytes()));
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/static/{path:.*}", web::get().to(static_files::serve))
+        .configure(console::routes)
+        .default_service(web::to(console::not_found));
+}
