@@ -55,6 +55,7 @@ pub fn server(
     state: AppState,
     settings: &ServeSettings,
 ) -> std::io::Result<Server> {
+    let https = state.info.public_url.is_https();
     let state = web::Data::new(state);
     let limit = settings.body_limit;
     let server = HttpServer::new(move || {
@@ -65,7 +66,7 @@ pub fn server(
             .wrap(actix_web::middleware::from_fn(middleware::limit_body))
             .wrap(actix_web::middleware::from_fn(middleware::render_error_pages))
             .wrap(actix_web::middleware::from_fn(middleware::access_log))
-            .wrap(middleware::security_headers(settings_is_https(&state)))
+            .wrap(middleware::security_headers(https))
             .wrap(TracingLogger::default())
     })
     .shutdown_timeout(settings.shutdown_timeout_secs)
@@ -73,10 +74,6 @@ pub fn server(
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-fn settings_is_https(state: &web::Data<AppState>) -> bool {
-    state.info.public_url.is_https()
 }
 
 fn body_limits(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
@@ -87,9 +84,23 @@ fn body_limits(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/static/{path:.*}", web::get().to(static_files::serve))
+    cfg.service(get_only("/healthz", health::healthz))
+        .service(get_only("/readyz", health::readyz))
+        .service(get_only("/static/{path:.*}", static_files::serve))
         .configure(console::routes)
         .default_service(web::to(console::not_found));
+}
+
+/// A resource answering GET and HEAD with `handler`, and any other method with the 405 page.
+/// (Without its own default, a resource would fall through to the app's 404.)
+fn get_only<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(console::method_not_allowed))
 }

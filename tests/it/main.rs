@@ -1,1 +1,10 @@
+//! The integration test binary: every test goes through the front door (the real server on a
+//! random port, the real `sluice` binary, a real browser) against real PostgreSQL.
 
+mod harness;
+
+mod browser;
+mod cli;
+mod console;
+mod embedded;
+mod http;

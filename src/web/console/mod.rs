@@ -11,12 +11,17 @@ use super::htmx::HxRequest;
 
 /// The console's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(status::show));
+    cfg.service(super::get_only("/", status::show));
 }
 
 /// `default_service`: anything unrouted.
 pub async fn not_found() -> Result<HttpResponse, ConsoleError> {
     Err(ConsoleError::NotFound)
+}
+
+/// A routed path asked with a method it does not take.
+pub async fn method_not_allowed() -> Result<HttpResponse, ConsoleError> {
+    Err(ConsoleError::MethodNotAllowed)
 }
 
 /// A console section in the header navigation.
@@ -107,6 +112,8 @@ pub enum ConsoleError {
     NotFound,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// Anything unexpected. Its cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -124,6 +131,7 @@ impl ConsoleError {
         match self {
             ConsoleError::NotFound => ErrorKind::NotFound,
             ConsoleError::PayloadTooLarge => ErrorKind::PayloadTooLarge,
+            ConsoleError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             ConsoleError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -140,7 +148,11 @@ impl ResponseError for ConsoleError {
             tracing::error!(error = format!("{cause:#}"), "internal error");
         }
         // The body is replaced by the error page middleware, which knows the request.
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if let ConsoleError::MethodNotAllowed = self {
+            response.insert_header((header::ALLOW, "GET, HEAD"));
+        }
+        response
             .content_type("text/plain; charset=utf-8")
             .body(self.kind().title())
     }

@@ -1,0 +1,148 @@
+//! Console behaviour in a real browser (Debian's chromium, driven through chromedriver).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thirtyfour::prelude::*;
+
+use crate::harness::spawn_app;
+
+/// A chromedriver process on a free port, stopped on drop.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver_path())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver must be installed (apt-get install chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, url }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver_path() -> PathBuf {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("chromedriver"))
+}
+
+async fn browser(driver: &ChromeDriver, profile: &std::path::Path, width: u32) -> WebDriver {
+    let mut caps = DesiredCapabilities::chrome();
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        caps.set_binary("/usr/bin/chromium").unwrap();
+    }
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        &format!("--window-size={width},900"),
+        &format!("--user-data-dir={}", profile.display()),
+    ] {
+        caps.add_arg(arg).unwrap();
+    }
+    caps.set("goog:loggingPrefs", serde_json::json!({"browser": "ALL"}))
+        .unwrap();
+    WebDriver::new(&driver.url, caps).await.expect("start chromium")
+}
+
+fn screenshot_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[tokio::test]
+async fn the_console_loads_styled_and_without_console_errors() {
+    let app = spawn_app().await;
+    let driver = ChromeDriver::start();
+    for (width, name) in [(1440, "status-1440.png"), (390, "status-390.png")] {
+        let profile = tempfile::tempdir().unwrap();
+        let browser = browser(&driver, profile.path(), width).await;
+        browser.goto(app.url("/")).await.unwrap();
+        assert_eq!(browser.title().await.unwrap(), "Overview · Sluice");
+
+        // The layout is there and the stylesheet applied.
+        let header = browser.find(By::Css("header.site-header")).await.unwrap();
+        assert!(header.text().await.unwrap().contains("Sluice"));
+        let computed = browser
+            .execute(
+                "const h = getComputedStyle(document.querySelector('.site-header'));\
+                 const s = getComputedStyle(document.querySelector('.status-succeeded'));\
+                 return [h.backgroundColor, h.display, s.borderRadius, \
+                         document.documentElement.scrollWidth <= window.innerWidth, \
+                         typeof window.htmx];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let values: Vec<serde_json::Value> = computed.convert().unwrap();
+        assert_ne!(values[0], "rgba(0, 0, 0, 0)", "header background from app.css");
+        assert_eq!(values[1], "flex");
+        assert_eq!(values[2], "999px");
+        assert_eq!(values[3], true, "no horizontal scrolling at {width} px");
+        assert_eq!(values[4], "object", "htmx loaded");
+        let ready = browser.find(By::Css(".status-succeeded")).await.unwrap();
+        assert_eq!(ready.text().await.unwrap().trim(), "Ready", "status has text, not colour alone");
+
+        // Keyboard focus is visible.
+        browser
+            .execute("document.querySelector('.brand').focus();", vec![])
+            .await
+            .unwrap();
+        let outline = browser
+            .execute(
+                "return getComputedStyle(document.activeElement).outlineStyle;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let outline: String = outline.convert().unwrap();
+        assert_ne!(outline, "none", "focus outline");
+
+        // Nothing went wrong in the browser: a CSP violation or a failed load would show here.
+        let errors: Vec<String> = browser
+            .browser_log()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.level == "SEVERE" || e.level == "WARNING")
+            .map(|e| e.message)
+            .collect();
+        assert!(errors.is_empty(), "browser console: {errors:#?}");
+
+        browser.screenshot(&screenshot_path(name)).await.unwrap();
+        browser.quit().await.unwrap();
+    }
+}

@@ -1,0 +1,392 @@
+//! The test harness: one PostgreSQL cluster per test run, a fresh database per test, the real
+//! server on a random port, and helpers to run the `sluice` binary.
+//!
+//! The cluster is Sluice's own embedded cluster (so that code is exercised by every test), in a
+//! temporary directory, unless `TEST_DATABASE_URL` names a server to use instead (its user must be
+//! allowed to create databases). Each test's database is copied from a migrated template database,
+//! which is much faster than migrating each one.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use sluice::config::{BodyLimit, DatabaseTarget, PublicUrl, ServeSettings, WorkerCount};
+use sluice::embedded_pg::{ClusterConfig, Durability, EmbeddedPostgres, PgBinaries};
+use sluice::startup::Application;
+use sluice::web::{AppState, DatabaseMode, ServerInfo};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, Executor, PgConnection};
+
+/// The shared cluster (or external server) and its migrated template database.
+pub struct Harness {
+    admin: PgConnectOptions,
+    template: String,
+    /// Set when the harness runs its own cluster; kept alive for the whole run.
+    _cluster: Option<EmbeddedPostgres>,
+}
+
+/// The harness, started on first use.
+pub fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        // Started on a runtime of its own, so that it outlives any one test's runtime.
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(start_harness())
+        })
+        .join()
+        .expect("harness start-up panicked")
+    })
+}
+
+async fn start_harness() -> Harness {
+    sluice::telemetry::init("warn");
+    let (admin, cluster) = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => (url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"), None),
+        Err(_) => {
+            remove_stale_harness_dirs();
+            let cluster = EmbeddedPostgres::start(ClusterConfig {
+                data_dir: harness_dir(std::process::id()),
+                binaries: pg_binaries(),
+                pg_user: "postgres".into(),
+                durability: Durability::Volatile,
+            })
+            .await
+            .expect("the embedded test cluster must start");
+            (cluster.superuser_connect_options(), Some(cluster))
+        }
+    };
+    let template = format!("sluice_template_{}", std::process::id());
+    let mut conn = PgConnection::connect_with(&admin).await.expect("admin connection");
+    execute(&mut conn, format!("DROP DATABASE IF EXISTS \"{template}\"")).await;
+    execute(&mut conn, format!("CREATE DATABASE \"{template}\"")).await;
+    let pool = sluice::db::connect(admin.clone().database(&template), 1)
+        .await
+        .expect("connect to template");
+    sluice::db::migrate(&pool).await.expect("migrate template");
+    // CREATE DATABASE … TEMPLATE needs the template to have no connections.
+    pool.close().await;
+    Harness {
+        admin,
+        template,
+        _cluster: cluster,
+    }
+}
+
+/// Runs administrative SQL built from names the harness made itself.
+async fn execute(conn: &mut PgConnection, sql: String) {
+    conn.execute(sqlx::AssertSqlSafe(sql.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn harness_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("sluice-it-{pid}"))
+}
+
+/// Harness directories of earlier runs whose process is gone (the cluster stops with its process).
+fn remove_stale_harness_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("sluice-it-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The machine's PostgreSQL server binaries.
+pub fn pg_binaries() -> PgBinaries {
+    PgBinaries::locate(None, std::env::var("PATH").ok().as_deref())
+        .expect("PostgreSQL server binaries (apt-get install postgresql)")
+}
+
+/// A fresh database for one test.
+pub struct TestDatabase {
+    pub name: String,
+    pub options: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// A copy of the migrated template.
+    pub async fn migrated() -> Self {
+        Self::create(true).await
+    }
+
+    /// An empty database, never migrated.
+    pub async fn empty() -> Self {
+        Self::create(false).await
+    }
+
+    async fn create(migrated: bool) -> Self {
+        let h = harness();
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let sql = if migrated {
+            format!("CREATE DATABASE \"{name}\" TEMPLATE \"{}\"", h.template)
+        } else {
+            format!("CREATE DATABASE \"{name}\"")
+        };
+        let mut conn = PgConnection::connect_with(&h.admin).await.expect("admin connection");
+        execute(&mut conn, sql).await;
+        let _ = conn.close().await;
+        Self {
+            options: h.admin.clone().database(&name),
+            name,
+        }
+    }
+
+    /// Drops the database, disconnecting everyone using it (simulates losing the database).
+    pub async fn drop_now(&self) {
+        let mut conn = PgConnection::connect_with(&harness().admin)
+            .await
+            .expect("admin connection");
+        execute(&mut conn, format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name)).await;
+    }
+
+    /// A `postgres://` URL for the `sluice` binary.
+    pub fn url(&self) -> String {
+        options_url(&self.options)
+    }
+}
+
+/// A URL for connect options (socket or TCP).
+pub fn options_url(options: &PgConnectOptions) -> String {
+    let db = options.get_database().unwrap_or("postgres");
+    match options.get_socket() {
+        Some(socket) => format!(
+            "postgres:///{db}?host={}&port={}&user={}",
+            socket.display(),
+            options.get_port(),
+            options.get_username()
+        ),
+        None => format!(
+            "postgres://{}@{}:{}/{db}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port()
+        ),
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+}
+
+/// Runs the real server on 127.0.0.1:0 against a freshly migrated database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_on(TestDatabase::migrated().await).await
+}
+
+/// Runs the real server on the given database (which may be unmigrated).
+pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
+    let settings = ServeSettings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        public_url: "http://127.0.0.1/".parse::<PublicUrl>().unwrap(),
+        database: DatabaseTarget::External(db.options.clone().into()),
+        workers: WorkerCount::default(),
+        body_limit: BodyLimit::DEFAULT,
+        shutdown_timeout_secs: 5,
+    };
+    let pool = sluice::db::connect(db.options.clone(), 4)
+        .await
+        .expect("connect to test database");
+    let state = AppState::new(
+        pool,
+        ServerInfo {
+            database_mode: DatabaseMode::External,
+            workers: settings.workers,
+            public_url: settings.public_url.clone(),
+        },
+    );
+    let app = Application::build(&settings, state).expect("build app");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db,
+    }
+}
+
+/// A temporary directory PostgreSQL's system user can traverse (it is removed on drop).
+pub fn temp_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("sluice-test-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// The `sluice` binary under test.
+pub fn sluice_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    // The environment of the developer's shell must not leak into the tests.
+    for var in [
+        "DATABASE_URL",
+        "SLUICE_BIND",
+        "SLUICE_DATA_DIR",
+        "SLUICE_PUBLIC_URL",
+        "SLUICE_WORKERS",
+        "SLUICE_PG_BIN",
+        "SLUICE_PG_USER",
+        "SLUICE_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("SLUICE_LOG", "info,sqlx=warn").stdin(Stdio::null());
+    cmd
+}
+
+/// A `sluice` process whose standard error is collected as it runs.
+pub struct SluiceProcess {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl SluiceProcess {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Self { child, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for the "listening on http://ADDR" line; panics with the output if the process exits
+    /// or takes too long.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(addr) = self
+                .stderr()
+                .lines()
+                .find_map(|l| l.split("listening on http://").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+            {
+                return addr;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sluice exited ({status}) before listening:\n{}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "sluice did not start:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for exit (bounded) and returns the exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                // Let the reader thread drain the pipe.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "sluice did not exit:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SluiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `sluice` to completion; returns (exit code, stdout, stderr).
+pub fn run_sluice(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = sluice_command();
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run sluice");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Polls `cond` until true or the timeout passes.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
