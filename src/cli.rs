@@ -20,7 +20,12 @@ pub struct Cli {
     command: Command,
 
     /// Log filter, in RUST_LOG syntax (e.g. `debug`, `info,sqlx=warn`).
-    #[arg(long, env = "SLUICE_LOG", default_value = "info,sqlx=warn", global = true)]
+    #[arg(
+        long,
+        env = "SLUICE_LOG",
+        default_value = "info,sqlx=warn",
+        global = true
+    )]
     log: String,
 }
 
@@ -36,7 +41,12 @@ enum Command {
 #[derive(Debug, Args)]
 struct DatabaseArgs {
     /// Directory for Sluice's state, including the embedded PostgreSQL cluster.
-    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./sluice-data", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "SLUICE_DATA_DIR",
+        default_value = "./sluice-data",
+        value_name = "DIR"
+    )]
     data_dir: PathBuf,
 
     /// Use this PostgreSQL server instead of the embedded cluster (postgres://user:pass@host/db).
@@ -48,14 +58,19 @@ struct DatabaseArgs {
     pg_bin: Option<PathBuf>,
 
     /// System user the embedded cluster runs as when Sluice runs as root.
-    #[arg(long, env = "SLUICE_PG_USER", default_value = "postgres", value_name = "USER")]
+    #[arg(
+        long,
+        env = "SLUICE_PG_USER",
+        default_value = "postgres",
+        value_name = "USER"
+    )]
     pg_user: String,
 }
 
 impl DatabaseArgs {
     fn into_target(self) -> DatabaseTarget {
         match self.database_url {
-            Some(url) => DatabaseTarget::External(url),
+            Some(url) => DatabaseTarget::External(Box::new(url)),
             None => DatabaseTarget::Embedded(EmbeddedSettings {
                 data_dir: self.data_dir,
                 pg_bin: self.pg_bin,
@@ -71,7 +86,12 @@ struct ServeArgs {
     database: DatabaseArgs,
 
     /// Address and port to listen on.
-    #[arg(long, env = "SLUICE_BIND", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "SLUICE_BIND",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     bind: SocketAddr,
 
     /// The URL users reach Sluice at, when it differs from http://<bind>/ (e.g. behind a proxy).
@@ -83,7 +103,12 @@ struct ServeArgs {
     workers: WorkerCount,
 
     /// Largest request body accepted, in bytes; larger requests get 413.
-    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value = "1048576", value_name = "BYTES")]
+    #[arg(
+        long,
+        env = "SLUICE_MAX_BODY_BYTES",
+        default_value = "1048576",
+        value_name = "BYTES"
+    )]
     max_body_bytes: BodyLimit,
 
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
@@ -112,7 +137,10 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -174,7 +202,9 @@ mod tests {
         assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(settings.body_limit, BodyLimit::DEFAULT);
-        assert!(matches!(settings.database, DatabaseTarget::Embedded(ref e) if e.data_dir == PathBuf::from("./sluice-data")));
+        assert!(
+            matches!(settings.database, DatabaseTarget::Embedded(ref e) if e.data_dir.as_path() == std::path::Path::new("./sluice-data"))
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum DatabaseTarget {
     /// A private cluster under the data directory, started and stopped by Sluice.
     Embedded(EmbeddedSettings),
     /// Any PostgreSQL server reachable through `DATABASE_URL`; Sluice starts nothing.
-    External(DatabaseUrl),
+    External(Box<DatabaseUrl>),
 }
 
 /// How to run the private cluster.
@@ -231,14 +231,27 @@ mod tests {
 
     #[test]
     fn database_url_hides_password() {
-        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/sluice".parse().unwrap();
-        assert_eq!(format!("{url}"), "postgres://app:****@db.example:5432/sluice");
-        assert_eq!(format!("{url:?}"), "postgres://app:****@db.example:5432/sluice");
+        let url: DatabaseUrl = "postgres://app:s3cret@db.example:5432/sluice"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            format!("{url}"),
+            "postgres://app:****@db.example:5432/sluice"
+        );
+        assert_eq!(
+            format!("{url:?}"),
+            "postgres://app:****@db.example:5432/sluice"
+        );
     }
 
     #[test]
     fn database_url_refuses_other_schemes_and_garbage() {
-        assert!("mysql://x/y".parse::<DatabaseUrl>().unwrap_err().contains("scheme"));
+        assert!(
+            "mysql://x/y"
+                .parse::<DatabaseUrl>()
+                .unwrap_err()
+                .contains("scheme")
+        );
         assert!("not a url".parse::<DatabaseUrl>().is_err());
     }
 

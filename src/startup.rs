@@ -61,20 +61,27 @@ pub struct Database {
 impl Database {
     /// Starts the embedded cluster (for [`DatabaseTarget::Embedded`]) or connects to the external
     /// server, then applies pending migrations.
-    pub async fn open(target: &DatabaseTarget, path_var: Option<&str>) -> Result<Self, StartupError> {
+    pub async fn open(
+        target: &DatabaseTarget,
+        path_var: Option<&str>,
+    ) -> Result<Self, StartupError> {
         let (cluster, url, mode) = match target {
             DatabaseTarget::Embedded(settings) => {
                 let cluster = EmbeddedPostgres::start(cluster_config(settings, path_var)?).await?;
                 let url = DatabaseUrl::from(cluster.app_connect_options());
                 (Some(cluster), url, DatabaseMode::Embedded)
             }
-            DatabaseTarget::External(url) => (None, url.clone(), DatabaseMode::External),
+            DatabaseTarget::External(url) => (None, (**url).clone(), DatabaseMode::External),
         };
         let db = match crate::db::connect(url.connect_options(), POOL_SIZE).await {
-            Ok(pool) => Self { pool, cluster, mode },
+            Ok(pool) => Self {
+                pool,
+                cluster,
+                mode,
+            },
             Err(source) => {
                 if let Some(cluster) = cluster {
-                    let _ = cluster.stop().await;
+                    cluster.stop().await;
                 }
                 return Err(StartupError::Connect {
                     target: url.to_string(),
@@ -98,9 +105,7 @@ impl Database {
     pub async fn close(self) {
         self.pool.close().await;
         if let Some(cluster) = self.cluster {
-            if let Err(e) = cluster.stop().await {
-                tracing::error!(error = %e, "stopping the embedded PostgreSQL failed");
-            }
+            cluster.stop().await;
         }
     }
 }
@@ -185,7 +190,10 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
 /// `sluice migrate`: applies pending migrations and returns how many migrations the schema has.
 /// With an embedded data directory it attaches to a running server's cluster, or starts the
 /// cluster just for the command.
-pub async fn migrate(target: DatabaseTarget, path_var: Option<&str>) -> Result<usize, StartupError> {
+pub async fn migrate(
+    target: DatabaseTarget,
+    path_var: Option<&str>,
+) -> Result<usize, StartupError> {
     match &target {
         DatabaseTarget::External(_) => {
             let db = Database::open(&target, path_var).await?;
@@ -210,7 +218,7 @@ pub async fn migrate(target: DatabaseTarget, path_var: Option<&str>) -> Result<u
                 }
                 Opened::Attached(options) => {
                     tracing::info!("a running Sluice owns this data directory; using its cluster");
-                    let url = DatabaseUrl::from(options);
+                    let url = DatabaseUrl::from(*options);
                     let pool = connect(&url).await?;
                     let result = crate::db::migrate(&pool).await;
                     let count = applied_count(&pool).await;

@@ -16,7 +16,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Opens a connection pool and checks that the database answers.
-pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(
+    options: PgConnectOptions,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -57,7 +60,11 @@ pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
     let applied = status::applied_migration_versions(pool)
         .await
         .map_err(|_| NotReady::Unreachable)?;
-    let expected: Vec<i64> = MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).map(|m| m.version).collect();
+    let expected: Vec<i64> = MIGRATOR
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
     if expected.iter().all(|v| applied.contains(v)) {
         Ok(())
     } else {

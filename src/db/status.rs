@@ -33,9 +33,10 @@ pub async fn applied_migrations(pool: &PgPool) -> Result<Vec<AppliedMigration>, 
 /// The versions of the migrations applied successfully.
 pub async fn applied_migration_versions(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     // to_regclass lets a database that was never migrated answer "nothing applied" instead of failing.
-    let present = sqlx::query_scalar!(r#"SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS "present!""#)
-        .fetch_one(pool)
-        .await?;
+    let present =
+        sqlx::query_scalar!(r#"SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS "present!""#)
+            .fetch_one(pool)
+            .await?;
     if !present {
         return Ok(Vec::new());
     }

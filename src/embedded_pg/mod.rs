@@ -143,7 +143,7 @@ pub enum Opened {
     /// This process started the cluster and must stop it.
     Started(EmbeddedPostgres),
     /// A running Sluice owns the cluster; connect through its socket.
-    Attached(PgConnectOptions),
+    Attached(Box<PgConnectOptions>),
 }
 
 /// A running private cluster owned by this process.
@@ -186,7 +186,7 @@ impl EmbeddedPostgres {
         match Self::start(config).await {
             Ok(cluster) => Ok(Opened::Started(cluster)),
             Err(EmbeddedError::InUse { data_dir, .. }) => {
-                Ok(Opened::Attached(app_connect_options(&data_dir)))
+                Ok(Opened::Attached(Box::new(app_connect_options(&data_dir))))
             }
             Err(other) => Err(other),
         }
@@ -230,14 +230,8 @@ impl EmbeddedPostgres {
         let (postmaster_pid, exited) = loop {
             attempt += 1;
             let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
-            let (pid, exited) = spawn_postmaster(
-                &config,
-                &pgdata,
-                &socket_dir,
-                &log_path,
-                run_as.as_ref(),
-            )
-            .await?;
+            let (pid, exited) =
+                spawn_postmaster(&config, &pgdata, &socket_dir, &log_path, run_as.as_ref()).await?;
             match wait_until_accepting(&socket_dir, exited.clone()).await {
                 Ok(()) => break (pid, exited),
                 Err(StartProblem::Exited) => {
@@ -309,10 +303,10 @@ impl EmbeddedPostgres {
 
     /// Fast shutdown: disconnects clients, checkpoints and exits. Escalates to an immediate
     /// shutdown if that takes longer than 30 s.
-    pub async fn stop(mut self) -> Result<(), EmbeddedError> {
+    pub async fn stop(mut self) {
         self.stopped = true;
         if self.exited.borrow().is_some() {
-            return Ok(());
+            return;
         }
         signal(self.postmaster_pid, libc::SIGINT);
         let mut exited = self.exited.clone();
@@ -326,7 +320,6 @@ impl EmbeddedPostgres {
                 .await;
         }
         tracing::info!("embedded PostgreSQL stopped");
-        Ok(())
     }
 }
 
@@ -380,12 +373,15 @@ fn open_for_user(data_dir: &Path, user: &OsUser) -> Result<(), EmbeddedError> {
     })?;
     // Traverse only: the cluster's own directories below are private to `user`.
     if meta.mode() & 0o001 == 0 {
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(meta.mode() | 0o011))
-            .map_err(|source| EmbeddedError::DataDir {
-                path: data_dir.to_path_buf(),
-                action: "set permissions on",
-                source,
-            })?;
+        std::fs::set_permissions(
+            data_dir,
+            std::fs::Permissions::from_mode(meta.mode() | 0o011),
+        )
+        .map_err(|source| EmbeddedError::DataDir {
+            path: data_dir.to_path_buf(),
+            action: "set permissions on",
+            source,
+        })?;
     }
     match os_user::first_untraversable(data_dir, user) {
         Some(blocked) => Err(EmbeddedError::Untraversable {
@@ -476,23 +472,36 @@ async fn clear_stale_postmaster(pgdata: &Path) {
     let Ok(content) = std::fs::read_to_string(&pid_file) else {
         return;
     };
-    let Some(pid) = content.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+    let Some(pid) = content
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<u32>().ok())
+    else {
         let _ = std::fs::remove_file(&pid_file);
         return;
     };
     if works_in(pid, pgdata) {
-        tracing::warn!(pid, "shutting down an orphaned PostgreSQL server on this data directory");
+        tracing::warn!(
+            pid,
+            "shutting down an orphaned PostgreSQL server on this data directory"
+        );
         signal(pid, libc::SIGINT);
         wait_for_exit(&[pid], STOP_TIMEOUT, libc::SIGQUIT).await;
     }
     // Backends of a postmaster that was killed outright notice its death and exit on their own.
     let leftovers = processes_working_in(pgdata);
     if !leftovers.is_empty() {
-        tracing::warn!(count = leftovers.len(), "waiting for orphaned PostgreSQL backends to exit");
+        tracing::warn!(
+            count = leftovers.len(),
+            "waiting for orphaned PostgreSQL backends to exit"
+        );
         wait_for_exit(&leftovers, Duration::from_secs(10), libc::SIGKILL).await;
     }
     if process_exists(pid) && !works_in(pid, pgdata) {
-        tracing::info!(pid, "removing a postmaster.pid whose PID now belongs to another process");
+        tracing::info!(
+            pid,
+            "removing a postmaster.pid whose PID now belongs to another process"
+        );
         let _ = std::fs::remove_file(&pid_file);
     }
 }
@@ -537,7 +546,10 @@ async fn wait_for_exit(pids: &[u32], patience: Duration, escalation: libc::c_int
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -625,7 +637,9 @@ async fn spawn_postmaster(
     let pid = pid_rx
         .await
         .map_err(|_| EmbeddedError::StartFailed("the supervisor thread ended".into()))?
-        .map_err(|e| EmbeddedError::StartFailed(format!("cannot run {}: {e}", program.display())))?;
+        .map_err(|e| {
+            EmbeddedError::StartFailed(format!("cannot run {}: {e}", program.display()))
+        })?;
     Ok((pid, exit_rx))
 }
 

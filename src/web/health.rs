@@ -52,5 +52,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             },
         ),
     };
-    response.insert_header(("Cache-Control", "no-store")).json(body)
+    response
+        .insert_header(("Cache-Control", "no-store"))
+        .json(body)
 }

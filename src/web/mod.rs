@@ -64,7 +64,9 @@ pub fn server(
             .configure(|cfg| body_limits(cfg, limit))
             .configure(routes)
             .wrap(actix_web::middleware::from_fn(middleware::limit_body))
-            .wrap(actix_web::middleware::from_fn(middleware::render_error_pages))
+            .wrap(actix_web::middleware::from_fn(
+                middleware::render_error_pages,
+            ))
             .wrap(actix_web::middleware::from_fn(middleware::access_log))
             .wrap(middleware::security_headers(https))
             .wrap(TracingLogger::default())

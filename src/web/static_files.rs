@@ -48,7 +48,10 @@ pub fn asset_url(path: &str) -> String {
 }
 
 /// `GET /static/{path}`.
-pub async fn serve(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ConsoleError> {
+pub async fn serve(
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ConsoleError> {
     let path = path.into_inner();
     let (Some(file), Some(hash)) = (Assets::get(&path), hashes().get(&path)) else {
         return Err(ConsoleError::NotFound);
@@ -66,7 +69,10 @@ pub async fn serve(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| matches!(t.trim(), "*") || t.trim().trim_start_matches("W/") == etag));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| matches!(t.trim(), "*") || t.trim().trim_start_matches("W/") == etag)
+        });
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
@@ -79,11 +85,12 @@ pub async fn serve(req: HttpRequest, path: web::Path<String>) -> Result<HttpResp
         return Ok(response.finish());
     }
     let mime = file.metadata.mimetype();
-    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") || mime == "image/svg+xml" {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    };
+    let content_type =
+        if mime.starts_with("text/") || mime.ends_with("javascript") || mime == "image/svg+xml" {
+            format!("{mime}; charset=utf-8")
+        } else {
+            mime.to_string()
+        };
     let content_type = HeaderValue::from_str(&content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     Ok(response

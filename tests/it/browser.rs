@@ -74,7 +74,9 @@ async fn browser(driver: &ChromeDriver, profile: &std::path::Path, width: u32) -
     }
     caps.set("goog:loggingPrefs", serde_json::json!({"browser": "ALL"}))
         .unwrap();
-    WebDriver::new(&driver.url, caps).await.expect("start chromium")
+    WebDriver::new(&driver.url, caps)
+        .await
+        .expect("start chromium")
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
@@ -90,7 +92,21 @@ async fn the_console_loads_styled_and_without_console_errors() {
     for (width, name) in [(1440, "status-1440.png"), (390, "status-390.png")] {
         let profile = tempfile::tempdir().unwrap();
         let browser = browser(&driver, profile.path(), width).await;
+        // Headless windows have a minimum width; emulate the viewport exactly instead.
+        browser
+            .cdp()
+            .emulation()
+            .set_device_metrics_override(width, 900, 1.0, width < 600)
+            .await
+            .unwrap();
         browser.goto(app.url("/")).await.unwrap();
+        let inner_width: i64 = browser
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert_eq!(inner_width, i64::from(width));
         assert_eq!(browser.title().await.unwrap(), "Overview · Sluice");
 
         // The layout is there and the stylesheet applied.
@@ -108,13 +124,20 @@ async fn the_console_loads_styled_and_without_console_errors() {
             .await
             .unwrap();
         let values: Vec<serde_json::Value> = computed.convert().unwrap();
-        assert_ne!(values[0], "rgba(0, 0, 0, 0)", "header background from app.css");
+        assert_ne!(
+            values[0], "rgba(0, 0, 0, 0)",
+            "header background from app.css"
+        );
         assert_eq!(values[1], "flex");
         assert_eq!(values[2], "999px");
         assert_eq!(values[3], true, "no horizontal scrolling at {width} px");
         assert_eq!(values[4], "object", "htmx loaded");
         let ready = browser.find(By::Css(".status-succeeded")).await.unwrap();
-        assert_eq!(ready.text().await.unwrap().trim(), "Ready", "status has text, not colour alone");
+        assert_eq!(
+            ready.text().await.unwrap().trim(),
+            "Ready",
+            "status has text, not colour alone"
+        );
 
         // Keyboard focus is visible.
         browser

@@ -10,9 +10,15 @@ async fn the_status_page_shows_version_database_and_migrations() {
     assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
     let html = res.text().await.unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert!(html.contains(&format!("Sluice {}", env!("CARGO_PKG_VERSION"))), "footer with version");
+    assert!(
+        html.contains(&format!("Sluice {}", env!("CARGO_PKG_VERSION"))),
+        "footer with version"
+    );
     assert!(html.contains("External (DATABASE_URL)"));
-    assert!(html.contains("<dt>PostgreSQL</dt><dd>1"), "server version shown");
+    assert!(
+        html.contains("<dt>PostgreSQL</dt><dd>1"),
+        "server version shown"
+    );
     assert!(html.contains("platform"), "migration description listed");
     assert!(html.contains("1 of 1 applied"));
     assert!(html.contains(">Ready<"));
@@ -38,9 +44,15 @@ async fn htmx_requests_get_only_the_content_block() {
     assert_eq!(partial.status(), 200);
     assert_eq!(partial.headers()["vary"], "HX-Request");
     let partial = partial.text().await.unwrap();
-    assert!(!partial.contains("<html") && !partial.contains("site-header"), "{partial}");
+    assert!(
+        !partial.contains("<html") && !partial.contains("site-header"),
+        "{partial}"
+    );
     assert!(partial.contains("<h1>Overview</h1>"));
-    assert!(full.contains(partial.trim()), "the partial is exactly the page's content block");
+    assert!(
+        full.contains(partial.trim()),
+        "the partial is exactly the page's content block"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +98,16 @@ async fn internal_errors_show_a_generic_page_with_the_request_id() {
     assert!(html.contains("Something went wrong"));
     assert!(html.contains(&format!("<code>{request_id}</code>")));
     assert!(html.contains("site-header"), "rendered in the layout");
-    for internal in ["sqlx", "database \"", "terminating", "PgDatabaseError", "connection"] {
-        assert!(!html.contains(internal), "internal detail {internal:?} leaked");
+    for internal in [
+        "sqlx",
+        "database \"",
+        "terminating",
+        "PgDatabaseError",
+        "connection",
+    ] {
+        assert!(
+            !html.contains(internal),
+            "internal detail {internal:?} leaked"
+        );
     }
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sluice::embedded_pg::{
-    ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, OsUser, PgBinaries,
-    running_as_root,
+    ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, OsUser, PgBinaries, running_as_root,
 };
 use sqlx::{Connection, Executor, PgConnection, Row};
 
@@ -35,16 +34,19 @@ async fn first_boot_creates_the_cluster_and_the_second_reuses_it() {
     let dir = temp_dir();
     let data = dir.path().join("data");
 
-    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries())).await.unwrap();
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries()))
+        .await
+        .unwrap();
     assert!(data.join("pgdata/PG_VERSION").exists());
     assert!(!data.join("pgdata.init").exists());
     let socket_mode = std::fs::metadata(data.join("run")).unwrap().mode() & 0o777;
     assert_eq!(socket_mode, 0o700, "socket directory is private");
     let mut conn = app_connection(&cluster).await;
-    let who: (String, String) = sqlx::query_as("SELECT current_user::text, current_database()::text")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let who: (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
     assert_eq!(who, ("sluice".into(), "sluice".into()));
     let listen: String = sqlx::query_scalar("SHOW listen_addresses")
         .fetch_one(&mut conn)
@@ -56,19 +58,33 @@ async fn first_boot_creates_the_cluster_and_the_second_reuses_it() {
         .unwrap();
     conn.close().await.unwrap();
     let first_pid = cluster.postmaster_pid();
-    cluster.stop().await.unwrap();
+    cluster.stop().await;
     assert!(!process_alive(first_pid));
-    assert!(!data.join("pgdata/postmaster.pid").exists(), "clean shutdown");
+    assert!(
+        !data.join("pgdata/postmaster.pid").exists(),
+        "clean shutdown"
+    );
 
-    let created = std::fs::metadata(data.join("pgdata/PG_VERSION")).unwrap().modified().unwrap();
-    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries())).await.unwrap();
-    let modified = std::fs::metadata(data.join("pgdata/PG_VERSION")).unwrap().modified().unwrap();
+    let created = std::fs::metadata(data.join("pgdata/PG_VERSION"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries()))
+        .await
+        .unwrap();
+    let modified = std::fs::metadata(data.join("pgdata/PG_VERSION"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(created, modified, "the cluster was reused, not re-created");
     let mut conn = app_connection(&cluster).await;
-    let row = conn.fetch_one("SELECT x FROM survives_restart").await.unwrap();
+    let row = conn
+        .fetch_one("SELECT x FROM survives_restart")
+        .await
+        .unwrap();
     assert_eq!(row.get::<i32, _>(0), 42);
     conn.close().await.unwrap();
-    cluster.stop().await.unwrap();
+    cluster.stop().await;
 }
 
 #[tokio::test]
@@ -80,32 +96,47 @@ async fn a_postmaster_killed_outright_is_recovered_on_the_next_start() {
         durability: Durability::Durable,
         ..config(&data, binaries)
     };
-    let cluster = EmbeddedPostgres::start(durable(pg_binaries())).await.unwrap();
+    let cluster = EmbeddedPostgres::start(durable(pg_binaries()))
+        .await
+        .unwrap();
     let mut conn = app_connection(&cluster).await;
-    conn.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (7)").await.unwrap();
+    conn.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (7)")
+        .await
+        .unwrap();
     drop(conn);
     let pid = cluster.postmaster_pid();
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }
     assert!(eventually(Duration::from_secs(10), || !process_alive(pid)));
-    assert!(data.join("pgdata/postmaster.pid").exists(), "a crash leaves the pid file");
+    assert!(
+        data.join("pgdata/postmaster.pid").exists(),
+        "a crash leaves the pid file"
+    );
     drop(cluster);
 
-    let cluster = EmbeddedPostgres::start(durable(pg_binaries())).await.unwrap();
+    let cluster = EmbeddedPostgres::start(durable(pg_binaries()))
+        .await
+        .unwrap();
     let mut conn = app_connection(&cluster).await;
-    let x: i32 = sqlx::query_scalar("SELECT x FROM t").fetch_one(&mut conn).await.unwrap();
+    let x: i32 = sqlx::query_scalar("SELECT x FROM t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(x, 7);
     conn.close().await.unwrap();
-    cluster.stop().await.unwrap();
+    cluster.stop().await;
 }
 
 #[tokio::test]
 async fn postgres_runs_as_the_postgres_user_when_sluice_is_root() {
     let dir = temp_dir();
     let data = dir.path().join("data");
-    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries())).await.unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", cluster.postmaster_pid())).unwrap();
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries()))
+        .await
+        .unwrap();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", cluster.postmaster_pid())).unwrap();
     let uid: u32 = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -114,15 +145,20 @@ async fn postgres_runs_as_the_postgres_user_when_sluice_is_root() {
         .parse()
         .unwrap();
     let expected = if running_as_root() {
-        OsUser::lookup("postgres").expect("the postgres user exists").uid
+        OsUser::lookup("postgres")
+            .expect("the postgres user exists")
+            .uid
     } else {
         unsafe { libc::geteuid() }
     };
     assert_eq!(uid, expected, "effective uid of the postmaster");
     assert_ne!(uid, 0, "never root");
-    assert_eq!(std::fs::metadata(data.join("pgdata")).unwrap().uid(), expected);
+    assert_eq!(
+        std::fs::metadata(data.join("pgdata")).unwrap().uid(),
+        expected
+    );
     assert_eq!(std::fs::metadata(data.join("run")).unwrap().uid(), expected);
-    cluster.stop().await.unwrap();
+    cluster.stop().await;
 }
 
 #[tokio::test]
@@ -132,20 +168,37 @@ async fn a_failed_first_boot_leaves_nothing_half_made_and_can_be_retried() {
     // A binary directory whose initdb fails (the real postgres beside it).
     let broken = dir.path().join("broken-bin");
     std::fs::create_dir(&broken).unwrap();
-    std::fs::write(broken.join("initdb"), "#!/bin/sh\necho 'initdb: simulated failure' >&2\nexit 1\n")
-        .unwrap();
-    std::fs::set_permissions(broken.join("initdb"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::symlink(pg_binaries().bindir().join("postgres"), broken.join("postgres"))
-        .unwrap();
+    std::fs::write(
+        broken.join("initdb"),
+        "#!/bin/sh\necho 'initdb: simulated failure' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        broken.join("initdb"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        pg_binaries().bindir().join("postgres"),
+        broken.join("postgres"),
+    )
+    .unwrap();
     let broken = PgBinaries::locate(Some(&broken), None).unwrap();
 
-    let err = EmbeddedPostgres::start(config(&data, broken)).await.unwrap_err();
-    assert!(matches!(err, EmbeddedError::InitdbFailed(ref m) if m.contains("simulated failure")), "{err}");
+    let err = EmbeddedPostgres::start(config(&data, broken))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EmbeddedError::InitdbFailed(ref m) if m.contains("simulated failure")),
+        "{err}"
+    );
     assert!(!data.join("pgdata").exists());
     assert!(!data.join("pgdata.init").exists());
 
-    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries())).await.unwrap();
-    cluster.stop().await.unwrap();
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries()))
+        .await
+        .unwrap();
+    cluster.stop().await;
 }
 
 #[test]
@@ -155,12 +208,24 @@ fn missing_binaries_give_one_clear_paragraph_and_exit_2() {
     std::fs::create_dir(&empty).unwrap();
     let data = dir.path().join("data");
     let (code, _, stderr) = run_sluice(
-        &["serve", "--data-dir", data.to_str().unwrap(), "--bind", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
         &[("SLUICE_PG_BIN", empty.to_str().unwrap())],
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("PostgreSQL server binaries (initdb, postgres) were not found"), "{stderr}");
-    assert!(stderr.contains(empty.to_str().unwrap()), "names where it looked: {stderr}");
+    assert!(
+        stderr.contains("PostgreSQL server binaries (initdb, postgres) were not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(empty.to_str().unwrap()),
+        "names where it looked: {stderr}"
+    );
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
@@ -172,12 +237,21 @@ fn a_data_directory_that_is_a_file_is_refused_clearly() {
     std::fs::write(&file, "not a directory").unwrap();
     for data in [file.clone(), file.join("below")] {
         let (code, _, stderr) = run_sluice(
-            &["serve", "--data-dir", data.to_str().unwrap(), "--bind", "127.0.0.1:0"],
+            &[
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--bind",
+                "127.0.0.1:0",
+            ],
             &[],
         );
         assert_eq!(code, 2, "{stderr}");
         assert!(stderr.contains(&file.display().to_string()), "{stderr}");
-        assert!(stderr.to_lowercase().contains("not a directory"), "{stderr}");
+        assert!(
+            stderr.to_lowercase().contains("not a directory"),
+            "{stderr}"
+        );
     }
 }
 
@@ -193,10 +267,16 @@ fn a_data_directory_in_use_is_refused_and_migrate_attaches_to_it() {
     });
     first.wait_listening();
 
-    let (code, _, stderr) = run_sluice(&["serve", "--data-dir", data_arg, "--bind", "127.0.0.1:0"], &[]);
+    let (code, _, stderr) = run_sluice(
+        &["serve", "--data-dir", data_arg, "--bind", "127.0.0.1:0"],
+        &[],
+    );
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(&format!("is in use by another running Sluice (PID {})", first.pid())),
+        stderr.contains(&format!(
+            "is in use by another running Sluice (PID {})",
+            first.pid()
+        )),
         "{stderr}"
     );
 
@@ -258,9 +338,16 @@ fn a_crashed_sluice_does_not_leave_postgres_behind_and_restarts() {
 pub fn reqwest_blocking_get(url: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     out

@@ -48,7 +48,10 @@ pub fn harness() -> &'static Harness {
 async fn start_harness() -> Harness {
     sluice::telemetry::init("warn");
     let (admin, cluster) = match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) => (url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"), None),
+        Ok(url) => (
+            url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"),
+            None,
+        ),
         Err(_) => {
             remove_stale_harness_dirs();
             let cluster = EmbeddedPostgres::start(ClusterConfig {
@@ -63,7 +66,9 @@ async fn start_harness() -> Harness {
         }
     };
     let template = format!("sluice_template_{}", std::process::id());
-    let mut conn = PgConnection::connect_with(&admin).await.expect("admin connection");
+    let mut conn = PgConnection::connect_with(&admin)
+        .await
+        .expect("admin connection");
     execute(&mut conn, format!("DROP DATABASE IF EXISTS \"{template}\"")).await;
     execute(&mut conn, format!("CREATE DATABASE \"{template}\"")).await;
     let pool = sluice::db::connect(admin.clone().database(&template), 1)
@@ -141,7 +146,9 @@ impl TestDatabase {
         } else {
             format!("CREATE DATABASE \"{name}\"")
         };
-        let mut conn = PgConnection::connect_with(&h.admin).await.expect("admin connection");
+        let mut conn = PgConnection::connect_with(&h.admin)
+            .await
+            .expect("admin connection");
         execute(&mut conn, sql).await;
         let _ = conn.close().await;
         Self {
@@ -155,7 +162,11 @@ impl TestDatabase {
         let mut conn = PgConnection::connect_with(&harness().admin)
             .await
             .expect("admin connection");
-        execute(&mut conn, format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name)).await;
+        execute(
+            &mut conn,
+            format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name),
+        )
+        .await;
     }
 
     /// A `postgres://` URL for the `sluice` binary.
@@ -196,7 +207,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
     }
 }
 
@@ -210,7 +225,7 @@ pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url: "http://127.0.0.1/".parse::<PublicUrl>().unwrap(),
-        database: DatabaseTarget::External(db.options.clone().into()),
+        database: DatabaseTarget::External(Box::new(db.options.clone().into())),
         workers: WorkerCount::default(),
         body_limit: BodyLimit::DEFAULT,
         shutdown_timeout_secs: 5,
@@ -318,9 +333,16 @@ impl SluiceProcess {
                 return addr;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sluice exited ({status}) before listening:\n{}", self.stderr());
+                panic!(
+                    "sluice exited ({status}) before listening:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "sluice did not start:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not start:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -341,7 +363,11 @@ impl SluiceProcess {
                 std::thread::sleep(Duration::from_millis(50));
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "sluice did not exit:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "sluice did not exit:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -375,7 +401,10 @@ pub fn run_sluice(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String)
 pub fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 

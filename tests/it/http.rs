@@ -40,7 +40,10 @@ async fn readyz_is_unavailable_while_migrations_are_pending() {
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     let reason = body["reason"].as_str().unwrap();
-    assert!(reason.starts_with("migrations not applied (0 of "), "{reason}");
+    assert!(
+        reason.starts_with("migrations not applied (0 of "),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -75,9 +78,15 @@ async fn static_files_have_content_types_etags_and_answer_304() {
     assert_eq!(stale.status(), 200);
 
     let js = app.get("/static/vendor/htmx-2.0.11.min.js").await;
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     let svg = app.get("/static/favicon.svg").await;
-    assert_eq!(svg.headers()["content-type"], "image/svg+xml; charset=utf-8");
+    assert_eq!(
+        svg.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
 }
 
 #[tokio::test]
@@ -92,7 +101,10 @@ async fn versioned_static_urls_are_cached_for_a_year() {
         .to_string();
     let res = app.get(&href).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     // An outdated version is served, but revalidated.
     let old = app.get("/static/app.css?v=0123456789abcdef").await;
     assert_eq!(old.headers()["cache-control"], "no-cache");
@@ -101,7 +113,11 @@ async fn versioned_static_urls_are_cached_for_a_year() {
 #[tokio::test]
 async fn unknown_static_files_are_404_pages() {
     let app = spawn_app().await;
-    for path in ["/static/nope.css", "/static/../Cargo.toml", "/static/%2e%2e/Cargo.toml"] {
+    for path in [
+        "/static/nope.css",
+        "/static/../Cargo.toml",
+        "/static/%2e%2e/Cargo.toml",
+    ] {
         let res = app.get(path).await;
         assert_eq!(res.status(), 404, "{path}");
     }
@@ -110,7 +126,13 @@ async fn unknown_static_files_are_404_pages() {
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
     let app = spawn_app().await;
-    for path in ["/", "/healthz", "/readyz", "/static/app.css", "/no-such-page"] {
+    for path in [
+        "/",
+        "/healthz",
+        "/readyz",
+        "/static/app.css",
+        "/no-such-page",
+    ] {
         let res = app.get(path).await;
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
@@ -123,7 +145,10 @@ async fn every_response_carries_the_security_headers() {
         ] {
             assert!(csp.contains(directive), "{path}: {csp} lacks {directive}");
         }
-        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["referrer-policy"], "same-origin", "{path}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");

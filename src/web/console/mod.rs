@@ -209,13 +209,21 @@ impl ErrorKind {
 
     pub fn explanation(self) -> &'static str {
         match self {
-            ErrorKind::BadRequest => "The request could not be understood. Check the address and try again.",
+            ErrorKind::BadRequest => {
+                "The request could not be understood. Check the address and try again."
+            }
             ErrorKind::Forbidden => "You do not have permission to see this page or do this.",
-            ErrorKind::NotFound => "There is nothing at this address. It may have been moved or deleted.",
+            ErrorKind::NotFound => {
+                "There is nothing at this address. It may have been moved or deleted."
+            }
             ErrorKind::MethodNotAllowed => "This address does not accept that kind of request.",
             ErrorKind::PayloadTooLarge => "The request body is larger than this server accepts.",
-            ErrorKind::Internal => "Sluice could not complete the request. The problem has been logged; if it persists, give your administrator the request id below.",
-            ErrorKind::Unavailable => "Sluice cannot serve this request right now. Try again in a moment.",
+            ErrorKind::Internal => {
+                "Sluice could not complete the request. The problem has been logged; if it persists, give your administrator the request id below."
+            }
+            ErrorKind::Unavailable => {
+                "Sluice cannot serve this request right now. Try again in a moment."
+            }
         }
     }
 }
@@ -240,7 +248,11 @@ pub fn render_error(kind: ErrorKind, request_id: Option<String>, htmx: bool) -> 
         explanation: kind.explanation(),
         request_id,
     };
-    let rendered = if htmx { page.render_content() } else { page.render() };
+    let rendered = if htmx {
+        page.render_content()
+    } else {
+        page.render()
+    };
     rendered.unwrap_or_else(|e| {
         tracing::error!(error = %e, "rendering the error page failed");
         format!("{} {}", page.status, page.title)

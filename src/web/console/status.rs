@@ -4,6 +4,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
 
 use super::{ConsoleError, Layout, Section, console_page, render};
 use crate::db::{self, NotReady};
@@ -13,7 +15,18 @@ use crate::web::{AppState, DatabaseMode};
 struct MigrationRow {
     version: i64,
     description: String,
+    /// Machine-readable (RFC 3339), for `<time datetime>`.
     applied_at: String,
+    /// For people: `2026-11-27 10:07:11 UTC`.
+    applied_at_display: String,
+}
+
+fn display_time(at: OffsetDateTime) -> String {
+    at.to_offset(UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -41,6 +54,7 @@ pub async fn show(state: web::Data<AppState>, hx: HxRequest) -> Result<HttpRespo
             version: m.version,
             description: m.description,
             applied_at: m.installed_on.format(&Rfc3339).unwrap_or_default(),
+            applied_at_display: display_time(m.installed_on),
         })
         .collect();
     let readiness = db::readiness(&state.pool).await;
@@ -57,7 +71,10 @@ pub async fn show(state: web::Data<AppState>, hx: HxRequest) -> Result<HttpRespo
         workers: state.info.workers.get(),
         public_url: state.info.public_url.as_str().to_string(),
         migrations,
-        migrations_known: db::MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).count(),
+        migrations_known: db::MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .count(),
     };
     render(hx, &page)
 }
