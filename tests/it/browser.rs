@@ -89,7 +89,11 @@ fn screenshot_path(name: &str) -> PathBuf {
 async fn the_console_loads_styled_and_without_console_errors() {
     let app = spawn_app().await;
     let driver = ChromeDriver::start();
-    for (width, name) in [(1440, "status-1440.png"), (390, "status-390.png")] {
+    for (width, scheme, name) in [
+        (1440, "light", "status-1440.png"),
+        (390, "light", "status-390.png"),
+        (1440, "dark", "status-1440-dark.png"),
+    ] {
         let profile = tempfile::tempdir().unwrap();
         let browser = browser(&driver, profile.path(), width).await;
         // Headless windows have a minimum width; emulate the viewport exactly instead.
@@ -97,6 +101,14 @@ async fn the_console_loads_styled_and_without_console_errors() {
             .cdp()
             .emulation()
             .set_device_metrics_override(width, 900, 1.0, width < 600)
+            .await
+            .unwrap();
+        browser
+            .cdp()
+            .send_raw(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+            )
             .await
             .unwrap();
         browser.goto(app.url("/")).await.unwrap();
@@ -118,7 +130,7 @@ async fn the_console_loads_styled_and_without_console_errors() {
                  const s = getComputedStyle(document.querySelector('.status-succeeded'));\
                  return [h.backgroundColor, h.display, s.borderRadius, \
                          document.documentElement.scrollWidth <= window.innerWidth, \
-                         typeof window.htmx];",
+                         typeof window.htmx, getComputedStyle(document.body).backgroundColor];",
                 vec![],
             )
             .await
@@ -132,6 +144,11 @@ async fn the_console_loads_styled_and_without_console_errors() {
         assert_eq!(values[2], "999px");
         assert_eq!(values[3], true, "no horizontal scrolling at {width} px");
         assert_eq!(values[4], "object", "htmx loaded");
+        let expected_background = match scheme {
+            "dark" => "rgb(15, 27, 42)",
+            _ => "rgb(242, 243, 243)",
+        };
+        assert_eq!(values[5], expected_background, "{scheme} colour scheme");
         let ready = browser.find(By::Css(".status-succeeded")).await.unwrap();
         assert_eq!(
             ready.text().await.unwrap().trim(),

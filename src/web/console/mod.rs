@@ -258,3 +258,57 @@ pub fn render_error(kind: ErrorKind, request_id: Option<String>, htmx: bool) -> 
         format!("{} {}", page.status, page.title)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_page_renders_in_the_layout_with_its_status_and_request_id() {
+        for kind in [
+            ErrorKind::BadRequest,
+            ErrorKind::Forbidden,
+            ErrorKind::NotFound,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::PayloadTooLarge,
+            ErrorKind::Internal,
+            ErrorKind::Unavailable,
+        ] {
+            let html = render_error(kind, Some("req-123".into()), false);
+            assert!(html.starts_with("<!DOCTYPE html>"), "{kind:?}");
+            assert!(html.contains("site-header"), "{kind:?} in the layout");
+            assert!(html.contains(kind.title()), "{kind:?}");
+            assert!(
+                html.contains(&kind.status().as_u16().to_string()),
+                "{kind:?}"
+            );
+            assert!(html.contains("<code>req-123</code>"), "{kind:?}");
+            assert_eq!(ErrorKind::from_status(kind.status()), kind);
+
+            let partial = render_error(kind, None, true);
+            assert!(
+                !partial.contains("<html") && partial.contains(kind.title()),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_403_page_explains_the_refusal() {
+        let html = render_error(ErrorKind::Forbidden, None, false);
+        assert!(html.contains("Access denied"));
+        assert!(html.contains("403"));
+    }
+
+    #[test]
+    fn statuses_without_a_page_of_their_own_fall_back_by_class() {
+        assert_eq!(
+            ErrorKind::from_status(StatusCode::CONFLICT),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            ErrorKind::from_status(StatusCode::BAD_GATEWAY),
+            ErrorKind::Internal
+        );
+    }
+}
