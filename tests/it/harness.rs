@@ -222,9 +222,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Runs the real server on the given database (which may be unmigrated).
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
+    spawn_app_with(db, "http://127.0.0.1/").await
+}
+
+/// Runs the real server on the given database, as reached at `public_url`.
+pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        public_url: "http://127.0.0.1/".parse::<PublicUrl>().unwrap(),
+        public_url: public_url.parse::<PublicUrl>().unwrap(),
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),
         workers: WorkerCount::default(),
         body_limit: BodyLimit::DEFAULT,

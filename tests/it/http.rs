@@ -1,6 +1,6 @@
 //! HTTP basics: probes, static files, security headers, body limits.
 
-use crate::harness::{TestDatabase, spawn_app, spawn_app_on};
+use crate::harness::{TestDatabase, spawn_app, spawn_app_on, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -183,4 +183,25 @@ async fn bodies_over_the_limit_get_413() {
         .await
         .unwrap();
     assert_eq!(res.status(), 405);
+}
+
+#[tokio::test]
+async fn an_https_public_url_turns_on_hsts() {
+    let app = spawn_app_with(TestDatabase::migrated().await, "https://ci.example.com/").await;
+    for path in ["/", "/healthz", "/no-such-page"] {
+        let res = app.get(path).await;
+        assert_eq!(
+            res.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn head_requests_answer_like_get_without_a_body() {
+    let app = spawn_app().await;
+    let res = app.client.head(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.unwrap().is_empty());
 }
