@@ -161,7 +161,6 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{}", error_chain(&err));
             eprintln!("error: {}", error_chain(&err));
             ExitCode::from(err.exit_code())
         }

@@ -2,8 +2,6 @@
 //! down in order: stop accepting, drain in-flight requests, close the pool, stop the cluster.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use sqlx::PgPool;
@@ -245,14 +243,4 @@ async fn applied_count(pool: &PgPool) -> usize {
         .await
         .map(|v| v.len())
         .unwrap_or(0)
-}
-
-/// Where a data directory's cluster would live; used by tools and tests that inspect it.
-pub fn pgdata_dir(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("pgdata")
-}
-
-/// How long the server waits for in-flight requests at shutdown.
-pub fn shutdown_timeout(settings: &ServeSettings) -> Duration {
-    Duration::from_secs(settings.shutdown_timeout_secs)
 }

@@ -129,6 +129,38 @@ async fn a_postmaster_killed_outright_is_recovered_on_the_next_start() {
 }
 
 #[tokio::test]
+async fn a_pid_file_naming_a_reused_pid_does_not_block_the_start() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries()))
+        .await
+        .unwrap();
+    cluster.stop().await;
+    // After a crash and a reboot, the PID in postmaster.pid may belong to an unrelated process,
+    // which PostgreSQL alone would take for a running server when it may signal it (same user).
+    let mut sleep = std::process::Command::new("sleep");
+    sleep.arg("60");
+    if running_as_root() {
+        use std::os::unix::process::CommandExt;
+        let pg = OsUser::lookup("postgres").expect("the postgres user exists");
+        sleep.uid(pg.uid).gid(pg.gid);
+    }
+    let mut unrelated = sleep.spawn().unwrap();
+    std::fs::write(
+        data.join("pgdata/postmaster.pid"),
+        format!("{}\n{}\n", unrelated.id(), data.join("pgdata").display()),
+    )
+    .unwrap();
+    let cluster = EmbeddedPostgres::start(config(&data, pg_binaries())).await;
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+    cluster
+        .expect("start despite the stale pid file")
+        .stop()
+        .await;
+}
+
+#[tokio::test]
 async fn postgres_runs_as_the_postgres_user_when_sluice_is_root() {
     let dir = temp_dir();
     let data = dir.path().join("data");
