@@ -152,8 +152,11 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => startup::serve(args.into_settings(), path_var.as_deref()).await,
             Command::Migrate(args) => {
-                let applied = startup::migrate(args.into_target(), path_var.as_deref()).await?;
-                println!("{applied} migration(s) applied; the schema is up to date");
+                let report = startup::migrate(args.into_target(), path_var.as_deref()).await?;
+                println!(
+                    "schema up to date: {} migration(s) applied now, {} in all",
+                    report.newly_applied, report.total
+                );
                 Ok(())
             }
         }

@@ -185,48 +185,75 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
     served.map_err(StartupError::Serve)
 }
 
-/// `sluice migrate`: applies pending migrations and returns how many migrations the schema has.
-/// With an embedded data directory it attaches to a running server's cluster, or starts the
-/// cluster just for the command.
+/// What `sluice migrate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Migrations applied by this run.
+    pub newly_applied: usize,
+    /// Migrations the schema carries now.
+    pub total: usize,
+}
+
+/// `sluice migrate`: applies pending migrations. With an embedded data directory it attaches to a
+/// running server's cluster, or starts the cluster just for the command.
 pub async fn migrate(
     target: DatabaseTarget,
     path_var: Option<&str>,
-) -> Result<usize, StartupError> {
-    match &target {
-        DatabaseTarget::External(_) => {
-            let db = Database::open(&target, path_var).await?;
-            let count = applied_count(db.pool()).await;
-            db.close().await;
-            Ok(count)
+) -> Result<MigrationReport, StartupError> {
+    let settings = match &target {
+        DatabaseTarget::External(url) => {
+            let pool = connect(url).await?;
+            let report = migrate_pool(&pool).await;
+            pool.close().await;
+            return report;
         }
-        DatabaseTarget::Embedded(settings) => {
-            match EmbeddedPostgres::start_or_attach(cluster_config(settings, path_var)?).await? {
-                Opened::Started(cluster) => {
-                    let url = DatabaseUrl::from(cluster.app_connect_options());
-                    let db = Database {
-                        pool: connect(&url).await?,
-                        cluster: Some(cluster),
-                        mode: DatabaseMode::Embedded,
-                    };
-                    let result = crate::db::migrate(&db.pool).await;
-                    let count = applied_count(db.pool()).await;
-                    db.close().await;
-                    result.map_err(StartupError::Migrate)?;
-                    Ok(count)
+        DatabaseTarget::Embedded(settings) => settings,
+    };
+    match EmbeddedPostgres::start_or_attach(cluster_config(settings, path_var)?).await? {
+        Opened::Started(cluster) => {
+            let url = DatabaseUrl::from(cluster.app_connect_options());
+            let pool = match connect(&url).await {
+                Ok(pool) => pool,
+                Err(e) => {
+                    cluster.stop().await;
+                    return Err(e);
                 }
-                Opened::Attached(options) => {
-                    tracing::info!("a running Sluice owns this data directory; using its cluster");
-                    let url = DatabaseUrl::from(*options);
-                    let pool = connect(&url).await?;
-                    let result = crate::db::migrate(&pool).await;
-                    let count = applied_count(&pool).await;
-                    pool.close().await;
-                    result.map_err(StartupError::Migrate)?;
-                    Ok(count)
-                }
-            }
+            };
+            let db = Database {
+                pool,
+                cluster: Some(cluster),
+                mode: DatabaseMode::Embedded,
+            };
+            let report = migrate_pool(db.pool()).await;
+            db.close().await;
+            report
+        }
+        Opened::Attached(options) => {
+            tracing::info!("a running Sluice owns this data directory; using its cluster");
+            let pool = connect(&DatabaseUrl::from(*options)).await?;
+            let report = migrate_pool(&pool).await;
+            pool.close().await;
+            report
         }
     }
+}
+
+async fn migrate_pool(pool: &PgPool) -> Result<MigrationReport, StartupError> {
+    let count = || async {
+        crate::db::status::applied_migration_versions(pool)
+            .await
+            .map(|v| v.len())
+            .map_err(|source| StartupError::Migrate(source.into()))
+    };
+    let before = count().await?;
+    crate::db::migrate(pool)
+        .await
+        .map_err(StartupError::Migrate)?;
+    let total = count().await?;
+    Ok(MigrationReport {
+        newly_applied: total.saturating_sub(before),
+        total,
+    })
 }
 
 async fn connect(url: &DatabaseUrl) -> Result<PgPool, StartupError> {
@@ -236,11 +263,4 @@ async fn connect(url: &DatabaseUrl) -> Result<PgPool, StartupError> {
             target: url.to_string(),
             source,
         })
-}
-
-async fn applied_count(pool: &PgPool) -> usize {
-    crate::db::status::applied_migration_versions(pool)
-        .await
-        .map(|v| v.len())
-        .unwrap_or(0)
 }

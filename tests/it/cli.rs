@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 
-use crate::harness::{TestDatabase, run_sluice, temp_dir};
+use crate::harness::{TestDatabase, run_sluice};
 
 #[test]
 fn help_lists_the_commands_and_every_setting() {
@@ -155,6 +155,20 @@ async fn migrate_against_an_external_database() {
             .await
             .unwrap();
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("1 migration(s) applied"), "{stdout}");
-    let _ = temp_dir();
+    assert!(
+        stdout.contains("schema up to date: 1 migration(s) applied now, 1 in all"),
+        "{stdout}"
+    );
+
+    // Running it again changes nothing.
+    let url = db.url();
+    let (code, stdout, _) =
+        tokio::task::spawn_blocking(move || run_sluice(&["migrate", "--database-url", &url], &[]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("0 migration(s) applied now, 1 in all"),
+        "{stdout}"
+    );
 }
