@@ -390,3 +390,34 @@ pub fn reqwest_blocking_get(url: &str) -> String {
     stream.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Only a root Sluice switches PostgreSQL to another user, so only then can the path be closed to
+/// it; run as another user, this test has nothing to check.
+#[test]
+fn a_data_directory_postgres_cannot_reach_is_refused_clearly() {
+    if !running_as_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let closed = dir.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = closed.join("data");
+    let (code, _, stderr) = run_sluice(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is not traversable", closed.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("chmod o+x"), "{stderr}");
+    assert!(!data.join("pgdata").exists(), "nothing half-made");
+}
