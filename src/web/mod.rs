@@ -1,7 +1,8 @@
 //! The only module that knows HTTP: the route table, middleware, console pages, static files.
 //!
 //! Request path (outermost first): tracing span with a request id → security headers → access log
-//! → error pages (renders every console error in the layout) → body limit → route handler.
+//! → response compression (gzip, when the client accepts it) → error pages (renders every console
+//! error in the layout) → body limit → route handler.
 
 mod console;
 mod health;
@@ -67,6 +68,7 @@ pub fn server(
             .wrap(actix_web::middleware::from_fn(
                 middleware::render_error_pages,
             ))
+            .wrap(actix_web::middleware::Compress::default())
             .wrap(actix_web::middleware::from_fn(middleware::access_log))
             .wrap(middleware::security_headers(https))
             .wrap(TracingLogger::default())

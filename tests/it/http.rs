@@ -205,3 +205,22 @@ async fn head_requests_answer_like_get_without_a_body() {
     assert_eq!(res.status(), 200);
     assert!(res.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn responses_are_gzipped_for_clients_that_accept_it() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/static/vendor/htmx-2.0.11.min.js"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let compressed = res.bytes().await.unwrap().len();
+    let plain = app.get("/static/vendor/htmx-2.0.11.min.js").await;
+    assert!(!plain.headers().contains_key("content-encoding"));
+    let plain = plain.bytes().await.unwrap().len();
+    assert!(compressed * 2 < plain, "{compressed} vs {plain} bytes");
+}
