@@ -36,6 +36,25 @@ enum Command {
     /// Apply pending database migrations, then exit. Works whether or not a server is running on
     /// the same data directory.
     Migrate(DatabaseArgs),
+    /// Measure the cost of internal operations (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Time one authorization decision against many attached policies.
+    Authorize {
+        /// Number of attached policies.
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        policies: u16,
+        /// Statements per policy.
+        #[arg(long, default_value = "20", value_parser = clap::value_parser!(u16).range(1..=30))]
+        statements: u16,
+        /// Decisions to time.
+        #[arg(long, default_value = "2000000", value_parser = clap::value_parser!(u32).range(10_000..))]
+        decisions: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +156,15 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(&cli.log);
+    if let Command::Bench(BenchCommand::Authorize {
+        policies,
+        statements,
+        decisions,
+    }) = cli.command
+    {
+        crate::bench::authorize_bench(policies.into(), statements.into(), decisions as usize);
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -159,6 +187,7 @@ pub fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Bench(_) => Ok(()),
         }
     });
     match outcome {

@@ -2,6 +2,10 @@
 //!
 //! The module list below is the code map in code; `ARCHITECTURE.md` explains how the parts fit.
 
+/// Authorization: IAM-style policy documents and the one pure `authorize` function.
+pub mod access;
+/// Micro-benchmarks behind `sluice bench`.
+pub mod bench;
 /// Command line: parses arguments once into typed settings and runs a command.
 pub mod cli;
 /// Typed settings, built once at start and passed down; nothing deeper reads the environment.

@@ -1,0 +1,188 @@
+//! Micro-benchmarks run with `sluice bench …` (figures go to `docs/benchmarks.md`).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::access::{
+    Action, NamedPolicy, PolicyDocument, PolicySet, Principal, Resource, authorize,
+};
+
+/// A small deterministic generator (xorshift), so every run measures the same policies.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Statements like real ones: mostly Allow, a few Deny; exact actions and wildcards; resources on
+/// one team's pipelines, stages and approval actions, users, or `*`.
+fn statement(rng: &mut Rng, policy: usize, star: bool) -> String {
+    let action_pool = [
+        "codepipeline:GetPipeline",
+        "codepipeline:GetPipelineState",
+        "codepipeline:Get*",
+        "codepipeline:List*",
+        "codepipeline:StartPipelineExecution",
+        "codepipeline:PutApprovalResult",
+        "codepipeline:RetryStageExecution",
+        "codepipeline:*Stage*",
+        "iam:GetUser",
+        "iam:*AccessKey*",
+    ];
+    let actions: Vec<String> = (0..1 + rng.below(3))
+        .map(|_| format!("{:?}", action_pool[rng.below(action_pool.len())]))
+        .collect();
+    let team = policy % 10;
+    let app = rng.below(20);
+    // Denies are rare and aimed (a production stage, one pipeline), as in real policies.
+    let deny = rng.below(20) == 0;
+    let resource = match if deny || !star {
+        1 + rng.below(5)
+    } else {
+        rng.below(6)
+    } {
+        0 => "*".to_string(),
+        1 => format!("arn:sluice:codepipeline:::team{team}-app{app}"),
+        2 => format!("arn:sluice:codepipeline:::team{team}-app{app}/*"),
+        3 => format!("arn:sluice:codepipeline:::team{team}-*/Prod/Gate{app}"),
+        4 => format!("arn:aws:codepipeline:us-east-1:111122223333:team{team}-app{app}/Prod"),
+        _ => format!("arn:sluice:iam:::user/member{app}"),
+    };
+    let effect = if deny { "Deny" } else { "Allow" };
+    format!(
+        r#"{{"Effect":"{effect}","Action":[{}],"Resource":"{resource}"}}"#,
+        actions.join(",")
+    )
+}
+
+/// Builds `policies` policies of `statements` statements each. Without `star`, no statement
+/// names the resource `*`.
+pub fn policy_set(policies: usize, statements: usize, star: bool) -> PolicySet {
+    let mut rng = Rng(0x5eed_cafe_f00d_d00d);
+    let named = (0..policies)
+        .map(|p| {
+            let body: Vec<String> = (0..statements)
+                .map(|_| statement(&mut rng, p, star))
+                .collect();
+            let text = format!(
+                r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+                body.join(",")
+            );
+            // Twenty generated statements stay well within IAM's 6,144-character limit.
+            let document =
+                PolicyDocument::parse(&text).unwrap_or_else(|e| panic!("generated policy: {e}"));
+            NamedPolicy {
+                name: format!("policy{p}"),
+                document: Arc::new(document),
+            }
+        })
+        .collect();
+    PolicySet::new(named)
+}
+
+/// `sluice bench authorize`: the cost of one decision, and of building the indexed set.
+pub fn authorize_bench(policies: usize, statements: usize, decisions: usize) {
+    let started = Instant::now();
+    let set = Arc::new(policy_set(policies, statements, true));
+    let build = started.elapsed();
+    let principal = Principal::user("member3", set);
+
+    let mut rng = Rng(0xdec1_5104);
+    let requests: Vec<(Action, Resource)> = (0..4096)
+        .map(|_| {
+            let team = rng.below(10);
+            let app = rng.below(20);
+            let pipeline = format!("team{team}-app{app}");
+            match rng.below(5) {
+                0 => (Action::GetPipeline, Resource::pipeline(&pipeline)),
+                1 => (
+                    Action::StartPipelineExecution,
+                    Resource::pipeline(&pipeline),
+                ),
+                2 => (
+                    Action::PutApprovalResult,
+                    Resource::pipeline_action(&pipeline, "Prod", &format!("Gate{app}")),
+                ),
+                3 => (
+                    Action::RetryStageExecution,
+                    Resource::stage(&pipeline, "Prod"),
+                ),
+                _ => (Action::ListPipelines, Resource::All),
+            }
+        })
+        .collect();
+
+    let (median, mean, p99, allowed) = time_decisions(&principal, &requests, decisions);
+    println!("policies: {policies} x {statements} statements; {decisions} decisions per workload");
+    println!(
+        "build the indexed policy set: {:.2} ms",
+        build.as_secs_f64() * 1000.0
+    );
+    println!(
+        "mixed requests ({:.0}% allowed): median {median:.0} ns, mean {mean:.0} ns, p99 {p99:.0} ns per decision",
+        allowed * 100.0
+    );
+    // The slowest case: nothing allows the request (no statement names `*`, and the pipeline is
+    // unknown), so every statement naming the action is checked before the implicit deny.
+    let scoped = Principal::user("member3", Arc::new(policy_set(policies, statements, false)));
+    let refused: Vec<(Action, Resource)> = requests
+        .iter()
+        .map(|(action, resource)| {
+            let resource = match resource {
+                Resource::All => Resource::All,
+                _ => Resource::pipeline_action("unknown", "Prod", "Gate"),
+            };
+            (*action, resource)
+        })
+        .collect();
+    let (median, mean, p99, allowed) = time_decisions(&scoped, &refused, decisions);
+    println!(
+        "requests nothing allows ({:.0}% allowed): median {median:.0} ns, mean {mean:.0} ns, p99 {p99:.0} ns per decision",
+        allowed * 100.0
+    );
+}
+
+/// Times `decisions` decisions cycling over `requests`, in batches of 1,000 after a warm-up.
+/// Returns the median, mean and 99th percentile of the batch means (ns), and the allowed share.
+fn time_decisions(
+    principal: &Principal,
+    requests: &[(Action, Resource)],
+    decisions: usize,
+) -> (f64, f64, f64, f64) {
+    for (action, resource) in requests.iter().cycle().take(decisions / 10) {
+        black_box(authorize(principal, *action, resource));
+    }
+    let batch = 1000;
+    let mut allowed = 0usize;
+    let mut per_decision_ns: Vec<f64> = Vec::with_capacity(decisions / batch);
+    let mut iter = requests.iter().cycle();
+    for _ in 0..decisions / batch {
+        let t = Instant::now();
+        for _ in 0..batch {
+            let (action, resource) = iter.next().expect("cycle never ends");
+            allowed += usize::from(
+                black_box(authorize(principal, *action, black_box(resource))).is_allowed(),
+            );
+        }
+        per_decision_ns.push(t.elapsed().as_nanos() as f64 / batch as f64);
+    }
+    per_decision_ns.sort_by(f64::total_cmp);
+    let n = per_decision_ns.len();
+    let mean = per_decision_ns.iter().sum::<f64>() / n as f64;
+    (
+        per_decision_ns[n / 2],
+        mean,
+        per_decision_ns[n * 99 / 100],
+        allowed as f64 / (n * batch) as f64,
+    )
+}
