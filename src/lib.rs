@@ -4,6 +4,8 @@
 
 /// Authorization: IAM-style policy documents and the one pure `authorize` function.
 pub mod access;
+/// The append-only, hash-chained audit log.
+pub mod audit;
 /// Micro-benchmarks behind `sluice bench`.
 pub mod bench;
 /// Command line: parses arguments once into typed settings and runs a command.
@@ -14,6 +16,8 @@ pub mod config;
 pub mod db;
 /// The private PostgreSQL cluster Sluice runs when no `DATABASE_URL` is given.
 pub mod embedded_pg;
+/// Identity: names, passwords (argon2id), session and API-token secrets.
+pub mod identity;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
 pub mod startup;
 /// Logging setup (tracing).

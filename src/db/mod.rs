@@ -3,8 +3,15 @@
 //! Functions take a `&PgPool` or `&mut PgConnection` and return plain Rust values; callers never
 //! see SQL or rows.
 
+pub mod access_keys;
+pub mod audit;
 pub mod cluster_admin;
+pub mod groups;
+pub mod policies;
+pub mod sessions;
 pub mod status;
+pub mod throttle;
+pub mod users;
 
 use std::time::Duration;
 
@@ -73,4 +80,11 @@ pub async fn readiness(pool: &PgPool) -> Result<(), NotReady> {
             expected: expected.len(),
         })
     }
+}
+
+/// Whether an error is a violation of a foreign key (e.g. deleting a policy still attached).
+pub fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.code().as_deref() == Some("23503"))
 }

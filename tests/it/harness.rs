@@ -424,3 +424,8 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// How many migrations the binary carries.
+pub fn migration_count() -> usize {
+    sluice::db::MIGRATOR.iter().count()
+}
