@@ -130,6 +130,20 @@ struct ServeArgs {
     )]
     max_body_bytes: BodyLimit,
 
+    /// Trust X-Forwarded-For for the client address (only behind a reverse proxy that sets it).
+    #[arg(long, env = "SLUICE_TRUST_PROXY")]
+    trust_proxy: bool,
+
+    /// Minutes a console session may stay idle before it ends.
+    #[arg(long, env = "SLUICE_SESSION_IDLE_MINUTES", default_value = "30", value_name = "MIN",
+          value_parser = clap::value_parser!(u32).range(1..=1440))]
+    session_idle_minutes: u32,
+
+    /// Hours a console session may last in all.
+    #[arg(long, env = "SLUICE_SESSION_LIFETIME_HOURS", default_value = "12", value_name = "HOURS",
+          value_parser = clap::value_parser!(u32).range(1..=720))]
+    session_lifetime_hours: u32,
+
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -139,9 +153,10 @@ struct ServeArgs {
 impl ServeArgs {
     fn into_settings(self) -> ServeSettings {
         ServeSettings {
-            public_url: self
-                .public_url
-                .unwrap_or_else(|| PublicUrl::for_bind_address(self.bind)),
+            public_url: self.public_url,
+            trust_proxy: self.trust_proxy,
+            session_idle_minutes: self.session_idle_minutes,
+            session_lifetime_hours: self.session_lifetime_hours,
             bind: self.bind,
             database: self.database.into_target(),
             workers: self.workers,
@@ -231,7 +246,10 @@ mod tests {
         };
         let settings = args.into_settings();
         assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(settings.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(settings.public_url, None);
+        assert_eq!(settings.session_idle_minutes, 30);
+        assert_eq!(settings.session_lifetime_hours, 12);
+        assert!(!settings.trust_proxy);
         assert_eq!(settings.body_limit, BodyLimit::DEFAULT);
         assert!(
             matches!(settings.database, DatabaseTarget::Embedded(ref e) if e.data_dir.as_path() == std::path::Path::new("./sluice-data"))

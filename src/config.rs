@@ -118,6 +118,11 @@ impl PublicUrl {
         self.0.scheme() == "https"
     }
 
+    /// `scheme://host[:port]`, as browsers send it in `Origin`.
+    pub fn origin(&self) -> String {
+        self.0.origin().ascii_serialization()
+    }
+
     /// The URL as text, always ending in `/`.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
@@ -217,7 +222,12 @@ impl FromStr for WorkerCount {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub bind: SocketAddr,
-    pub public_url: PublicUrl,
+    /// When unset: `http://<the bound address>/`.
+    pub public_url: Option<PublicUrl>,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_proxy: bool,
+    pub session_idle_minutes: u32,
+    pub session_lifetime_hours: u32,
     pub database: DatabaseTarget,
     pub workers: WorkerCount,
     pub body_limit: BodyLimit,

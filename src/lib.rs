@@ -10,14 +10,20 @@ pub mod audit;
 pub mod bench;
 /// Command line: parses arguments once into typed settings and runs a command.
 pub mod cli;
+/// Time, injectable for tests.
+pub mod clock;
 /// Typed settings, built once at start and passed down; nothing deeper reads the environment.
 pub mod config;
 /// Persistence: the connection pool, migrations and every SQL statement.
 pub mod db;
 /// The private PostgreSQL cluster Sluice runs when no `DATABASE_URL` is given.
 pub mod embedded_pg;
+/// The error of the operations layer, mapped to HTTP by the console and the API.
+pub mod error;
 /// Identity: names, passwords (argon2id), session and API-token secrets.
 pub mod identity;
+/// Operations shared by the console and the API: authorize, act in one transaction, audit.
+pub mod ops;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
 pub mod startup;
 /// Logging setup (tracing).

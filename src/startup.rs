@@ -6,10 +6,13 @@ use std::net::{SocketAddr, TcpListener};
 use actix_web::dev::{Server, ServerHandle};
 use sqlx::PgPool;
 
-use crate::config::{DatabaseTarget, DatabaseUrl, EmbeddedSettings, ServeSettings};
+use crate::clock::Clock;
+use crate::config::{DatabaseTarget, DatabaseUrl, EmbeddedSettings, PublicUrl, ServeSettings};
 use crate::embedded_pg::{
     ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, Opened, PgBinaries,
 };
+use crate::identity::PasswordHasher;
+use crate::ops::{Services, SessionLimits};
 use crate::web::{self, AppState, DatabaseMode, ServerInfo};
 
 /// Connections the server's pool may hold.
@@ -87,9 +90,9 @@ impl Database {
                 });
             }
         };
-        if let Err(e) = crate::db::migrate(&db.pool).await {
+        if let Err(e) = prepare_schema(&db.pool).await {
             db.close().await;
-            return Err(StartupError::Migrate(e));
+            return Err(e);
         }
         Ok(db)
     }
@@ -124,24 +127,62 @@ fn cluster_config(
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    public_url: PublicUrl,
 }
 
 impl Application {
     /// Binds the listener and builds the server. Nothing is served until [`Self::run_until_stopped`].
-    pub fn build(settings: &ServeSettings, state: AppState) -> Result<Self, StartupError> {
+    pub fn build(
+        settings: &ServeSettings,
+        pool: PgPool,
+        database_mode: DatabaseMode,
+        clock: Clock,
+    ) -> Result<Self, StartupError> {
         let bind_err = |source| StartupError::Bind {
             addr: settings.bind,
             source,
         };
         let listener = TcpListener::bind(settings.bind).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| PublicUrl::for_bind_address(addr));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let services = Services {
+            pool,
+            hasher: PasswordHasher::new(cores),
+            clock,
+            sessions: SessionLimits {
+                idle: time::Duration::minutes(settings.session_idle_minutes.into()),
+                absolute: time::Duration::hours(settings.session_lifetime_hours.into()),
+            },
+        };
+        let state = AppState::new(
+            services,
+            ServerInfo {
+                database_mode,
+                workers: settings.workers,
+                public_url: public_url.clone(),
+                trust_proxy: settings.trust_proxy,
+            },
+        );
         let server = web::server(listener, state, settings).map_err(bind_err)?;
-        Ok(Self { server, addr })
+        Ok(Self {
+            server,
+            addr,
+            public_url,
+        })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The URL users reach this server at.
+    pub fn public_url(&self) -> &PublicUrl {
+        &self.public_url
     }
 
     /// A handle to stop the server from elsewhere.
@@ -156,18 +197,24 @@ impl Application {
     }
 }
 
+/// Brings a database to what this binary expects: migrations applied, managed policies current.
+pub async fn prepare_schema(pool: &PgPool) -> Result<(), StartupError> {
+    crate::db::migrate(pool)
+        .await
+        .map_err(StartupError::Migrate)?;
+    let managed: Vec<(&str, &str, &str)> = crate::access::managed::all()
+        .iter()
+        .map(|p| (p.name, p.description, p.document.source()))
+        .collect();
+    crate::db::policies::sync_managed(pool, &managed)
+        .await
+        .map_err(|e| StartupError::Migrate(e.into()))
+}
+
 /// `sluice serve`.
 pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<(), StartupError> {
     let db = Database::open(&settings.database, path_var).await?;
-    let state = AppState::new(
-        db.pool().clone(),
-        ServerInfo {
-            database_mode: db.mode,
-            workers: settings.workers,
-            public_url: settings.public_url.clone(),
-        },
-    );
-    let app = match Application::build(&settings, state) {
+    let app = match Application::build(&settings, db.pool().clone(), db.mode, Clock::default()) {
         Ok(app) => app,
         Err(e) => {
             db.close().await;
@@ -177,7 +224,7 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
     tracing::info!(
         "listening on http://{} (public URL {})",
         app.local_addr(),
-        settings.public_url.as_str()
+        app.public_url().as_str()
     );
     let served = app.run_until_stopped().await;
     tracing::info!("HTTP server stopped; shutting down the database");

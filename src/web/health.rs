@@ -28,7 +28,7 @@ struct Readiness {
 /// `GET /readyz`: 200 when the database answers and carries every migration; 503 with a short
 /// JSON reason otherwise.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let verdict = tokio::time::timeout(READINESS_TIMEOUT, crate::db::readiness(&state.pool)).await;
+    let verdict = tokio::time::timeout(READINESS_TIMEOUT, crate::db::readiness(state.pool())).await;
     let (mut response, body) = match verdict {
         Ok(Ok(())) => (
             HttpResponse::Ok(),

@@ -108,11 +108,21 @@ pub async fn render_error_pages(
     let htmx = htmx::is_htmx(req.headers());
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
     let res = next.call(req).await?;
-    let Some(kind) = error_kind(&res) else {
+    if htmx && res.status() == actix_web::http::StatusCode::SEE_OTHER {
+        // htmx would follow a redirect inside its swap; tell it to navigate instead.
+        if let Some(location) = res.headers().get(header::LOCATION).cloned() {
+            let (req, _) = res.into_parts();
+            let response = HttpResponse::NoContent()
+                .insert_header(("HX-Redirect", location))
+                .finish();
+            return Ok(ServiceResponse::new(req, response).map_into_right_body());
+        }
+    }
+    let Some((kind, detail)) = error_kind(&res) else {
         return Ok(res.map_into_left_body());
     };
     let status = res.status();
-    let html = super::console::render_error(kind, request_id, htmx);
+    let html = super::console::render_error(kind, detail, request_id, htmx);
     let (req, old) = res.into_parts();
     let mut page = HttpResponse::build(status);
     for (name, value) in old.headers() {
@@ -130,10 +140,13 @@ pub async fn render_error_pages(
 
 /// Which error page a response needs: our own errors say so; errors raised by actix itself
 /// (bad query strings, oversized chunked bodies…) get the page for their status.
-fn error_kind<B>(res: &ServiceResponse<B>) -> Option<ErrorKind> {
+fn error_kind<B>(res: &ServiceResponse<B>) -> Option<(ErrorKind, Option<String>)> {
     let error = res.response().error()?;
     if let Some(ours) = error.as_error::<ConsoleError>() {
-        return Some(ours.kind());
+        if matches!(ours, ConsoleError::SignInRequired { .. }) {
+            return None;
+        }
+        return Some(ours.page());
     }
-    Some(ErrorKind::from_status(res.status()))
+    Some((ErrorKind::from_status(res.status()), None))
 }

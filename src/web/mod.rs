@@ -4,6 +4,7 @@
 //! → response compression (gzip, when the client accepts it) → error pages (renders every console
 //! error in the layout) → body limit → route handler.
 
+mod auth;
 mod console;
 mod health;
 mod htmx;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 use tracing_actix_web::TracingLogger;
 
 use crate::config::{BodyLimit, PublicUrl, ServeSettings, WorkerCount};
+use crate::ops::Services;
 
 pub use static_files::asset_url;
 
@@ -29,24 +31,29 @@ pub enum DatabaseMode {
     External,
 }
 
-/// Facts about this server shown in the console.
+/// Facts about this server shown in the console and used by the web layer.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
     pub database_mode: DatabaseMode,
     pub workers: WorkerCount,
     pub public_url: PublicUrl,
+    pub trust_proxy: bool,
 }
 
-/// Shared, read-only state handed to every handler.
-#[derive(Debug, Clone)]
+/// Shared state handed to every handler.
+#[derive(Clone)]
 pub struct AppState {
-    pool: PgPool,
+    services: Services,
     info: ServerInfo,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, info: ServerInfo) -> Self {
-        Self { pool, info }
+    pub fn new(services: Services, info: ServerInfo) -> Self {
+        Self { services, info }
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.services.pool
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use thirtyfour::prelude::*;
 
-use crate::harness::spawn_app;
+use crate::harness::{ADMIN, ADMIN_PASSWORD, spawn_app};
 
 /// A chromedriver process on a free port, stopped on drop.
 struct ChromeDriver {
@@ -89,6 +89,7 @@ fn screenshot_path(name: &str) -> PathBuf {
 async fn the_console_loads_styled_and_without_console_errors() {
     let app = spawn_app().await;
     let driver = ChromeDriver::start();
+    let mut first = true;
     for (width, scheme, name) in [
         (1440, "light", "status-1440.png"),
         (390, "light", "status-390.png"),
@@ -112,6 +113,26 @@ async fn the_console_loads_styled_and_without_console_errors() {
             .await
             .unwrap();
         browser.goto(app.url("/")).await.unwrap();
+        if first {
+            // A fresh Sluice sends the first visitor to set-up.
+            assert!(browser.current_url().await.unwrap().path() == "/setup");
+            fill(&browser, "#username", ADMIN).await;
+            fill(&browser, "#password", ADMIN_PASSWORD).await;
+            fill(&browser, "#password_confirm", ADMIN_PASSWORD).await;
+            first = false;
+        } else {
+            assert!(browser.current_url().await.unwrap().path() == "/login");
+            fill(&browser, "#username", ADMIN).await;
+            fill(&browser, "#password", ADMIN_PASSWORD).await;
+        }
+        browser
+            .find(By::Css("button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_for_path(&browser, "/").await;
         let inner_width: i64 = browser
             .execute("return window.innerWidth;", vec![])
             .await
@@ -184,5 +205,23 @@ async fn the_console_loads_styled_and_without_console_errors() {
 
         browser.screenshot(&screenshot_path(name)).await.unwrap();
         browser.quit().await.unwrap();
+    }
+}
+
+async fn fill(browser: &WebDriver, css: &str, text: &str) {
+    let input = browser.find(By::Css(css)).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(text).await.unwrap();
+}
+
+async fn wait_for_path(browser: &WebDriver, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still at {url}, expected {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

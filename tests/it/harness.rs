@@ -13,10 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use sluice::clock::Clock;
 use sluice::config::{BodyLimit, DatabaseTarget, PublicUrl, ServeSettings, WorkerCount};
 use sluice::embedded_pg::{ClusterConfig, Durability, EmbeddedPostgres, PgBinaries};
 use sluice::startup::Application;
-use sluice::web::{AppState, DatabaseMode, ServerInfo};
+use sluice::web::DatabaseMode;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
@@ -74,7 +75,9 @@ async fn start_harness() -> Harness {
     let pool = sluice::db::connect(admin.clone().database(&template), 1)
         .await
         .expect("connect to template");
-    sluice::db::migrate(&pool).await.expect("migrate template");
+    sluice::startup::prepare_schema(&pool)
+        .await
+        .expect("migrate template");
     // CREATE DATABASE … TEMPLATE needs the template to have no connections.
     pool.close().await;
     Harness {
@@ -199,6 +202,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    /// The server's clock; tests move it forward instead of sleeping.
+    pub clock: Clock,
 }
 
 impl TestApp {
@@ -222,14 +227,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Runs the real server on the given database (which may be unmigrated).
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    spawn_app_with(db, "http://127.0.0.1/").await
+    spawn(db, None).await
 }
 
 /// Runs the real server on the given database, as reached at `public_url`.
 pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
+    spawn(db, Some(public_url.parse::<PublicUrl>().unwrap())).await
+}
+
+async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>) -> TestApp {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
-        public_url: public_url.parse::<PublicUrl>().unwrap(),
+        public_url,
+        trust_proxy: false,
+        session_idle_minutes: 30,
+        session_lifetime_hours: 12,
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),
         workers: WorkerCount::default(),
         body_limit: BodyLimit::DEFAULT,
@@ -238,25 +250,26 @@ pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
     let pool = sluice::db::connect(db.options.clone(), 4)
         .await
         .expect("connect to test database");
-    let state = AppState::new(
-        pool,
-        ServerInfo {
-            database_mode: DatabaseMode::External,
-            workers: settings.workers,
-            public_url: settings.public_url.clone(),
-        },
-    );
-    let app = Application::build(&settings, state).expect("build app");
+    let clock = Clock::default();
+    let app = Application::build(&settings, pool, DatabaseMode::External, clock.clone())
+        .expect("build app");
     let address = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        client: client(),
         db,
+        clock,
     }
+}
+
+/// An HTTP client that keeps cookies and does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
 }
 
 /// A temporary directory PostgreSQL's system user can traverse (it is removed on drop).
@@ -428,4 +441,82 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// How many migrations the binary carries.
 pub fn migration_count() -> usize {
     sluice::db::MIGRATOR.iter().count()
+}
+
+/// The first administrator every signed-in test uses.
+pub const ADMIN: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// Completes first-run set-up; the client is then signed in as [`ADMIN`].
+    pub async fn setup_admin(&self) {
+        let res = self
+            .client
+            .post(self.url("/setup"))
+            .header("Origin", &self.address)
+            .form(&[
+                ("username", ADMIN),
+                ("password", ADMIN_PASSWORD),
+                ("password_confirm", ADMIN_PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "setup: {}", res.text().await.unwrap());
+    }
+
+    /// A new client signed in as `user` (with its own cookie jar).
+    pub async fn sign_in(&self, user: &str, password: &str) -> reqwest::Client {
+        let client = client();
+        let res = client
+            .post(self.url("/login"))
+            .header("Origin", &self.address)
+            .form(&[("username", user), ("password", password), ("next", "/")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            303,
+            "sign-in as {user}: {}",
+            res.text().await.unwrap()
+        );
+        client
+    }
+
+    /// The CSRF token of `client`'s session, read from a page's hidden field.
+    pub async fn csrf_token(&self, client: &reqwest::Client) -> String {
+        let html = client
+            .get(self.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        html.split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a form with a CSRF token")
+            .to_string()
+    }
+
+    /// Posts a console form as a browser would (same origin, with the session's CSRF token).
+    pub async fn post_form(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let token = self.csrf_token(client).await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        client
+            .post(self.url(path))
+            .header("Origin", &self.address)
+            .form(&all)
+            .send()
+            .await
+            .unwrap()
+    }
 }

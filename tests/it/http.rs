@@ -92,6 +92,7 @@ async fn static_files_have_content_types_etags_and_answer_304() {
 #[tokio::test]
 async fn versioned_static_urls_are_cached_for_a_year() {
     let app = spawn_app().await;
+    app.setup_admin().await;
     let page = app.get("/").await.text().await.unwrap();
     let href = page
         .split("href=\"")

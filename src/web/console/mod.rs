@@ -1,17 +1,27 @@
-//! The server-rendered console: the layout, the page-rendering convention and console errors.
+//! The server-rendered console: the layout, the page-rendering convention, and the pages.
 
+mod account;
+mod admin;
+mod error;
+mod login;
 mod status;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 
+pub use error::{ConsoleError, ErrorKind, render_error};
+
+use super::auth::SignedIn;
 use super::htmx::HxRequest;
 
 /// The console's routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(super::get_only("/", status::show));
+    login::routes(cfg);
+    account::routes(cfg);
+    admin::routes(cfg);
 }
 
 /// `default_service`: anything unrouted.
@@ -28,46 +38,93 @@ pub async fn method_not_allowed() -> Result<HttpResponse, ConsoleError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Overview,
+    Admin,
+    Account,
 }
 
-/// One navigation link. Sections appear here only once their pages exist.
+/// One navigation link. Sections appear only once their pages exist, and only to users who may
+/// use them.
 pub struct NavItem {
     pub label: &'static str,
     pub href: &'static str,
     pub section: Section,
 }
 
-const NAV: &[NavItem] = &[NavItem {
+const OVERVIEW: NavItem = NavItem {
     label: "Overview",
     href: "/",
     section: Section::Overview,
-}];
+};
+const ADMIN: NavItem = NavItem {
+    label: "Admin",
+    href: "/admin",
+    section: Section::Admin,
+};
 
 /// What the base layout (`templates/base.html`) needs from every page.
 pub struct Layout {
     pub version: &'static str,
     pub current: Option<Section>,
-    pub nav: &'static [NavItem],
+    pub nav: Vec<NavItem>,
     pub stylesheet: String,
     pub htmx_script: String,
     pub favicon: String,
+    /// The signed-in user, if any (shown with Account and Sign out).
+    pub user_name: Option<String>,
+    /// The session's CSRF token, for forms and htmx requests.
+    pub csrf_token: Option<String>,
 }
 
 impl Layout {
-    pub fn new(current: Option<Section>) -> Self {
+    /// The layout of pages anyone may see (sign-in, set-up, errors).
+    pub fn public() -> Self {
         Self {
             version: crate::VERSION,
-            current,
-            nav: NAV,
+            current: None,
+            nav: Vec::new(),
             stylesheet: super::asset_url("app.css"),
             htmx_script: super::asset_url("vendor/htmx-2.0.11.min.js"),
             favicon: super::asset_url("favicon.svg"),
+            user_name: None,
+            csrf_token: None,
+        }
+    }
+
+    /// The layout for a signed-in user: the navigation shows only what they may use.
+    pub fn signed_in(user: &SignedIn, current: Section) -> Self {
+        let mut nav = vec![OVERVIEW];
+        if admin::may_administer(&user.caller) {
+            nav.push(ADMIN);
+        }
+        Self {
+            current: Some(current),
+            nav,
+            user_name: Some(user.caller.user_name().to_string()),
+            csrf_token: Some(user.csrf_token.clone()),
+            ..Self::public()
         }
     }
 
     /// Whether `item` is the section being shown (templates mark it with `aria-current`).
     pub fn is_current(&self, item: &NavItem) -> bool {
         self.current == Some(item.section)
+    }
+
+    /// Whether the page is the user's own account page.
+    pub fn is_account(&self) -> bool {
+        self.current == Some(Section::Account)
+    }
+
+    /// `hx-headers` for the body, so htmx requests carry the CSRF token.
+    pub fn hx_headers(&self) -> Option<String> {
+        self.csrf_token
+            .as_ref()
+            .map(|t| serde_json::json!({ "X-CSRF-Token": t }).to_string())
+    }
+
+    /// The CSRF token for hidden form fields.
+    pub fn csrf(&self) -> &str {
+        self.csrf_token.as_deref().unwrap_or_default()
     }
 }
 
@@ -92,223 +149,45 @@ pub(crate) use console_page;
 
 /// Renders a page in full, or only its content block for an htmx request.
 pub fn render(hx: HxRequest, page: &impl Page) -> Result<HttpResponse, ConsoleError> {
+    render_with_status(hx, page, StatusCode::OK)
+}
+
+/// [`render`] with another status (a form shown again with its errors: 400).
+pub fn render_with_status(
+    hx: HxRequest,
+    page: &impl Page,
+    status: StatusCode,
+) -> Result<HttpResponse, ConsoleError> {
     let html = if hx.0 {
         page.render_content()
     } else {
         page.render()
     }
     .map_err(|e| ConsoleError::Internal(anyhow::Error::new(e).context("rendering a page")))?;
-    Ok(HttpResponse::Ok()
+    Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::VARY, "HX-Request"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(html))
 }
 
-/// The console's error type. Handlers return it; `render_error_pages` turns it into a page.
-#[derive(Debug, thiserror::Error)]
-pub enum ConsoleError {
-    #[error("not found")]
-    NotFound,
-    #[error("request body too large")]
-    PayloadTooLarge,
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// Anything unexpected. Its cause is logged, never shown.
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+/// After a successful form post: go to `location` (303, so a reload does not post again).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_string()))
+        .finish()
 }
 
-impl From<sqlx::Error> for ConsoleError {
-    fn from(e: sqlx::Error) -> Self {
-        ConsoleError::Internal(anyhow::Error::new(e).context("database"))
-    }
+/// Times as people read them: `2026-11-27 10:07:11 UTC`.
+pub fn display_time(at: time::OffsetDateTime) -> String {
+    at.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
+        .unwrap_or_default()
 }
 
-impl ConsoleError {
-    /// Which error page shows this error.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ConsoleError::NotFound => ErrorKind::NotFound,
-            ConsoleError::PayloadTooLarge => ErrorKind::PayloadTooLarge,
-            ConsoleError::MethodNotAllowed => ErrorKind::MethodNotAllowed,
-            ConsoleError::Internal(_) => ErrorKind::Internal,
-        }
-    }
-}
-
-impl ResponseError for ConsoleError {
-    fn status_code(&self) -> StatusCode {
-        self.kind().status()
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        if let ConsoleError::Internal(cause) = self {
-            // Logged here, once, inside the request's span (so with its request id).
-            tracing::error!(error = format!("{cause:#}"), "internal error");
-        }
-        // The body is replaced by the error page middleware, which knows the request.
-        let mut response = HttpResponse::build(self.status_code());
-        if let ConsoleError::MethodNotAllowed = self {
-            response.insert_header((header::ALLOW, "GET, HEAD"));
-        }
-        response
-            .content_type("text/plain; charset=utf-8")
-            .body(self.kind().title())
-    }
-}
-
-/// The error pages the console knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    BadRequest,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    Internal,
-    Unavailable,
-}
-
-impl ErrorKind {
-    pub fn from_status(status: StatusCode) -> Self {
-        match status.as_u16() {
-            403 => ErrorKind::Forbidden,
-            404 => ErrorKind::NotFound,
-            405 => ErrorKind::MethodNotAllowed,
-            413 => ErrorKind::PayloadTooLarge,
-            503 => ErrorKind::Unavailable,
-            400..=499 => ErrorKind::BadRequest,
-            _ => ErrorKind::Internal,
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            ErrorKind::BadRequest => "Bad request",
-            ErrorKind::Forbidden => "Access denied",
-            ErrorKind::NotFound => "Page not found",
-            ErrorKind::MethodNotAllowed => "Method not allowed",
-            ErrorKind::PayloadTooLarge => "Request too large",
-            ErrorKind::Internal => "Something went wrong",
-            ErrorKind::Unavailable => "Service unavailable",
-        }
-    }
-
-    pub fn explanation(self) -> &'static str {
-        match self {
-            ErrorKind::BadRequest => {
-                "The request could not be understood. Check the address and try again."
-            }
-            ErrorKind::Forbidden => "You do not have permission to see this page or do this.",
-            ErrorKind::NotFound => {
-                "There is nothing at this address. It may have been moved or deleted."
-            }
-            ErrorKind::MethodNotAllowed => "This address does not accept that kind of request.",
-            ErrorKind::PayloadTooLarge => "The request body is larger than this server accepts.",
-            ErrorKind::Internal => {
-                "Sluice could not complete the request. The problem has been logged; if it persists, give your administrator the request id below."
-            }
-            ErrorKind::Unavailable => {
-                "Sluice cannot serve this request right now. Try again in a moment."
-            }
-        }
-    }
-}
-
-#[derive(Template)]
-#[template(path = "errors/page.html", blocks = ["content"])]
-struct ErrorPage {
-    layout: Layout,
-    status: u16,
-    title: &'static str,
-    explanation: &'static str,
-    request_id: Option<String>,
-}
-console_page!(ErrorPage);
-
-/// The HTML of an error page (or of its content block, for htmx).
-pub fn render_error(kind: ErrorKind, request_id: Option<String>, htmx: bool) -> String {
-    let page = ErrorPage {
-        layout: Layout::new(None),
-        status: kind.status().as_u16(),
-        title: kind.title(),
-        explanation: kind.explanation(),
-        request_id,
-    };
-    let rendered = if htmx {
-        page.render_content()
-    } else {
-        page.render()
-    };
-    rendered.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "rendering the error page failed");
-        format!("{} {}", page.status, page.title)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_page_renders_in_the_layout_with_its_status_and_request_id() {
-        for kind in [
-            ErrorKind::BadRequest,
-            ErrorKind::Forbidden,
-            ErrorKind::NotFound,
-            ErrorKind::MethodNotAllowed,
-            ErrorKind::PayloadTooLarge,
-            ErrorKind::Internal,
-            ErrorKind::Unavailable,
-        ] {
-            let html = render_error(kind, Some("req-123".into()), false);
-            assert!(html.starts_with("<!DOCTYPE html>"), "{kind:?}");
-            assert!(html.contains("site-header"), "{kind:?} in the layout");
-            assert!(html.contains(kind.title()), "{kind:?}");
-            assert!(
-                html.contains(&kind.status().as_u16().to_string()),
-                "{kind:?}"
-            );
-            assert!(html.contains("<code>req-123</code>"), "{kind:?}");
-            assert_eq!(ErrorKind::from_status(kind.status()), kind);
-
-            let partial = render_error(kind, None, true);
-            assert!(
-                !partial.contains("<html") && partial.contains(kind.title()),
-                "{kind:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_403_page_explains_the_refusal() {
-        let html = render_error(ErrorKind::Forbidden, None, false);
-        assert!(html.contains("Access denied"));
-        assert!(html.contains("403"));
-    }
-
-    #[test]
-    fn statuses_without_a_page_of_their_own_fall_back_by_class() {
-        assert_eq!(
-            ErrorKind::from_status(StatusCode::CONFLICT),
-            ErrorKind::BadRequest
-        );
-        assert_eq!(
-            ErrorKind::from_status(StatusCode::BAD_GATEWAY),
-            ErrorKind::Internal
-        );
-    }
+/// Percent-encodes a path segment (user, group and policy names in links).
+pub fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -4,11 +4,10 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{OffsetDateTime, UtcOffset};
 
-use super::{ConsoleError, Layout, Section, console_page, render};
+use super::{ConsoleError, Layout, Section, console_page, display_time, render};
 use crate::db::{self, NotReady};
+use crate::web::auth::SignedIn;
 use crate::web::htmx::HxRequest;
 use crate::web::{AppState, DatabaseMode};
 
@@ -19,14 +18,6 @@ struct MigrationRow {
     applied_at: String,
     /// For people: `2026-11-27 10:07:11 UTC`.
     applied_at_display: String,
-}
-
-fn display_time(at: OffsetDateTime) -> String {
-    at.to_offset(UtcOffset::UTC)
-        .format(format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
-        ))
-        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -45,9 +36,13 @@ struct StatusPage {
 }
 console_page!(StatusPage);
 
-pub async fn show(state: web::Data<AppState>, hx: HxRequest) -> Result<HttpResponse, ConsoleError> {
-    let postgres_version = db::status::server_version(&state.pool).await?;
-    let migrations = db::status::applied_migrations(&state.pool)
+pub async fn show(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let postgres_version = db::status::server_version(state.pool()).await?;
+    let migrations = db::status::applied_migrations(state.pool())
         .await?
         .into_iter()
         .map(|m| MigrationRow {
@@ -57,9 +52,9 @@ pub async fn show(state: web::Data<AppState>, hx: HxRequest) -> Result<HttpRespo
             applied_at_display: display_time(m.installed_on),
         })
         .collect();
-    let readiness = db::readiness(&state.pool).await;
+    let readiness = db::readiness(state.pool()).await;
     let page = StatusPage {
-        layout: Layout::new(Some(Section::Overview)),
+        layout: Layout::signed_in(&user, Section::Overview),
         ready: readiness.is_ok(),
         not_ready_reason: readiness.err().as_ref().map(NotReady::reason),
         version: crate::VERSION,

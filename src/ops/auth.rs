@@ -1,0 +1,492 @@
+//! Authentication: first-run set-up, sign-in with throttling, sessions, sign-out, API tokens, and
+//! the administrator's command-line operations.
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{Caller, Credential, Services};
+use crate::access::managed;
+use crate::audit::{self, Actor};
+use crate::db;
+use crate::error::AppError;
+use crate::identity::{NewPassword, Secret, UserName, looks_like_api_token, token_hash};
+
+/// Failures allowed per user name and client address within [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES_PER_USER: i64 = 5;
+/// Failures allowed per client address (across user names) within the window.
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 50;
+pub const THROTTLE_WINDOW: Duration = Duration::minutes(15);
+
+/// The audit event name of console sign-ins (CloudTrail's `ConsoleLogin`).
+pub const CONSOLE_LOGIN: &str = "sluice:ConsoleLogin";
+pub const CONSOLE_LOGOUT: &str = "sluice:ConsoleLogout";
+
+/// A new console session: the cookie's secret and the CSRF token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub token: Secret,
+    pub csrf_token: String,
+    pub user_name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Too many recent failures; try again after `retry_after`.
+    #[error("too many failed sign-ins; try again later")]
+    Throttled { retry_after: Duration },
+    /// Wrong user name or password (never says which), or a disabled user.
+    #[error("the user name or password is not correct")]
+    Invalid,
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+impl From<sqlx::Error> for SignInError {
+    fn from(e: sqlx::Error) -> Self {
+        SignInError::Internal(e.into())
+    }
+}
+
+/// Whether first-run set-up is still open (no user exists).
+pub async fn setup_open(s: &Services) -> Result<bool, AppError> {
+    let mut conn = s.pool.acquire().await?;
+    Ok(db::users::count(&mut conn).await? == 0)
+}
+
+/// First run: creates the administrator (AdministratorAccess) and signs them in. Returns
+/// `Ok(None)` when a user already exists (set-up is closed for good).
+pub async fn setup(
+    s: &Services,
+    user_name: &str,
+    password: &str,
+    actor: &Actor,
+) -> Result<Option<NewSession>, AppError> {
+    let name = UserName::parse(user_name).map_err(|m| AppError::validation("username", m))?;
+    let password = NewPassword::parse(password, name.as_str())
+        .map_err(|m| AppError::validation("password", m))?;
+    let hash = s.hasher.hash(&password).await?;
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    db::users::lock_for_setup(&mut tx).await?;
+    if db::users::count(&mut tx).await? > 0 {
+        return Ok(None);
+    }
+    let user = db::users::insert(&mut tx, Uuid::new_v4(), name.as_str(), Some(&hash), now)
+        .await?
+        .ok_or_else(|| AppError::EntityAlreadyExists("the user exists".into()))?;
+    let admin = db::policies::find_by_name(&mut tx, "AdministratorAccess")
+        .await?
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("managed policies are missing")))?;
+    db::policies::attach_to_user(&mut tx, user.id, admin.id, now).await?;
+    let session = insert_session(s, &mut tx, user.id, &user.user_name, actor, now).await?;
+    let actor = Actor {
+        user_name: Some(user.user_name.clone()),
+        ..actor.clone()
+    };
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &actor,
+            event_name: "iam:CreateUser",
+            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
+            request_parameters: json!({"userName": user.user_name, "setup": true, "policies": ["AdministratorAccess"]}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Some(session))
+}
+
+async fn insert_session(
+    s: &Services,
+    conn: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    user_name: &str,
+    actor: &Actor,
+    now: OffsetDateTime,
+) -> Result<NewSession, AppError> {
+    let token = Secret::new_session_token();
+    let csrf = Secret::new_csrf_token();
+    let id = Uuid::new_v4();
+    db::sessions::insert(
+        conn,
+        id,
+        &token.hash(),
+        user_id,
+        csrf.expose(),
+        now,
+        now + s.sessions.absolute,
+        actor.source_ip.as_deref(),
+        actor.user_agent.as_deref().map(|ua| truncate(ua, 512)),
+    )
+    .await?;
+    db::users::record_sign_in(conn, user_id, now).await?;
+    Ok(NewSession {
+        id,
+        token,
+        csrf_token: csrf.expose().to_string(),
+        user_name: user_name.to_string(),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Signs in with a user name and password. Throttling is checked before any hashing; an unknown
+/// user costs the same time as a known one; the error never says which part was wrong.
+pub async fn sign_in(
+    s: &Services,
+    user_name: &str,
+    password: &str,
+    actor: &Actor,
+) -> Result<NewSession, SignInError> {
+    let now = s.clock.now();
+    let user_key = user_name.to_lowercase();
+    let user_key = truncate(&user_key, 64).to_string();
+    let address = actor.source_ip.clone().unwrap_or_else(|| "unknown".into());
+    let record_event = |outcome: &'static str, message: Option<String>| {
+        let actor = Actor {
+            user_name: Some(user_key.clone()),
+            ..actor.clone()
+        };
+        async move {
+            audit::record_alone(
+                &s.pool,
+                audit::Event {
+                    actor: &actor,
+                    event_name: CONSOLE_LOGIN,
+                    resource_arn: None,
+                    request_parameters: json!({"userName": user_name.chars().take(64).collect::<String>()}),
+                    outcome,
+                    error_message: message,
+                },
+                now,
+            )
+            .await
+        }
+    };
+
+    let mut conn = s.pool.acquire().await?;
+    let recent =
+        db::throttle::recent(&mut conn, &user_key, &address, now - THROTTLE_WINDOW).await?;
+    let frees_at = if recent.for_user >= MAX_FAILURES_PER_USER {
+        recent.oldest_for_user
+    } else if recent.for_address >= MAX_FAILURES_PER_ADDRESS {
+        recent.oldest_for_address
+    } else {
+        None
+    };
+    if let Some(oldest) = frees_at {
+        let retry_after = (oldest + THROTTLE_WINDOW - now).max(Duration::seconds(1));
+        record_event("Throttled", Some("too many failed sign-ins".into())).await?;
+        return Err(SignInError::Throttled { retry_after });
+    }
+
+    let user = db::users::find_by_name(&mut conn, user_name).await?;
+    drop(conn);
+    let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
+    let matches = s
+        .hasher
+        .verify(password, stored)
+        .await
+        .map_err(AppError::from)?;
+    let user = match user {
+        Some(u) if matches && u.enabled => u,
+        _ => {
+            let mut conn = s.pool.acquire().await?;
+            db::throttle::record_failure(&mut conn, &user_key, &address, now).await?;
+            record_event("Failure", Some("Failed authentication".into())).await?;
+            return Err(SignInError::Invalid);
+        }
+    };
+
+    let mut tx = s.pool.begin().await?;
+    let session = insert_session(s, &mut tx, user.id, &user.user_name, actor, now).await?;
+    db::throttle::clear(&mut tx, &user_key, &address).await?;
+    let actor = Actor {
+        user_name: Some(user.user_name.clone()),
+        ..actor.clone()
+    };
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &actor,
+            event_name: CONSOLE_LOGIN,
+            resource_arn: None,
+            request_parameters: json!({"userName": user.user_name}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// A valid session found from its cookie.
+#[derive(Debug, Clone)]
+pub struct ActiveSession {
+    pub caller: Caller,
+    pub csrf_token: String,
+}
+
+/// Finds the session of a cookie token: unknown, expired (idle or absolute) or belonging to a
+/// disabled user → `None` (an expired session is deleted).
+pub async fn resolve_session(
+    s: &Services,
+    token: &str,
+    actor: Actor,
+) -> Result<Option<ActiveSession>, AppError> {
+    if token.is_empty() || token.len() > 100 {
+        return Ok(None);
+    }
+    let now = s.clock.now();
+    let mut conn = s.pool.acquire().await?;
+    let Some(row) = db::sessions::find_by_token_hash(&mut conn, &token_hash(token)).await? else {
+        return Ok(None);
+    };
+    if row.expires_at <= now || row.last_seen_at + s.sessions.idle <= now {
+        db::sessions::delete(&mut conn, row.id).await?;
+        return Ok(None);
+    }
+    if !row.user_enabled {
+        return Ok(None);
+    }
+    // One write a minute at most per session keeps the idle timer honest without a write per request.
+    if now - row.last_seen_at > Duration::minutes(1) {
+        db::sessions::touch(&mut conn, row.id, now).await?;
+    }
+    let actor = Actor {
+        user_name: Some(row.user_name.clone()),
+        ..actor
+    };
+    let caller = Caller::load(
+        &mut conn,
+        row.user_id,
+        &row.user_name,
+        Credential::Session(row.id),
+        None,
+        actor,
+    )
+    .await?;
+    Ok(Some(ActiveSession {
+        caller,
+        csrf_token: row.csrf_token,
+    }))
+}
+
+/// Ends the caller's session.
+pub async fn sign_out(s: &Services, caller: &Caller) -> Result<(), AppError> {
+    let Some(id) = caller.session_id() else {
+        return Ok(());
+    };
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    db::sessions::delete(&mut tx, id).await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &caller.actor,
+            event_name: CONSOLE_LOGOUT,
+            resource_arn: None,
+            request_parameters: json!({}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Why an API request's credentials were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("The request has no credentials: send Authorization: Bearer <token>.")]
+    Missing,
+    #[error("The security token included in the request is invalid.")]
+    Unrecognized,
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+/// Authenticates an API token: known, not expired, its user enabled.
+pub async fn resolve_token(s: &Services, token: &str, actor: Actor) -> Result<Caller, TokenError> {
+    if !looks_like_api_token(token) {
+        return Err(TokenError::Unrecognized);
+    }
+    let now = s.clock.now();
+    let mut conn = s.pool.acquire().await.map_err(AppError::from)?;
+    let row = db::access_keys::find_by_token_hash(&mut conn, &token_hash(token))
+        .await
+        .map_err(AppError::from)?
+        .ok_or(TokenError::Unrecognized)?;
+    if !row.user_enabled || row.expires_at.is_some_and(|t| t <= now) {
+        return Err(TokenError::Unrecognized);
+    }
+    db::access_keys::touch(&mut conn, row.id, now)
+        .await
+        .map_err(AppError::from)?;
+    let actor = Actor {
+        user_name: Some(row.user_name.clone()),
+        token_id: Some(row.id),
+        ..actor
+    };
+    Ok(Caller::load(
+        &mut conn,
+        row.user_id,
+        &row.user_name,
+        Credential::Token(row.id),
+        row.policy_document.as_deref(),
+        actor,
+    )
+    .await?)
+}
+
+// ---- Administrator commands (`sluice admin …`), run with direct database access ------------
+
+fn cli_actor() -> Actor {
+    Actor {
+        user_name: Some("(sluice admin)".into()),
+        source_ip: Some("local".into()),
+        ..Actor::default()
+    }
+}
+
+/// `sluice admin create-user`: a user with a password and the named policies (managed or customer).
+pub async fn admin_create_user(
+    s: &Services,
+    user_name: &str,
+    password: &str,
+    policies: &[String],
+) -> Result<(), AppError> {
+    let name = UserName::parse(user_name).map_err(|m| AppError::validation("--username", m))?;
+    let password = NewPassword::parse(password, name.as_str())
+        .map_err(|m| AppError::validation("password", m))?;
+    let hash = s.hasher.hash(&password).await?;
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    let user = db::users::insert(&mut tx, Uuid::new_v4(), name.as_str(), Some(&hash), now)
+        .await?
+        .ok_or_else(|| {
+            AppError::EntityAlreadyExists(format!("User with name {name} already exists."))
+        })?;
+    for policy in policies {
+        let p = db::policies::find_by_name(&mut tx, policy)
+            .await?
+            .ok_or_else(|| {
+                let known: Vec<&str> = managed::all().iter().map(|m| m.name).collect();
+                AppError::validation(
+                    "--policy",
+                    format!(
+                        "there is no policy called {policy} (managed policies: {})",
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        db::policies::attach_to_user(&mut tx, user.id, p.id, now).await?;
+    }
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &cli_actor(),
+            event_name: "iam:CreateUser",
+            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
+            request_parameters: json!({"userName": user.user_name, "policies": policies}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `sluice admin reset-password`: sets the password and ends the user's sessions.
+pub async fn admin_reset_password(
+    s: &Services,
+    user_name: &str,
+    password: &str,
+) -> Result<(), AppError> {
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    let user = db::users::find_by_name(&mut tx, user_name)
+        .await?
+        .ok_or_else(|| {
+            AppError::NoSuchEntity(format!("The user with name {user_name} cannot be found."))
+        })?;
+    let password = NewPassword::parse(password, &user.user_name)
+        .map_err(|m| AppError::validation("password", m))?;
+    let hash = s.hasher.hash(&password).await?;
+    db::users::set_password(&mut tx, user.id, &hash).await?;
+    db::sessions::delete_all_for_user(&mut tx, user.id, None).await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &cli_actor(),
+            event_name: "iam:ResetPassword",
+            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
+            request_parameters: json!({"userName": user.user_name}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `sluice admin create-access-key`: a new API token for the user (printed once by the caller).
+pub async fn admin_create_access_key(
+    s: &Services,
+    user_name: &str,
+    expires_in_days: Option<i64>,
+) -> Result<Secret, AppError> {
+    if let Some(days) = expires_in_days
+        && !(1..=3650).contains(&days)
+    {
+        return Err(AppError::validation(
+            "--expires-in-days",
+            "must be between 1 and 3650",
+        ));
+    }
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    let user = db::users::find_by_name(&mut tx, user_name)
+        .await?
+        .ok_or_else(|| {
+            AppError::NoSuchEntity(format!("The user with name {user_name} cannot be found."))
+        })?;
+    let token = Secret::new_api_token();
+    let id = Uuid::new_v4();
+    let expires_at = expires_in_days.map(|d| now + Duration::days(d));
+    db::access_keys::insert(&mut tx, id, &token.hash(), user.id, None, now, expires_at).await?;
+    audit::record(
+        &mut tx,
+        audit::Event {
+            actor: &cli_actor(),
+            event_name: "iam:CreateAccessKey",
+            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
+            request_parameters: json!({"userName": user.user_name, "tokenId": id.to_string(), "expiresInDays": expires_in_days}),
+            outcome: audit::SUCCESS,
+            error_message: None,
+        },
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token)
+}

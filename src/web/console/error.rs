@@ -1,0 +1,306 @@
+//! Console errors and the error pages that show them.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+use super::{Layout, Page, console_page};
+use crate::access::Denied;
+use crate::error::AppError;
+
+/// The console's error type. Handlers return it; `render_error_pages` turns it into a page.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    NotFoundWith(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
+    /// No valid session: go to the sign-in page, then back to `next`.
+    #[error("sign-in required")]
+    SignInRequired { next: String },
+    /// The one authorization function said no (already audited).
+    #[error("{}", .0.console_message())]
+    Forbidden(Box<Denied>),
+    /// A console form failed the CSRF checks (already audited).
+    #[error("the request did not come from a Sluice page")]
+    CsrfRejected,
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything unexpected. Its cause is logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ConsoleError {
+    fn from(e: sqlx::Error) -> Self {
+        ConsoleError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<AppError> for ConsoleError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::AccessDenied(d) => ConsoleError::Forbidden(d),
+            AppError::Validation { message, .. } => ConsoleError::BadRequest(message),
+            AppError::NoSuchEntity(m) => ConsoleError::NotFoundWith(m),
+            AppError::EntityAlreadyExists(m) | AppError::DeleteConflict(m) => {
+                ConsoleError::Conflict(m)
+            }
+            AppError::Internal(cause) => ConsoleError::Internal(cause),
+        }
+    }
+}
+
+impl ConsoleError {
+    /// Which error page shows this error, and the detail it shows.
+    pub fn page(&self) -> (ErrorKind, Option<String>) {
+        match self {
+            ConsoleError::NotFound => (ErrorKind::NotFound, None),
+            ConsoleError::NotFoundWith(m) => (ErrorKind::NotFound, Some(m.clone())),
+            ConsoleError::PayloadTooLarge => (ErrorKind::PayloadTooLarge, None),
+            ConsoleError::MethodNotAllowed => (ErrorKind::MethodNotAllowed, None),
+            ConsoleError::BadRequest(m) => (ErrorKind::BadRequest, Some(m.clone())),
+            ConsoleError::SignInRequired { .. } => (ErrorKind::Unauthorized, None),
+            ConsoleError::Forbidden(d) => (ErrorKind::Forbidden, Some(d.console_message())),
+            ConsoleError::CsrfRejected => (
+                ErrorKind::Forbidden,
+                Some(
+                    "The form did not come from this Sluice, or your session changed. Reload the page and try again."
+                        .into(),
+                ),
+            ),
+            ConsoleError::Conflict(m) => (ErrorKind::Conflict, Some(m.clone())),
+            ConsoleError::Internal(_) => (ErrorKind::Internal, None),
+        }
+    }
+}
+
+impl ResponseError for ConsoleError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ConsoleError::SignInRequired { .. } => StatusCode::SEE_OTHER,
+            other => other.page().0.status(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ConsoleError::Internal(cause) => {
+                // Logged here, once, inside the request's span (so with its request id).
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+            }
+            ConsoleError::SignInRequired { next } => {
+                let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+                return HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, format!("/login?{query}")))
+                    .finish();
+            }
+            _ => {}
+        }
+        // The body is replaced by the error page middleware, which knows the request.
+        let mut response = HttpResponse::build(self.status_code());
+        if let ConsoleError::MethodNotAllowed = self {
+            response.insert_header((header::ALLOW, "GET, HEAD"));
+        }
+        response
+            .content_type("text/plain; charset=utf-8")
+            .body(self.page().0.title())
+    }
+}
+
+/// The error pages the console knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    TooManyRequests,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub fn from_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            405 => ErrorKind::MethodNotAllowed,
+            409 => ErrorKind::Conflict,
+            413 => ErrorKind::PayloadTooLarge,
+            429 => ErrorKind::TooManyRequests,
+            503 => ErrorKind::Unavailable,
+            400..=499 => ErrorKind::BadRequest,
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "Bad request",
+            ErrorKind::Unauthorized => "Sign-in required",
+            ErrorKind::Forbidden => "Access denied",
+            ErrorKind::NotFound => "Page not found",
+            ErrorKind::MethodNotAllowed => "Method not allowed",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::PayloadTooLarge => "Request too large",
+            ErrorKind::TooManyRequests => "Too many requests",
+            ErrorKind::Internal => "Something went wrong",
+            ErrorKind::Unavailable => "Service unavailable",
+        }
+    }
+
+    pub fn explanation(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "The request could not be carried out.",
+            ErrorKind::Unauthorized => "Sign in to continue.",
+            ErrorKind::Forbidden => "You do not have permission to see this page or do this.",
+            ErrorKind::NotFound => {
+                "There is nothing at this address. It may have been moved or deleted."
+            }
+            ErrorKind::MethodNotAllowed => "This address does not accept that kind of request.",
+            ErrorKind::Conflict => "The request conflicts with the current state.",
+            ErrorKind::PayloadTooLarge => "The request body is larger than this server accepts.",
+            ErrorKind::TooManyRequests => "Too many requests. Wait a moment and try again.",
+            ErrorKind::Internal => {
+                "Sluice could not complete the request. The problem has been logged; if it persists, give your administrator the request id below."
+            }
+            ErrorKind::Unavailable => {
+                "Sluice cannot serve this request right now. Try again in a moment."
+            }
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "errors/page.html", blocks = ["content"])]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    title: &'static str,
+    explanation: &'static str,
+    detail: Option<String>,
+    request_id: Option<String>,
+}
+console_page!(ErrorPage);
+
+/// The HTML of an error page (or of its content block, for htmx).
+pub fn render_error(
+    kind: ErrorKind,
+    detail: Option<String>,
+    request_id: Option<String>,
+    htmx: bool,
+) -> String {
+    let page = ErrorPage {
+        layout: Layout::public(),
+        status: kind.status().as_u16(),
+        title: kind.title(),
+        explanation: kind.explanation(),
+        detail,
+        request_id,
+    };
+    let rendered = if htmx {
+        page.render_content()
+    } else {
+        page.render()
+    };
+    rendered.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "rendering the error page failed");
+        format!("{} {}", page.status, page.title)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ErrorKind; 10] = [
+        ErrorKind::BadRequest,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::Conflict,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::TooManyRequests,
+        ErrorKind::Internal,
+        ErrorKind::Unavailable,
+    ];
+
+    #[test]
+    fn every_error_page_renders_in_the_layout_with_its_status_and_request_id() {
+        for kind in ALL {
+            let html = render_error(
+                kind,
+                Some("detail <b>".into()),
+                Some("req-123".into()),
+                false,
+            );
+            assert!(html.starts_with("<!DOCTYPE html>"), "{kind:?}");
+            assert!(html.contains("site-header"), "{kind:?} in the layout");
+            assert!(html.contains(kind.title()), "{kind:?}");
+            assert!(
+                html.contains(&kind.status().as_u16().to_string()),
+                "{kind:?}"
+            );
+            assert!(html.contains("<code>req-123</code>"), "{kind:?}");
+            assert!(!html.contains("<b>"), "the detail is escaped");
+            assert_eq!(ErrorKind::from_status(kind.status()), kind);
+
+            let partial = render_error(kind, None, None, true);
+            assert!(
+                !partial.contains("<html") && partial.contains(kind.title()),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_403_page_names_the_missing_permission() {
+        let html = render_error(
+            ErrorKind::Forbidden,
+            Some("You are not allowed to perform iam:CreateUser on arn:sluice:iam:::user/x".into()),
+            None,
+            false,
+        );
+        assert!(html.contains("Access denied"));
+        assert!(html.contains("iam:CreateUser on arn:sluice:iam:::user/x"));
+    }
+
+    #[test]
+    fn statuses_without_a_page_of_their_own_fall_back_by_class() {
+        assert_eq!(
+            ErrorKind::from_status(StatusCode::GONE),
+            ErrorKind::BadRequest
+        );
+        assert_eq!(
+            ErrorKind::from_status(StatusCode::BAD_GATEWAY),
+            ErrorKind::Internal
+        );
+    }
+}
