@@ -8,3 +8,4 @@ mod cli;
 mod console;
 mod embedded;
 mod http;
+mod identity;
