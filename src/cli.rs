@@ -36,9 +36,61 @@ enum Command {
     /// Apply pending database migrations, then exit. Works whether or not a server is running on
     /// the same data directory.
     Migrate(DatabaseArgs),
+    /// Administer users and API tokens directly (works with or without a running server).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Work with the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Measure the cost of internal operations (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create a user whose password is read from standard input.
+    CreateUser {
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Attach this policy (managed or customer); repeat for more.
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Set a user's password, read from standard input; ends the user's sessions.
+    ResetPassword {
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Read the password from standard input (its first line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Create an API token for a user and print it on standard output (and nothing else there).
+    CreateAccessKey {
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Days until the token expires (1-3650); no expiry when omitted.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<i64>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the audit log's hash chain and report the first broken link (exit 1 if any).
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +254,27 @@ pub fn main() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Admin(command) => admin(command, path_var.as_deref()).await,
+            Command::Audit(AuditCommand::Verify { database }) => {
+                let db =
+                    startup::CommandDatabase::open(&database.into_target(), path_var.as_deref())
+                        .await?;
+                let verdict = crate::audit::verify(db.pool()).await;
+                db.close().await;
+                match verdict.map_err(|e| StartupError::Command(e.to_string()))? {
+                    crate::audit::Verification::Intact { events } => {
+                        println!("audit log intact: {events} event(s), every link verified");
+                        Ok(())
+                    }
+                    crate::audit::Verification::Broken {
+                        seq,
+                        event_id,
+                        reason,
+                    } => Err(StartupError::Tampered(format!(
+                        "audit log broken at event #{seq} ({event_id}): {reason}"
+                    ))),
+                }
+            }
             Command::Bench(_) => Ok(()),
         }
     });
@@ -212,6 +285,87 @@ pub fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// Reads a password from standard input: its first line, without the line ending.
+fn password_from_stdin() -> Result<String, StartupError> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        StartupError::Command(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(StartupError::Command(
+            "no password on standard input".into(),
+        ));
+    }
+    Ok(password)
+}
+
+async fn admin(command: AdminCommand, path_var: Option<&str>) -> Result<(), StartupError> {
+    let (database, run): (DatabaseArgs, AdminRun) = match command {
+        AdminCommand::CreateUser {
+            username,
+            policies,
+            database,
+            ..
+        } => (
+            database,
+            AdminRun::CreateUser(username, password_from_stdin()?, policies),
+        ),
+        AdminCommand::ResetPassword {
+            username, database, ..
+        } => (
+            database,
+            AdminRun::ResetPassword(username, password_from_stdin()?),
+        ),
+        AdminCommand::CreateAccessKey {
+            username,
+            expires_in_days,
+            database,
+        } => (
+            database,
+            AdminRun::CreateAccessKey(username, expires_in_days),
+        ),
+    };
+    let db = startup::CommandDatabase::open(&database.into_target(), path_var).await?;
+    let result = async {
+        startup::prepare_schema(db.pool()).await?;
+        let services = db.services();
+        let outcome = match run {
+            AdminRun::CreateUser(name, password, policies) => {
+                crate::ops::auth::admin_create_user(&services, &name, &password, &policies)
+                    .await
+                    .map(|()| {
+                        eprintln!("user {name} created");
+                    })
+            }
+            AdminRun::ResetPassword(name, password) => {
+                crate::ops::auth::admin_reset_password(&services, &name, &password)
+                    .await
+                    .map(|()| {
+                        eprintln!("password of {name} set; their sessions have ended");
+                    })
+            }
+            AdminRun::CreateAccessKey(name, days) => {
+                crate::ops::auth::admin_create_access_key(&services, &name, days)
+                    .await
+                    .map(|token| {
+                        println!("{}", token.expose());
+                    })
+            }
+        };
+        outcome.map_err(|e| StartupError::Command(e.public_message()))
+    }
+    .await;
+    db.close().await;
+    result
+}
+
+enum AdminRun {
+    CreateUser(String, String, Vec<String>),
+    ResetPassword(String, String),
+    CreateAccessKey(String, Option<i64>),
 }
 
 fn error_chain(err: &StartupError) -> String {

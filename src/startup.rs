@@ -39,6 +39,12 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    /// A command could not do what was asked (the message says why).
+    #[error("{0}")]
+    Command(String),
+    /// `sluice audit verify` found a broken link.
+    #[error("{0}")]
+    Tampered(String),
 }
 
 impl StartupError {
@@ -46,7 +52,7 @@ impl StartupError {
     /// 1 for failures at run time.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartupError::Serve(_) => 1,
+            StartupError::Serve(_) | StartupError::Tampered(_) => 1,
             _ => 2,
         }
     }
@@ -241,48 +247,83 @@ pub struct MigrationReport {
     pub total: usize,
 }
 
+/// A database opened for a one-off command: attached to a running server's embedded cluster,
+/// a cluster started for the command, or an external server.
+pub struct CommandDatabase {
+    pool: PgPool,
+    cluster: Option<EmbeddedPostgres>,
+}
+
+impl CommandDatabase {
+    pub async fn open(
+        target: &DatabaseTarget,
+        path_var: Option<&str>,
+    ) -> Result<Self, StartupError> {
+        let settings = match target {
+            DatabaseTarget::External(url) => {
+                return Ok(Self {
+                    pool: connect(url).await?,
+                    cluster: None,
+                });
+            }
+            DatabaseTarget::Embedded(settings) => settings,
+        };
+        match EmbeddedPostgres::start_or_attach(cluster_config(settings, path_var)?).await? {
+            Opened::Started(cluster) => {
+                let url = DatabaseUrl::from(cluster.app_connect_options());
+                match connect(&url).await {
+                    Ok(pool) => Ok(Self {
+                        pool,
+                        cluster: Some(cluster),
+                    }),
+                    Err(e) => {
+                        cluster.stop().await;
+                        Err(e)
+                    }
+                }
+            }
+            Opened::Attached(options) => {
+                tracing::info!("a running Sluice owns this data directory; using its cluster");
+                Ok(Self {
+                    pool: connect(&DatabaseUrl::from(*options)).await?,
+                    cluster: None,
+                })
+            }
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Services for operations run from the command line.
+    pub fn services(&self) -> Services {
+        Services {
+            pool: self.pool.clone(),
+            hasher: PasswordHasher::new(1),
+            clock: Clock::default(),
+            sessions: SessionLimits::default(),
+        }
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster {
+            cluster.stop().await;
+        }
+    }
+}
+
 /// `sluice migrate`: applies pending migrations. With an embedded data directory it attaches to a
 /// running server's cluster, or starts the cluster just for the command.
 pub async fn migrate(
     target: DatabaseTarget,
     path_var: Option<&str>,
 ) -> Result<MigrationReport, StartupError> {
-    let settings = match &target {
-        DatabaseTarget::External(url) => {
-            let pool = connect(url).await?;
-            let report = migrate_pool(&pool).await;
-            pool.close().await;
-            return report;
-        }
-        DatabaseTarget::Embedded(settings) => settings,
-    };
-    match EmbeddedPostgres::start_or_attach(cluster_config(settings, path_var)?).await? {
-        Opened::Started(cluster) => {
-            let url = DatabaseUrl::from(cluster.app_connect_options());
-            let pool = match connect(&url).await {
-                Ok(pool) => pool,
-                Err(e) => {
-                    cluster.stop().await;
-                    return Err(e);
-                }
-            };
-            let db = Database {
-                pool,
-                cluster: Some(cluster),
-                mode: DatabaseMode::Embedded,
-            };
-            let report = migrate_pool(db.pool()).await;
-            db.close().await;
-            report
-        }
-        Opened::Attached(options) => {
-            tracing::info!("a running Sluice owns this data directory; using its cluster");
-            let pool = connect(&DatabaseUrl::from(*options)).await?;
-            let report = migrate_pool(&pool).await;
-            pool.close().await;
-            report
-        }
-    }
+    let db = CommandDatabase::open(&target, path_var).await?;
+    let report = migrate_pool(db.pool()).await;
+    db.close().await;
+    report
 }
 
 async fn migrate_pool(pool: &PgPool) -> Result<MigrationReport, StartupError> {

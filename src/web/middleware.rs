@@ -90,9 +90,12 @@ pub async fn limit_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Ok(req
-            .error_response(ConsoleError::PayloadTooLarge)
-            .map_into_right_body());
+        let response = if super::api::is_api_request(&req) {
+            req.error_response(super::api::ApiError::payload_too_large())
+        } else {
+            req.error_response(ConsoleError::PayloadTooLarge)
+        };
+        return Ok(response.map_into_right_body());
     }
     next.call(req)
         .await
@@ -105,6 +108,13 @@ pub async fn render_error_pages(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, Error> {
+    if super::api::is_api_request(&req) {
+        // The API answers with its own JSON errors.
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let htmx = htmx::is_htmx(req.headers());
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
     let res = next.call(req).await?;

@@ -4,6 +4,7 @@
 //! → response compression (gzip, when the client accepts it) → error pages (renders every console
 //! error in the layout) → body limit → route handler.
 
+mod api;
 mod auth;
 mod console;
 mod health;
@@ -95,11 +96,23 @@ fn body_limits(cfg: &mut web::ServiceConfig, limit: BodyLimit) {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(get_only("/healthz", health::healthz))
-        .service(get_only("/readyz", health::readyz))
-        .service(get_only("/static/{path:.*}", static_files::serve))
-        .configure(console::routes)
-        .default_service(web::to(console::not_found));
+    cfg.service(
+        web::resource("/")
+            .route(
+                web::post()
+                    .guard(actix_web::guard::fn_guard(api::amz_target))
+                    .to(api::by_target),
+            )
+            .route(web::get().to(console::overview))
+            .route(web::head().to(console::overview))
+            .default_service(web::to(console::method_not_allowed)),
+    )
+    .configure(api::routes)
+    .service(get_only("/healthz", health::healthz))
+    .service(get_only("/readyz", health::readyz))
+    .service(get_only("/static/{path:.*}", static_files::serve))
+    .configure(console::routes)
+    .default_service(web::to(console::not_found));
 }
 
 /// A resource answering GET and HEAD with `handler`, and any other method with the 405 page.

@@ -299,7 +299,11 @@ async fn csrf_needs_the_token_and_the_same_origin() {
     let html = body(app.get("/admin/users").await).await;
     assert!(!html.contains(">eve<"));
     let audit = body(app.get("/admin/audit?event=sluice%3ACsrfCheck").await).await;
-    assert_eq!(audit.matches(r#"class="mono">sluice:CsrfCheck<"#).count(), 4, "{audit}");
+    assert_eq!(
+        audit.matches(r#"class="mono">sluice:CsrfCheck<"#).count(),
+        4,
+        "{audit}"
+    );
 
     // With both, it works; the header form of the token works too (htmx).
     let ok = app

@@ -3,6 +3,8 @@
 
 mod harness;
 
+mod api;
+
 mod browser;
 mod cli;
 mod console;

@@ -6,6 +6,8 @@ mod error;
 mod login;
 mod status;
 
+pub use status::show as overview;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -16,17 +18,23 @@ pub use error::{ConsoleError, ErrorKind, render_error};
 use super::auth::SignedIn;
 use super::htmx::HxRequest;
 
-/// The console's routes.
+/// The console's routes (`/` itself is registered by `web::routes`, as the API shares it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::get_only("/", status::show));
     login::routes(cfg);
     account::routes(cfg);
     admin::routes(cfg);
 }
 
-/// `default_service`: anything unrouted.
-pub async fn not_found() -> Result<HttpResponse, ConsoleError> {
-    Err(ConsoleError::NotFound)
+/// `default_service`: anything unrouted (API paths get the API's JSON error).
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    if req.path().starts_with("/api/") {
+        return actix_web::ResponseError::error_response(&super::api::ApiError::new(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            "API operations are at POST /api/v1/{Operation}",
+        ));
+    }
+    HttpResponse::from_error(ConsoleError::NotFound)
 }
 
 /// A routed path asked with a method it does not take.
