@@ -374,6 +374,61 @@ fn the_simulator_lists_every_matching_statement_in_order() {
     ));
 }
 
+#[test]
+fn the_readme_examples_mean_what_the_readme_says() {
+    let readme = include_str!("../../README.md");
+    let docs: Vec<&str> = readme
+        .split("```json\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .collect();
+    assert_eq!(docs.len(), 2, "the approver and the read-only team");
+    let approver = user("ann", vec![named("Approver", docs[0])]);
+    assert!(allowed(
+        &approver,
+        Action::PutApprovalResult,
+        &Resource::pipeline_action("web-app", "Prod", "ReleaseGate")
+    ));
+    assert!(!allowed(
+        &approver,
+        Action::PutApprovalResult,
+        &Resource::pipeline_action("web-app", "Prod", "Other")
+    ));
+    assert!(allowed(
+        &approver,
+        Action::GetPipelineState,
+        &Resource::pipeline("web-app")
+    ));
+    assert!(!allowed(
+        &approver,
+        Action::StartPipelineExecution,
+        &Resource::pipeline("web-app")
+    ));
+
+    let team = user("tim", vec![named("Team", docs[1])]);
+    assert!(allowed(&team, Action::ListPipelines, &Resource::All));
+    assert!(allowed(
+        &team,
+        Action::GetPipeline,
+        &Resource::pipeline("payments-api")
+    ));
+    assert!(!allowed(
+        &team,
+        Action::GetPipeline,
+        &Resource::pipeline("payments-prod")
+    ));
+    assert!(!allowed(
+        &team,
+        Action::GetPipeline,
+        &Resource::pipeline("search-api")
+    ));
+    assert!(!allowed(
+        &team,
+        Action::StartPipelineExecution,
+        &Resource::pipeline("payments-api")
+    ));
+}
+
 // ---- Properties -------------------------------------------------------------------------------
 
 const ACTION_PATTERNS: &[&str] = &[

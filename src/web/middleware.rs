@@ -132,7 +132,8 @@ pub async fn render_error_pages(
         return Ok(res.map_into_left_body());
     };
     let status = res.status();
-    let html = super::console::render_error(kind, detail, request_id, htmx);
+    let layout = super::console::error_layout(res.request());
+    let html = super::console::render_error(kind, detail, request_id, htmx, layout);
     let (req, old) = res.into_parts();
     let mut page = HttpResponse::build(status);
     for (name, value) in old.headers() {

@@ -225,3 +225,163 @@ async fn wait_for_path(browser: &WebDriver, path: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The identity walk-through: set-up, create a read-only user, sign in as them, and find the
+/// Admin section gone and its pages refused.
+#[tokio::test]
+async fn a_read_only_user_sees_no_admin_section() {
+    let app = spawn_app().await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 1280).await;
+
+    browser.goto(app.url("/")).await.unwrap();
+    wait_for_path(&browser, "/setup").await;
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    fill(&browser, "#password_confirm", ADMIN_PASSWORD).await;
+    browser
+        .find(By::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/").await;
+    assert!(
+        browser
+            .find(By::Css(r#".site-nav a[href="/admin"]"#))
+            .await
+            .is_ok(),
+        "the administrator sees Admin"
+    );
+
+    browser.goto(app.url("/admin/users")).await.unwrap();
+    fill(&browser, "#user_name", "viewer").await;
+    fill(&browser, "#password", "a long and unusual passphrase 42").await;
+    browser
+        .find(By::Css(
+            "#policy option[value=AWSCodePipeline_ReadOnlyAccess]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(By::Css("form[action='/admin/users'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/admin/users/viewer").await;
+    let policies = browser.find(By::Css("#policies-heading")).await.unwrap();
+    assert!(policies.is_displayed().await.unwrap());
+    assert!(
+        browser
+            .source()
+            .await
+            .unwrap()
+            .contains("AWSCodePipeline_ReadOnlyAccess")
+    );
+    browser
+        .screenshot(&screenshot_path("admin-user.png"))
+        .await
+        .unwrap();
+
+    // Sign out through the header's button, then sign in as the new user.
+    browser
+        .find(By::Css(".user-menu button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/login").await;
+    fill(&browser, "#username", "viewer").await;
+    fill(&browser, "#password", "a long and unusual passphrase 42").await;
+    browser
+        .find(By::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/").await;
+    let nav = browser
+        .find(By::Css(".site-nav"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !nav.contains("Admin"),
+        "no Admin link for a read-only user: {nav}"
+    );
+    assert!(
+        browser
+            .find(By::Css(r#".site-nav a[href="/admin"]"#))
+            .await
+            .is_err()
+    );
+
+    browser.goto(app.url("/admin/users")).await.unwrap();
+    let heading = browser
+        .find(By::Css("#error-heading"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(heading, "Access denied");
+    let detail = browser
+        .find(By::Css(".error-detail"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(detail, "You are not allowed to perform iam:ListUsers on *");
+    let user_menu = browser
+        .find(By::Css(".user-menu"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        user_menu.contains("viewer"),
+        "the error page keeps the signed-in layout"
+    );
+    let user_menu = browser
+        .find(By::Css(".user-menu"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        user_menu.contains("viewer"),
+        "the error page keeps the signed-in layout"
+    );
+    browser
+        .screenshot(&screenshot_path("read-only-user-403.png"))
+        .await
+        .unwrap();
+
+    let errors: Vec<String> = browser
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        // The 403 itself is logged by the browser as a failed resource load; nothing else may be.
+        .filter(|e| {
+            (e.level == "SEVERE" || e.level == "WARNING") && !e.message.contains("403 (Forbidden)")
+        })
+        .map(|e| e.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console: {errors:#?}");
+    browser.quit().await.unwrap();
+}

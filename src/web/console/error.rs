@@ -215,9 +215,10 @@ pub fn render_error(
     detail: Option<String>,
     request_id: Option<String>,
     htmx: bool,
+    layout: Option<Layout>,
 ) -> String {
     let page = ErrorPage {
-        layout: Layout::public(),
+        layout: layout.unwrap_or_else(Layout::public),
         status: kind.status().as_u16(),
         title: kind.title(),
         explanation: kind.explanation(),
@@ -260,6 +261,7 @@ mod tests {
                 Some("detail <b>".into()),
                 Some("req-123".into()),
                 false,
+                None,
             );
             assert!(html.starts_with("<!DOCTYPE html>"), "{kind:?}");
             assert!(html.contains("site-header"), "{kind:?} in the layout");
@@ -272,7 +274,7 @@ mod tests {
             assert!(!html.contains("<b>"), "the detail is escaped");
             assert_eq!(ErrorKind::from_status(kind.status()), kind);
 
-            let partial = render_error(kind, None, None, true);
+            let partial = render_error(kind, None, None, true, None);
             assert!(
                 !partial.contains("<html") && partial.contains(kind.title()),
                 "{kind:?}"
@@ -287,6 +289,7 @@ mod tests {
             Some("You are not allowed to perform iam:CreateUser on arn:sluice:iam:::user/x".into()),
             None,
             false,
+            None,
         );
         assert!(html.contains("Access denied"));
         assert!(html.contains("iam:CreateUser on arn:sluice:iam:::user/x"));

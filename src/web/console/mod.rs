@@ -15,6 +15,19 @@ use askama::Template;
 
 pub use error::{ConsoleError, ErrorKind, render_error};
 
+/// The layout for an error page: the signed-in user's, when the request had a valid session.
+pub fn error_layout(req: &actix_web::HttpRequest) -> Option<Layout> {
+    use actix_web::HttpMessage;
+    let extensions = req.extensions();
+    let session = extensions
+        .get::<Option<crate::ops::auth::ActiveSession>>()?
+        .as_ref()?;
+    Some(Layout::signed_in_anywhere(&SignedIn {
+        caller: session.caller.clone(),
+        csrf_token: session.csrf_token.clone(),
+    }))
+}
+
 use super::auth::SignedIn;
 use super::htmx::HxRequest;
 
@@ -95,6 +108,14 @@ impl Layout {
             favicon: super::asset_url("favicon.svg"),
             user_name: None,
             csrf_token: None,
+        }
+    }
+
+    /// The layout of a page that is no section of its own (an error page for a signed-in user).
+    pub fn signed_in_anywhere(user: &SignedIn) -> Self {
+        Self {
+            current: None,
+            ..Self::signed_in(user, Section::Overview)
         }
     }
 
