@@ -860,3 +860,57 @@ async fn admin_commands_provision_users_and_tokens_headlessly() {
     assert_eq!(code, 0, "{stderr}");
     app.sign_in("ci-bot", "another fine passphrase 2026").await;
 }
+
+#[tokio::test]
+async fn a_disabled_users_tokens_are_refused_at_once() {
+    let (app, admin) = admin_api().await;
+    ok(&app, &admin, "CreateUser", json!({"userName": "robot"})).await;
+    let out = ok(
+        &app,
+        &admin,
+        "CreateAccessKey",
+        json!({"userName": "robot"}),
+    )
+    .await;
+    let robot = out["accessKey"]["token"].as_str().unwrap().to_string();
+    ok(&app, &robot, "GetCallerIdentity", json!({})).await;
+    ok(
+        &app,
+        &admin,
+        "UpdateUser",
+        json!({"userName": "robot", "enabled": false}),
+    )
+    .await;
+    assert_eq!(
+        err(&app, &robot, "GetCallerIdentity", json!({})).await.1,
+        "UnrecognizedClientException"
+    );
+    ok(
+        &app,
+        &admin,
+        "UpdateUser",
+        json!({"userName": "robot", "enabled": true}),
+    )
+    .await;
+    ok(&app, &robot, "GetCallerIdentity", json!({})).await;
+}
+
+#[tokio::test]
+async fn concurrent_changes_keep_one_unbroken_chain() {
+    let (app, t) = admin_api().await;
+    let calls = (0..24).map(|i| {
+        let app = &app;
+        let t = &t;
+        async move { ok(app, t, "CreateGroup", json!({"groupName": format!("g{i}")})).await }
+    });
+    futures_util::future::join_all(calls).await;
+    let url = app.db.url();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run_sluice(&["audit", "verify", "--database-url", &url], &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    // Set-up, the console token, and the 24 groups.
+    assert!(stdout.contains("intact: 26 event(s)"), "{stdout}");
+}

@@ -227,19 +227,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Runs the real server on the given database (which may be unmigrated).
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    spawn(db, None).await
+    spawn(db, None, false).await
 }
 
 /// Runs the real server on the given database, as reached at `public_url`.
 pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
-    spawn(db, Some(public_url.parse::<PublicUrl>().unwrap())).await
+    spawn(db, Some(public_url.parse::<PublicUrl>().unwrap()), false).await
 }
 
-async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>) -> TestApp {
+/// Runs the real server behind a (pretend) reverse proxy: `X-Forwarded-For` is trusted.
+pub async fn spawn_app_behind_proxy() -> TestApp {
+    spawn(TestDatabase::migrated().await, None, true).await
+}
+
+async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: bool) -> TestApp {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url,
-        trust_proxy: false,
+        trust_proxy,
         session_idle_minutes: 30,
         session_lifetime_hours: 12,
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),

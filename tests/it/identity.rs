@@ -518,3 +518,154 @@ async fn a_failed_change_leaves_no_success_event() {
     assert!(audit.contains("EntityAlreadyExistsException"), "{audit}");
     assert!(!audit.contains("</span>Success</span>"), "{audit}");
 }
+
+#[tokio::test]
+async fn with_an_https_public_url_the_cookie_is_host_prefixed_and_secure() {
+    let app = crate::harness::spawn_app_with(
+        crate::harness::TestDatabase::migrated().await,
+        "https://ci.example.com/",
+    )
+    .await;
+    let res = client()
+        .post(app.url("/setup"))
+        .header("Origin", "https://ci.example.com")
+        .form(&[
+            ("username", ADMIN),
+            ("password", ADMIN_PASSWORD),
+            ("password_confirm", ADMIN_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("__Host-sluice_session="), "{cookie}");
+    assert!(cookie.contains("Secure"), "{cookie}");
+    assert!(res.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn one_address_is_capped_across_user_names() {
+    let app = admin_app().await;
+    for i in 0..50 {
+        let res = client()
+            .post(app.url("/login"))
+            .header("Origin", &app.address)
+            .form(&[
+                ("username", format!("guess{i}").as_str()),
+                ("password", "wrong password here"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "attempt {i}");
+    }
+    let res = client()
+        .post(app.url("/login"))
+        .header("Origin", &app.address)
+        .form(&[("username", ADMIN), ("password", ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "the 51st attempt from the address waits");
+}
+
+#[tokio::test]
+async fn the_client_address_comes_from_the_proxy_only_when_trusted() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.7")] {
+        let app = if trusted {
+            crate::harness::spawn_app_behind_proxy().await
+        } else {
+            spawn_app().await
+        };
+        let res = app
+            .client
+            .post(app.url("/setup"))
+            .header("Origin", &app.address)
+            .header("X-Forwarded-For", "203.0.113.7, 10.0.0.1")
+            .form(&[
+                ("username", ADMIN),
+                ("password", ADMIN_PASSWORD),
+                ("password_confirm", ADMIN_PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let html = body(app.get("/admin/audit").await).await;
+        assert!(
+            html.contains(&format!("<td>{expected}</td>")),
+            "trusted={trusted}: {html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_see_and_end_their_own_sessions_and_admins_end_anyones() {
+    let app = admin_app().await;
+    create_user(&app, "sam", "").await;
+    let laptop = app.sign_in("sam", PASSWORD).await;
+    let phone = app.sign_in("sam", PASSWORD).await;
+    let html = body(laptop.get(app.url("/account")).send().await.unwrap()).await;
+    assert_eq!(
+        html.matches("/revoke\"").count(),
+        1,
+        "one other session to end: {html}"
+    );
+    assert!(html.contains("This session"));
+    let id = html
+        .split("/account/sessions/")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    let res = app
+        .post_form(&laptop, &format!("/account/sessions/{id}/revoke"), &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        phone.get(app.url("/")).send().await.unwrap().status(),
+        303,
+        "the phone is signed out"
+    );
+    assert_eq!(laptop.get(app.url("/")).send().await.unwrap().status(), 200);
+
+    let res = app
+        .post_form(&app.client, "/admin/users/sam/sessions/end", &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        laptop.get(app.url("/")).send().await.unwrap().status(),
+        303,
+        "ended by the administrator"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_exports_the_filtered_set_as_json_lines() {
+    let app = admin_app().await;
+    create_user(&app, "one", "").await;
+    create_user(&app, "two", "").await;
+    let res = app.get("/admin/audit/export?event=iam%3ACreateUser").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/x-ndjson; charset=utf-8"
+    );
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("sluice-audit.jsonl")
+    );
+    let text = body(res).await;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The administrator's own creation at set-up, then the two users (newest first).
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["resourceArn"], "arn:sluice:iam:::user/two");
+    assert!(lines.iter().all(|l| l["eventName"] == "iam:CreateUser"));
+    assert!(!text.contains(PASSWORD));
+}
