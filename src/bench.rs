@@ -186,3 +186,45 @@ fn time_decisions(
         allowed as f64 / (n * batch) as f64,
     )
 }
+
+/// `sluice bench password`: the cost of hashing and verifying one password (argon2id with the
+/// production parameters), on the calling thread.
+pub fn password_bench(rounds: usize) {
+    use crate::identity::{NewPassword, PasswordHasher};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let hasher = PasswordHasher::new(1);
+        let password =
+            NewPassword::parse("correct horse battery staple", "bench").expect("a valid password");
+        let mut hash_ms = Vec::with_capacity(rounds);
+        let mut verify_ms = Vec::with_capacity(rounds);
+        let mut phc = String::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            phc = hasher.hash(&password).await.expect("hashing");
+            hash_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            black_box(
+                hasher
+                    .verify("correct horse battery staple", Some(&phc))
+                    .await
+                    .expect("verifying"),
+            );
+            verify_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let t = Instant::now();
+        black_box(hasher.verify("whatever", None).await.expect("verifying"));
+        let unknown = t.elapsed().as_secs_f64() * 1000.0;
+        hash_ms.sort_by(f64::total_cmp);
+        verify_ms.sort_by(f64::total_cmp);
+        println!("argon2id {}", phc.split('$').nth(3).unwrap_or_default());
+        println!("hash:   median {:.1} ms (n={rounds})", hash_ms[rounds / 2]);
+        println!(
+            "verify: median {:.1} ms (n={rounds}); unknown user (dummy hash): {unknown:.1} ms",
+            verify_ms[rounds / 2]
+        );
+    });
+}

@@ -95,6 +95,11 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Time hashing and verifying a password (argon2id, production parameters).
+    Password {
+        #[arg(long, default_value = "20", value_parser = clap::value_parser!(u16).range(1..=1000))]
+        rounds: u16,
+    },
     /// Time one authorization decision against many attached policies.
     Authorize {
         /// Number of attached policies.
@@ -223,14 +228,20 @@ impl ServeArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(&cli.log);
-    if let Command::Bench(BenchCommand::Authorize {
-        policies,
-        statements,
-        decisions,
-    }) = cli.command
-    {
-        crate::bench::authorize_bench(policies.into(), statements.into(), decisions as usize);
-        return ExitCode::SUCCESS;
+    match cli.command {
+        Command::Bench(BenchCommand::Authorize {
+            policies,
+            statements,
+            decisions,
+        }) => {
+            crate::bench::authorize_bench(policies.into(), statements.into(), decisions as usize);
+            return ExitCode::SUCCESS;
+        }
+        Command::Bench(BenchCommand::Password { rounds }) => {
+            crate::bench::password_bench(rounds.into());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
