@@ -228,3 +228,70 @@ pub fn password_bench(rounds: usize) {
         );
     });
 }
+
+/// The largest declaration CodePipeline's quotas allow: 50 stages, 500 actions (50 side by side in
+/// one stage), each build reading the source and the previous stage's output, with references.
+pub fn largest_declaration() -> serde_json::Value {
+    use serde_json::json;
+    let build = |name: String, input: &str, output: Option<String>| {
+        let mut a = json!({
+            "name": name,
+            "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+            "configuration": {"BuildSpec": "phases: {build: {commands: [make]}}",
+                              "EnvironmentVariables": "[{\"name\":\"COMMIT\",\"value\":\"#{Src.CommitId}\"}]"},
+            "inputArtifacts": [{"name": input}]
+        });
+        if let Some(o) = output {
+            a["outputArtifacts"] = json!([{"name": o}]);
+        }
+        a
+    };
+    let mut stages = vec![json!({"name": "Source", "actions": [{
+        "name": "Checkout",
+        "namespace": "Src",
+        "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+        "configuration": {"RepositoryUrl": "https://git.example.com/app.git", "Branch": "main"},
+        "outputArtifacts": [{"name": "Source"}]
+    }]})];
+    let wide: Vec<_> = (0..50)
+        .map(|i| build(format!("Wide{i}"), "Source", Some(format!("W{i}"))))
+        .collect();
+    stages.push(json!({"name": "Wide", "actions": wide}));
+    let mut remaining = 449;
+    for s in 0..48 {
+        let n = (if s < 17 { 10 } else { 9 }).min(remaining);
+        remaining -= n;
+        let input = format!("W{}", s % 50);
+        let actions: Vec<_> = (0..n)
+            .map(|i| build(format!("S{s}A{i}"), &input, None))
+            .collect();
+        stages.push(json!({"name": format!("Stage{s}"), "actions": actions}));
+    }
+    json!({"name": "largest", "stages": stages})
+}
+
+/// `sluice bench validate`: parsing and validating the largest legal declaration.
+pub fn validate_bench(rounds: usize) {
+    let text = largest_declaration().to_string();
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let decl: crate::pipeline::wire::PipelineDeclaration =
+            serde_json::from_str(black_box(&text)).expect("the generated declaration parses");
+        let pipeline =
+            crate::pipeline::validate(decl).expect("the largest legal pipeline is valid");
+        black_box(pipeline);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "largest legal declaration: 50 stages, 500 actions, {} bytes of JSON",
+        text.len()
+    );
+    println!(
+        "parse + validate: median {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={rounds})",
+        times[rounds / 2],
+        times[rounds * 99 / 100],
+        times[rounds - 1]
+    );
+}

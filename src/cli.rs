@@ -95,6 +95,11 @@ enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Time parsing and validating the largest legal pipeline declaration.
+    Validate {
+        #[arg(long, default_value = "200", value_parser = clap::value_parser!(u16).range(1..=10000))]
+        rounds: u16,
+    },
     /// Time hashing and verifying a password (argon2id, production parameters).
     Password {
         #[arg(long, default_value = "20", value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -235,6 +240,10 @@ pub fn main() -> ExitCode {
             decisions,
         }) => {
             crate::bench::authorize_bench(policies.into(), statements.into(), decisions as usize);
+            return ExitCode::SUCCESS;
+        }
+        Command::Bench(BenchCommand::Validate { rounds }) => {
+            crate::bench::validate_bench(rounds.into());
             return ExitCode::SUCCESS;
         }
         Command::Bench(BenchCommand::Password { rounds }) => {

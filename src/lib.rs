@@ -24,6 +24,8 @@ pub mod error;
 pub mod identity;
 /// Operations shared by the console and the API: authorize, act in one transaction, audit.
 pub mod ops;
+/// Pipelines: CodePipeline-compatible declarations, action types, validation.
+pub mod pipeline;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
 pub mod startup;
 /// Logging setup (tracing).

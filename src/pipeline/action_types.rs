@@ -1,0 +1,286 @@
+//! The registry of built-in action types: identity, configuration properties, artifact bounds and
+//! output variables. Validation, the console's forms and `ListActionTypes` all read it.
+
+/// One configuration property of an action type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Property {
+    pub name: &'static str,
+    pub required: bool,
+    /// Stored encrypted, never returned (shown as `****`).
+    pub secret: bool,
+    pub description: &'static str,
+}
+
+/// What output variables an action type produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputVariables {
+    /// Exactly these names.
+    Fixed(&'static [&'static str]),
+    /// Whatever the action exports at run time (a buildspec's exported variables, a webhook's reply).
+    Dynamic,
+}
+
+/// A built-in action type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionType {
+    pub category: &'static str,
+    pub owner: &'static str,
+    pub provider: &'static str,
+    pub version: &'static str,
+    pub properties: &'static [Property],
+    /// Input artifacts allowed (min, max).
+    pub inputs: (usize, usize),
+    /// Output artifacts allowed (min, max).
+    pub outputs: (usize, usize),
+    pub output_variables: OutputVariables,
+    /// What the type does, for the console.
+    pub summary: &'static str,
+}
+
+impl ActionType {
+    /// `Category/Owner/Provider/Version`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.category, self.owner, self.provider, self.version
+        )
+    }
+
+    pub fn property(&self, name: &str) -> Option<&'static Property> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+
+    /// Whether the type produces the output variable `name`.
+    pub fn produces_variable(&self, name: &str) -> bool {
+        match self.output_variables {
+            OutputVariables::Fixed(names) => names.contains(&name),
+            OutputVariables::Dynamic => true,
+        }
+    }
+}
+
+const fn req(name: &'static str, description: &'static str) -> Property {
+    Property {
+        name,
+        required: true,
+        secret: false,
+        description,
+    }
+}
+
+const fn opt(name: &'static str, description: &'static str) -> Property {
+    Property {
+        name,
+        required: false,
+        secret: false,
+        description,
+    }
+}
+
+const COMMAND_PROPERTIES: &[Property] = &[
+    opt(
+        "BuildSpec",
+        "An inline buildspec (YAML); overrides BuildSpecPath.",
+    ),
+    opt(
+        "BuildSpecPath",
+        "Path of the buildspec in the primary input artifact (default buildspec.yml).",
+    ),
+    opt(
+        "EnvironmentVariables",
+        "A JSON list of {\"name\", \"value\"} objects.",
+    ),
+    opt(
+        "PrimarySource",
+        "The input artifact the commands run in, when there are several.",
+    ),
+    opt("TimeoutInMinutes", "How long the commands may run."),
+];
+
+/// Every built-in action type.
+pub const BUILT_IN: &[ActionType] = &[
+    ActionType {
+        category: "Source",
+        owner: "Sluice",
+        provider: "Git",
+        version: "1",
+        properties: &[
+            req(
+                "RepositoryUrl",
+                "The repository to clone (https, ssh or a local path).",
+            ),
+            req("Branch", "The branch to build."),
+            opt("ConnectionName", "Stored credentials to clone with."),
+        ],
+        inputs: (0, 0),
+        outputs: (1, 1),
+        output_variables: OutputVariables::Fixed(&[
+            "CommitId",
+            "CommitMessage",
+            "BranchName",
+            "AuthorName",
+            "AuthorDate",
+            "RepositoryUrl",
+        ]),
+        summary: "Checks out a branch of a Git repository (CodeCommit's and GitHub's role).",
+    },
+    ActionType {
+        category: "Source",
+        owner: "Sluice",
+        provider: "Upload",
+        version: "1",
+        properties: &[
+            req("Bucket", "The upload bucket."),
+            req("ObjectKey", "The object whose versions start the pipeline."),
+        ],
+        inputs: (0, 0),
+        outputs: (1, 1),
+        output_variables: OutputVariables::Fixed(&["VersionId", "ETag"]),
+        summary: "A versioned uploaded file (the S3 source's role).",
+    },
+    ActionType {
+        category: "Build",
+        owner: "Sluice",
+        provider: "Command",
+        version: "1",
+        properties: COMMAND_PROPERTIES,
+        inputs: (1, 5),
+        outputs: (0, 5),
+        output_variables: OutputVariables::Dynamic,
+        summary: "Runs a buildspec's commands (CodeBuild's role).",
+    },
+    ActionType {
+        category: "Test",
+        owner: "Sluice",
+        provider: "Command",
+        version: "1",
+        properties: COMMAND_PROPERTIES,
+        inputs: (1, 5),
+        outputs: (0, 5),
+        output_variables: OutputVariables::Dynamic,
+        summary: "Runs a buildspec's test commands (CodeBuild's role).",
+    },
+    ActionType {
+        category: "Deploy",
+        owner: "Sluice",
+        provider: "Directory",
+        version: "1",
+        properties: &[
+            req("TargetDirectory", "Where to deploy, on the worker's host."),
+            opt("KeepReleases", "How many earlier releases to keep."),
+        ],
+        inputs: (1, 1),
+        outputs: (0, 0),
+        output_variables: OutputVariables::Fixed(&[]),
+        summary: "Deploys an artifact into a directory on one host (CodeDeploy's and Elastic Beanstalk's role).",
+    },
+    ActionType {
+        category: "Invoke",
+        owner: "Sluice",
+        provider: "Webhook",
+        version: "1",
+        properties: &[
+            req("Url", "The endpoint to call."),
+            Property {
+                name: "Secret",
+                required: false,
+                secret: true,
+                description: "Signs the request (HMAC); stored encrypted, never shown.",
+            },
+            opt("UserParameters", "Passed to the endpoint as is."),
+        ],
+        inputs: (0, 5),
+        outputs: (0, 5),
+        output_variables: OutputVariables::Dynamic,
+        summary: "Calls an HTTP endpoint and waits for its answer (Lambda's role).",
+    },
+    ActionType {
+        category: "Approval",
+        owner: "AWS",
+        provider: "Manual",
+        version: "1",
+        properties: &[
+            opt("CustomData", "Text shown to approvers."),
+            opt("ExternalEntityLink", "A link for approvers to review."),
+            opt("NotificationArn", "Where to announce the approval request."),
+        ],
+        inputs: (0, 0),
+        outputs: (0, 0),
+        output_variables: OutputVariables::Fixed(&[]),
+        summary: "Waits for a person to approve or reject (exactly CodePipeline's).",
+    },
+];
+
+/// The built-in type with this identity.
+pub fn find(
+    category: &str,
+    owner: &str,
+    provider: &str,
+    version: &str,
+) -> Option<&'static ActionType> {
+    BUILT_IN.iter().find(|t| {
+        t.category == category && t.owner == owner && t.provider == provider && t.version == version
+    })
+}
+
+/// For an AWS action type Sluice cannot run, the Sluice type that plays its part.
+pub fn sluice_equivalent(category: &str, owner: &str, provider: &str) -> Option<&'static str> {
+    Some(match (category, owner, provider) {
+        ("Source", "AWS", "CodeCommit" | "CodeStarSourceConnection")
+        | ("Source", "ThirdParty", "GitHub") => "Source/Sluice/Git/1",
+        ("Source", "AWS", "S3" | "ECR") => "Source/Sluice/Upload/1",
+        ("Build", "AWS", "CodeBuild") | ("Build", "Custom", _) => "Build/Sluice/Command/1",
+        ("Test", "AWS", "CodeBuild") | ("Test", "Custom", _) => "Test/Sluice/Command/1",
+        ("Deploy", "AWS", _) => "Deploy/Sluice/Directory/1",
+        ("Invoke", "AWS", _) => "Invoke/Sluice/Webhook/1",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_are_unique_and_findable() {
+        let mut ids: Vec<String> = BUILT_IN.iter().map(ActionType::id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), BUILT_IN.len());
+        for t in BUILT_IN {
+            assert_eq!(find(t.category, t.owner, t.provider, t.version), Some(t));
+        }
+        assert!(find("Build", "AWS", "CodeBuild", "1").is_none());
+    }
+
+    #[test]
+    fn aws_types_point_at_their_sluice_counterparts() {
+        assert_eq!(
+            sluice_equivalent("Build", "AWS", "CodeBuild"),
+            Some("Build/Sluice/Command/1")
+        );
+        assert_eq!(
+            sluice_equivalent("Source", "ThirdParty", "GitHub"),
+            Some("Source/Sluice/Git/1")
+        );
+        assert_eq!(
+            sluice_equivalent("Invoke", "AWS", "Lambda"),
+            Some("Invoke/Sluice/Webhook/1")
+        );
+        assert_eq!(sluice_equivalent("Approval", "AWS", "Whatever"), None);
+    }
+
+    #[test]
+    fn only_the_webhook_secret_is_secret() {
+        let secrets: Vec<String> = BUILT_IN
+            .iter()
+            .flat_map(|t| {
+                t.properties
+                    .iter()
+                    .filter(|p| p.secret)
+                    .map(move |p| format!("{}:{}", t.id(), p.name))
+            })
+            .collect();
+        assert_eq!(secrets, ["Invoke/Sluice/Webhook/1:Secret"]);
+    }
+}
