@@ -146,9 +146,25 @@ struct DatabaseArgs {
         value_name = "USER"
     )]
     pg_user: String,
+
+    /// The master key that seals stored secrets (base64 of 32 bytes). Prefer the environment
+    /// variable; without it the key is generated once into <data-dir>/master.key.
+    #[arg(
+        long,
+        env = "SLUICE_MASTER_KEY",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    master_key: Option<String>,
 }
 
 impl DatabaseArgs {
+    /// The master key: `SLUICE_MASTER_KEY`, or `<data-dir>/master.key` (created on first use).
+    fn load_master_key(&self) -> Result<crate::secrets::MasterKey, StartupError> {
+        crate::secrets::MasterKey::load_or_create(self.master_key.as_deref(), &self.data_dir)
+            .map_err(|e| StartupError::Command(e.to_string()))
+    }
+
     fn into_target(self) -> DatabaseTarget {
         match self.database_url {
             Some(url) => DatabaseTarget::External(Box::new(url)),
@@ -215,6 +231,8 @@ struct ServeArgs {
 impl ServeArgs {
     fn into_settings(self) -> ServeSettings {
         ServeSettings {
+            data_dir: self.database.data_dir.clone(),
+            master_key: self.database.master_key.clone(),
             public_url: self.public_url,
             trust_proxy: self.trust_proxy,
             session_idle_minutes: self.session_idle_minutes,
@@ -348,10 +366,11 @@ async fn admin(command: AdminCommand, path_var: Option<&str>) -> Result<(), Star
             AdminRun::CreateAccessKey(username, expires_in_days),
         ),
     };
+    let key = database.load_master_key()?;
     let db = startup::CommandDatabase::open(&database.into_target(), path_var).await?;
     let result = async {
         startup::prepare_schema(db.pool()).await?;
-        let services = db.services();
+        let services = db.services(key);
         let outcome = match run {
             AdminRun::CreateUser(name, password, policies) => {
                 crate::ops::auth::admin_create_user(&services, &name, &password, &policies)

@@ -228,6 +228,10 @@ pub struct ServeSettings {
     pub trust_proxy: bool,
     pub session_idle_minutes: u32,
     pub session_lifetime_hours: u32,
+    /// Where `master.key` lives (the data directory, whatever the database).
+    pub data_dir: std::path::PathBuf,
+    /// `SLUICE_MASTER_KEY`, when set (base64 of 32 bytes); else `<data-dir>/master.key`.
+    pub master_key: Option<String>,
     pub database: DatabaseTarget,
     pub workers: WorkerCount,
     pub body_limit: BodyLimit,

@@ -18,6 +18,10 @@ pub enum AppError {
     /// The entity is in use (a policy still attached, …).
     #[error("{0}")]
     DeleteConflict(String),
+    /// A refusal with a service-specific exception name (`PipelineNameInUseException`,
+    /// `InvalidStructureException`, …).
+    #[error("{message}")]
+    Rejected { code: &'static str, message: String },
     /// Anything unexpected. Logged; never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -39,6 +43,7 @@ impl AppError {
             AppError::NoSuchEntity(_) => "NoSuchEntityException",
             AppError::EntityAlreadyExists(_) => "EntityAlreadyExistsException",
             AppError::DeleteConflict(_) => "DeleteConflictException",
+            AppError::Rejected { code, .. } => code,
             AppError::Internal(_) => "InternalFailure",
         }
     }

@@ -26,6 +26,8 @@ pub mod identity;
 pub mod ops;
 /// Pipelines: CodePipeline-compatible declarations, action types, validation.
 pub mod pipeline;
+/// Secrets at rest: AES-256-GCM under the master key.
+pub mod secrets;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
 pub mod startup;
 /// Logging setup (tracing).

@@ -13,6 +13,7 @@ use crate::embedded_pg::{
 };
 use crate::identity::PasswordHasher;
 use crate::ops::{Services, SessionLimits};
+use crate::secrets::MasterKey;
 use crate::web::{self, AppState, DatabaseMode, ServerInfo};
 
 /// Connections the server's pool may hold.
@@ -143,6 +144,7 @@ impl Application {
         pool: PgPool,
         database_mode: DatabaseMode,
         clock: Clock,
+        master_key: MasterKey,
     ) -> Result<Self, StartupError> {
         let bind_err = |source| StartupError::Bind {
             addr: settings.bind,
@@ -163,6 +165,7 @@ impl Application {
                 idle: time::Duration::minutes(settings.session_idle_minutes.into()),
                 absolute: time::Duration::hours(settings.session_lifetime_hours.into()),
             },
+            master_key: std::sync::Arc::new(master_key),
         };
         let state = AppState::new(
             services,
@@ -219,8 +222,16 @@ pub async fn prepare_schema(pool: &PgPool) -> Result<(), StartupError> {
 
 /// `sluice serve`.
 pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<(), StartupError> {
+    let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)
+        .map_err(|e| StartupError::Command(e.to_string()))?;
     let db = Database::open(&settings.database, path_var).await?;
-    let app = match Application::build(&settings, db.pool().clone(), db.mode, Clock::default()) {
+    let app = match Application::build(
+        &settings,
+        db.pool().clone(),
+        db.mode,
+        Clock::default(),
+        master_key,
+    ) {
         Ok(app) => app,
         Err(e) => {
             db.close().await;
@@ -297,12 +308,13 @@ impl CommandDatabase {
     }
 
     /// Services for operations run from the command line.
-    pub fn services(&self) -> Services {
+    pub fn services(&self, master_key: MasterKey) -> Services {
         Services {
             pool: self.pool.clone(),
             hasher: PasswordHasher::new(1),
             clock: Clock::default(),
             sessions: SessionLimits::default(),
+            master_key: std::sync::Arc::new(master_key),
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod iam;
+pub mod pipelines;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::clock::Clock;
 use crate::db;
 use crate::error::AppError;
 use crate::identity::PasswordHasher;
+use crate::secrets::MasterKey;
 
 /// Session lifetimes (ASVS level 2 defaults: 30 minutes idle, 12 hours in all).
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +46,8 @@ pub struct Services {
     pub hasher: PasswordHasher,
     pub clock: Clock,
     pub sessions: SessionLimits,
+    /// Seals secret configuration values before they are stored.
+    pub master_key: Arc<MasterKey>,
 }
 
 /// How the caller authenticated.

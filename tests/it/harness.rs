@@ -247,6 +247,8 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
         trust_proxy,
         session_idle_minutes: 30,
         session_lifetime_hours: 12,
+        data_dir: std::env::temp_dir(),
+        master_key: None,
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),
         workers: WorkerCount::default(),
         body_limit: BodyLimit::DEFAULT,
@@ -256,8 +258,17 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
         .await
         .expect("connect to test database");
     let clock = Clock::default();
-    let app = Application::build(&settings, pool, DatabaseMode::External, clock.clone())
-        .expect("build app");
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let master_key = sluice::secrets::MasterKey::from_bytes(key);
+    let app = Application::build(
+        &settings,
+        pool,
+        DatabaseMode::External,
+        clock.clone(),
+        master_key,
+    )
+    .expect("build app");
     let address = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
     TestApp {

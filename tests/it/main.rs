@@ -11,3 +11,4 @@ mod console;
 mod embedded;
 mod http;
 mod identity;
+mod pipelines;

@@ -3,6 +3,7 @@
 //! CSRF). Errors are `{"__type": "...", "message": "..."}`.
 
 mod iam;
+mod pipelines;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -103,6 +104,7 @@ impl From<AppError> for ApiError {
                 (StatusCode::BAD_REQUEST, "EntityAlreadyExistsException")
             }
             AppError::DeleteConflict(_) => (StatusCode::BAD_REQUEST, "DeleteConflictException"),
+            AppError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, *code),
             AppError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
@@ -183,7 +185,7 @@ async fn dispatch(
     operation: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    if !iam::OPERATIONS.contains(&operation) {
+    if !iam::OPERATIONS.contains(&operation) && !pipelines::OPERATIONS.contains(&operation) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -200,7 +202,11 @@ async fn dispatch(
     if !input.is_object() {
         return Err(ApiError::serialization("the body must be a JSON object"));
     }
-    let output = iam::call(&state.services, &caller, operation, input).await?;
+    let output = if pipelines::OPERATIONS.contains(&operation) {
+        pipelines::call(&state.services, &caller, operation, input).await?
+    } else {
+        iam::call(&state.services, &caller, operation, input).await?
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/x-amz-json-1.1")
         .insert_header((header::CACHE_CONTROL, "no-store"))

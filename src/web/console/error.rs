@@ -52,6 +52,7 @@ impl From<AppError> for ConsoleError {
             AppError::EntityAlreadyExists(m) | AppError::DeleteConflict(m) => {
                 ConsoleError::Conflict(m)
             }
+            AppError::Rejected { message, .. } => ConsoleError::BadRequest(message),
             AppError::Internal(cause) => ConsoleError::Internal(cause),
         }
     }

@@ -1,0 +1,160 @@
+//! Pipelines and their versions.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct PipelineRow {
+    pub id: Uuid,
+    pub name: String,
+    pub current_version: i32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub version: i32,
+    pub declaration: serde_json::Value,
+    pub author: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A pipeline with what listings show of its current version.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub name: String,
+    pub current_version: i32,
+    pub pipeline_type: Option<String>,
+    pub execution_mode: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Creates a pipeline at version 1; `Ok(false)` when the name is taken.
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: &str,
+    declaration: &serde_json::Value,
+    author: &str,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
+        r#"INSERT INTO pipelines (id, name, current_version, created_at, updated_at)
+           VALUES ($1, $2, 1, $3, $3) ON CONFLICT (name) DO NOTHING"#,
+        id,
+        name,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    insert_version(conn, id, 1, declaration, author, now).await?;
+    Ok(true)
+}
+
+async fn insert_version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    version: i32,
+    declaration: &serde_json::Value,
+    author: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO pipeline_versions (pipeline_id, version, declaration, author, created_at)
+           VALUES ($1, $2, $3, $4, $5)"#,
+        id,
+        version,
+        declaration,
+        author,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut PgConnection, name: &str) -> Result<Option<PipelineRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PipelineRow,
+        "SELECT id, name, current_version, created_at, updated_at FROM pipelines WHERE name = $1",
+        name
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn version(
+    conn: &mut PgConnection,
+    id: Uuid,
+    version: i32,
+) -> Result<Option<VersionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        VersionRow,
+        "SELECT version, declaration, author, created_at FROM pipeline_versions WHERE pipeline_id = $1 AND version = $2",
+        id,
+        version
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Stores `expected + 1` if the current version is still `expected` (compare-and-set). Returns the
+/// new version, or `None` when someone else saved first.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    expected: i32,
+    declaration: &serde_json::Value,
+    author: &str,
+    now: OffsetDateTime,
+) -> Result<Option<i32>, sqlx::Error> {
+    let next = sqlx::query_scalar!(
+        r#"UPDATE pipelines SET current_version = current_version + 1, updated_at = $3
+           WHERE id = $1 AND current_version = $2 RETURNING current_version"#,
+        id,
+        expected,
+        now
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(version) = next {
+        insert_version(conn, id, version, declaration, author, now).await?;
+    }
+    Ok(next)
+}
+
+/// Deletes a pipeline and its versions; false when there was none.
+pub async fn delete(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!("DELETE FROM pipelines WHERE name = $1", name)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Pipelines by name after `after`, with their current version's type and mode.
+pub async fn list(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SummaryRow,
+        r#"SELECT p.name, p.current_version, v.declaration->>'pipelineType' AS pipeline_type,
+                  v.declaration->>'executionMode' AS execution_mode, p.created_at, p.updated_at
+           FROM pipelines p
+           JOIN pipeline_versions v ON v.pipeline_id = p.id AND v.version = p.current_version
+           WHERE $1::text IS NULL OR p.name > $1
+           ORDER BY p.name
+           LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,437 @@
+//! Pipeline definitions: create, read (any version), update (compare-and-set on the version),
+//! delete, list (only what the caller may see), and the action type registry. Secret
+//! configuration values are sealed before they are stored and shown as `****`.
+
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Caller, Kind, Op, Page, Paged, Services};
+use crate::access::{Action, Resource};
+use crate::db;
+use crate::error::AppError;
+use crate::pipeline::action_types::{self, ActionType};
+use crate::pipeline::wire::PipelineDeclaration;
+use crate::pipeline::{self, Pipeline};
+use crate::secrets::MasterKey;
+
+/// What `GetPipeline` returns besides the declaration.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    pub pipeline_arn: String,
+    pub created: OffsetDateTime,
+    pub updated: OffsetDateTime,
+}
+
+/// A pipeline in a listing.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub name: String,
+    pub version: i32,
+    pub pipeline_type: String,
+    pub execution_mode: String,
+    pub created: OffsetDateTime,
+    pub updated: OffsetDateTime,
+}
+
+/// The mask secret values are shown as, and that keeps a stored secret when sent back.
+pub const MASK: &str = "****";
+
+fn not_found(name: &str) -> AppError {
+    AppError::Rejected {
+        code: "PipelineNotFoundException",
+        message: format!("Sluice does not have a pipeline with name '{name}'"),
+    }
+}
+
+fn checked(decl: PipelineDeclaration) -> Result<Pipeline, AppError> {
+    pipeline::validate(decl).map_err(|problems| AppError::Rejected {
+        code: problems.exception(),
+        message: problems.to_string(),
+    })
+}
+
+/// The action type of an action, if built in.
+fn type_of(action: &crate::pipeline::wire::ActionDeclaration) -> Option<&'static ActionType> {
+    let id = &action.action_type_id;
+    action_types::find(&id.category, &id.owner, &id.provider, &id.version)
+}
+
+/// Seals every secret configuration value; `****` keeps the value stored for the same stage,
+/// action and property in `previous`.
+fn seal_secrets(
+    decl: &mut PipelineDeclaration,
+    key: &MasterKey,
+    previous: Option<&PipelineDeclaration>,
+) -> Result<(), AppError> {
+    for (si, stage) in decl.stages.iter_mut().enumerate() {
+        for (ai, action) in stage.actions.iter_mut().enumerate() {
+            let Some(t) = type_of(action) else { continue };
+            let Some(config) = action.configuration.as_mut() else {
+                continue;
+            };
+            for prop in t.properties.iter().filter(|p| p.secret) {
+                let Some(value) = config.get_mut(prop.name) else {
+                    continue;
+                };
+                if value == MASK {
+                    let kept = previous
+                        .and_then(|p| p.stages.iter().find(|s| s.name == stage.name))
+                        .and_then(|s| s.actions.iter().find(|a| a.name == action.name))
+                        .and_then(|a| a.configuration.as_ref())
+                        .and_then(|c| c.get(prop.name))
+                        .filter(|v| MasterKey::is_sealed(v));
+                    match kept {
+                        Some(sealed) => *value = sealed.clone(),
+                        None => {
+                            return Err(AppError::validation(
+                                &format!(
+                                    "pipeline.stages[{si}].actions[{ai}].configuration.{}",
+                                    prop.name
+                                ),
+                                format!(
+                                    "{MASK} keeps a stored secret, but {} has none stored for {}; send the value",
+                                    action.name, prop.name
+                                ),
+                            ));
+                        }
+                    }
+                } else {
+                    *value = key.seal(value);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces every sealed value with `****`.
+fn masked(mut decl: PipelineDeclaration) -> PipelineDeclaration {
+    for stage in &mut decl.stages {
+        for action in &mut stage.actions {
+            for value in action.configuration.iter_mut().flat_map(|c| c.values_mut()) {
+                if MasterKey::is_sealed(value) {
+                    *value = MASK.to_string();
+                }
+            }
+        }
+    }
+    decl
+}
+
+fn stored(value: serde_json::Value) -> Result<PipelineDeclaration, AppError> {
+    serde_json::from_value(value).map_err(|e| {
+        AppError::Internal(anyhow::Error::new(e).context("a stored declaration does not parse"))
+    })
+}
+
+fn to_json(decl: &PipelineDeclaration) -> serde_json::Value {
+    serde_json::to_value(decl).unwrap_or_default()
+}
+
+/// The audit parameters of a declaration: secrets masked.
+fn audit_params(decl: &PipelineDeclaration) -> serde_json::Value {
+    let mut shown = decl.clone();
+    for stage in &mut shown.stages {
+        for action in &mut stage.actions {
+            let Some(t) = type_of(action) else { continue };
+            if let Some(config) = action.configuration.as_mut() {
+                for prop in t.properties.iter().filter(|p| p.secret) {
+                    if let Some(v) = config.get_mut(prop.name) {
+                        *v = MASK.to_string();
+                    }
+                }
+            }
+        }
+    }
+    json!({ "pipeline": to_json(&shown) })
+}
+
+pub async fn create_pipeline(
+    s: &Services,
+    c: &Caller,
+    decl: PipelineDeclaration,
+) -> Result<PipelineDeclaration, AppError> {
+    let name = decl.name.clone();
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Change,
+        Action::CreatePipeline,
+        Resource::pipeline(&name),
+        audit_params(&decl),
+    )
+    .await?;
+    let result = async {
+        let pipeline = checked(decl)?.with_version(1);
+        let mut declaration = pipeline.declaration().clone();
+        seal_secrets(&mut declaration, &s.master_key, None)?;
+        let now = op.now();
+        let author = op.caller().user_name().to_string();
+        if !db::pipelines::insert(
+            op.conn(),
+            Uuid::new_v4(),
+            &name,
+            &to_json(&declaration),
+            &author,
+            now,
+        )
+        .await?
+        {
+            return Err(AppError::Rejected {
+                code: "PipelineNameInUseException",
+                message: format!("A pipeline with the name '{name}' already exists"),
+            });
+        }
+        Ok(masked(declaration))
+    }
+    .await;
+    op.finish(result).await
+}
+
+pub async fn get_pipeline(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    version: Option<i64>,
+) -> Result<(PipelineDeclaration, Metadata), AppError> {
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipeline,
+        Resource::pipeline(name),
+        json!({"name": name, "version": version}),
+    )
+    .await?;
+    let result = async {
+        let row = db::pipelines::find(op.conn(), name)
+            .await?
+            .ok_or_else(|| not_found(name))?;
+        let wanted = match version {
+            None => row.current_version,
+            Some(v) => i32::try_from(v)
+                .map_err(|_| AppError::validation("version", "must be between 1 and 2147483647"))?,
+        };
+        if wanted < 1 {
+            return Err(AppError::validation("version", "must be at least 1"));
+        }
+        let v = db::pipelines::version(op.conn(), row.id, wanted)
+            .await?
+            .ok_or_else(|| AppError::Rejected {
+                code: "PipelineVersionNotFoundException",
+                message: format!(
+                    "The pipeline '{name}' has no version {wanted} (its latest is {})",
+                    row.current_version
+                ),
+            })?;
+        Ok((
+            masked(stored(v.declaration)?),
+            Metadata {
+                pipeline_arn: Resource::pipeline(name).to_string(),
+                created: row.created_at,
+                updated: row.updated_at,
+            },
+        ))
+    }
+    .await;
+    op.finish(result).await
+}
+
+/// Saves a new version. The declaration's `version` must be the current one.
+pub async fn update_pipeline(
+    s: &Services,
+    c: &Caller,
+    decl: PipelineDeclaration,
+) -> Result<PipelineDeclaration, AppError> {
+    let name = decl.name.clone();
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Change,
+        Action::UpdatePipeline,
+        Resource::pipeline(&name),
+        audit_params(&decl),
+    )
+    .await?;
+    let result = async {
+        let expected = decl
+            .version
+            .ok_or_else(|| AppError::validation("pipeline.version", "is required: send the version you are updating"))?;
+        let row = db::pipelines::find(op.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
+        let conflict = |current: i32| AppError::Rejected {
+            code: "ConflictException",
+            message: format!(
+                "Someone else saved version {current} of the pipeline '{name}' since you read version {expected}; reload it and apply your change again"
+            ),
+        };
+        if i64::from(row.current_version) != expected {
+            return Err(conflict(row.current_version));
+        }
+        let pipeline = checked(decl)?;
+        let previous = db::pipelines::version(op.conn(), row.id, row.current_version)
+            .await?
+            .map(|v| stored(v.declaration))
+            .transpose()?;
+        let next = row.current_version + 1;
+        let mut declaration = pipeline.with_version(next.into()).declaration().clone();
+        seal_secrets(&mut declaration, &s.master_key, previous.as_ref())?;
+        let now = op.now();
+        let author = op.caller().user_name().to_string();
+        match db::pipelines::update(op.conn(), row.id, row.current_version, &to_json(&declaration), &author, now).await? {
+            Some(_) => Ok(masked(declaration)),
+            None => {
+                let current = db::pipelines::find(op.conn(), &name).await?.map_or(row.current_version, |r| r.current_version);
+                Err(conflict(current))
+            }
+        }
+    }
+    .await;
+    op.finish(result).await
+}
+
+/// Deletes a pipeline and its versions. Deleting one that does not exist succeeds (CodePipeline's
+/// behaviour); the audit trail stays either way.
+pub async fn delete_pipeline(s: &Services, c: &Caller, name: &str) -> Result<(), AppError> {
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Change,
+        Action::DeletePipeline,
+        Resource::pipeline(name),
+        json!({"name": name}),
+    )
+    .await?;
+    let result = async {
+        db::pipelines::delete(op.conn(), name).await?;
+        Ok(())
+    }
+    .await;
+    op.finish(result).await
+}
+
+/// Pipelines by name, only those the caller may `GetPipeline`.
+pub async fn list_pipelines(
+    s: &Services,
+    c: &Caller,
+    page: &Page,
+) -> Result<Paged<Summary>, AppError> {
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Read,
+        Action::ListPipelines,
+        Resource::All,
+        json!({}),
+    )
+    .await?;
+    let result = async {
+        let limit = page.limit()?;
+        let mut visible = Vec::new();
+        let mut after = page.next.clone();
+        // Scan in batches until a full page of visible pipelines (plus one to know there is more).
+        loop {
+            let batch = db::pipelines::list(op.conn(), after.as_deref(), 500).await?;
+            let exhausted = batch.len() < 500;
+            after = batch.last().map(|r| r.name.clone());
+            for row in batch {
+                if op
+                    .caller()
+                    .can(Action::GetPipeline, &Resource::pipeline(&row.name))
+                {
+                    visible.push(Summary {
+                        name: row.name,
+                        version: row.current_version,
+                        pipeline_type: row.pipeline_type.unwrap_or_else(|| "V2".into()),
+                        execution_mode: row.execution_mode.unwrap_or_else(|| "SUPERSEDED".into()),
+                        created: row.created_at,
+                        updated: row.updated_at,
+                    });
+                }
+                if visible.len() as i64 > limit {
+                    break;
+                }
+            }
+            if exhausted || visible.len() as i64 > limit {
+                break;
+            }
+        }
+        Ok(Paged::from_rows(visible, limit, |p| p.name.clone()))
+    }
+    .await;
+    op.finish(result).await
+}
+
+/// The built-in action types.
+pub async fn list_action_types(
+    s: &Services,
+    c: &Caller,
+) -> Result<&'static [ActionType], AppError> {
+    let op = Op::begin(
+        s,
+        c,
+        Kind::Read,
+        Action::ListActionTypes,
+        Resource::All,
+        json!({}),
+    )
+    .await?;
+    op.finish(Ok(action_types::BUILT_IN)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_secret(value: &str) -> PipelineDeclaration {
+        serde_json::from_value(json!({
+            "name": "p",
+            "stages": [
+                {"name": "Source", "actions": [{"name": "Src", "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+                    "configuration": {"RepositoryUrl": "r", "Branch": "main"}, "outputArtifacts": [{"name": "S"}]}]},
+                {"name": "Notify", "actions": [{"name": "Hook", "actionTypeId": {"category": "Invoke", "owner": "Sluice", "provider": "Webhook", "version": "1"},
+                    "configuration": {"Url": "https://hooks.example.com", "Secret": value}}]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn secret_of(decl: &PipelineDeclaration) -> String {
+        decl.stages[1].actions[0].configuration.as_ref().unwrap()["Secret"].clone()
+    }
+
+    #[test]
+    fn secrets_are_sealed_masked_and_kept_by_the_mask() {
+        let key = MasterKey::from_bytes([3u8; 32]);
+        let mut first = with_secret("s3cr3t");
+        seal_secrets(&mut first, &key, None).unwrap();
+        let sealed = secret_of(&first);
+        assert!(MasterKey::is_sealed(&sealed));
+        assert_eq!(key.open(&sealed).as_deref(), Some("s3cr3t"));
+        assert_eq!(secret_of(&masked(first.clone())), MASK);
+        assert!(
+            !to_json(&masked(first.clone()))
+                .to_string()
+                .contains("s3cr3t")
+        );
+
+        let mut kept = with_secret(MASK);
+        seal_secrets(&mut kept, &key, Some(&first)).unwrap();
+        assert_eq!(secret_of(&kept), sealed, "the mask keeps the stored value");
+
+        let mut changed = with_secret("new-secret");
+        seal_secrets(&mut changed, &key, Some(&first)).unwrap();
+        assert_eq!(
+            key.open(&secret_of(&changed)).as_deref(),
+            Some("new-secret")
+        );
+
+        let mut nothing_stored = with_secret(MASK);
+        assert!(seal_secrets(&mut nothing_stored, &key, None).is_err());
+        assert_eq!(
+            audit_params(&with_secret("s3cr3t"))["pipeline"]["stages"][1]["actions"][0]["configuration"]
+                ["Secret"],
+            MASK
+        );
+    }
+}

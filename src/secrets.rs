@@ -1,0 +1,201 @@
+//! Secrets at rest: AES-256-GCM under a master key that never enters the database.
+//!
+//! The key comes from `SLUICE_MASTER_KEY` (base64 of 32 bytes) or, when unset, from
+//! `<data-dir>/master.key` (generated once, mode 0600). Every ciphertext names the key it was made
+//! with (`sluice:enc:v1:<key id>:<base64 nonce ‖ ciphertext>`), so keys can be rotated later.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sha2::{Digest, Sha256};
+
+const PREFIX: &str = "sluice:enc:v1:";
+
+/// The master key. `Debug` shows only its id.
+#[derive(Clone)]
+pub struct MasterKey {
+    key: [u8; 32],
+    id: String,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({})", self.id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("SLUICE_MASTER_KEY must be the base64 encoding of exactly 32 bytes")]
+    BadEnvironmentKey,
+    #[error("the master key file {path} is not 32 bytes of base64; restore it from your backup")]
+    BadKeyFile { path: String },
+    #[error("cannot read or create the master key file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl MasterKey {
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        let id = Sha256::digest(key)[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self { key, id }
+    }
+
+    /// Parses base64 of 32 bytes.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        let bytes = B64.decode(text.trim()).ok()?;
+        let key: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self::from_bytes(key))
+    }
+
+    /// The key of `SLUICE_MASTER_KEY` if given, else `<dir>/master.key`, created on first use.
+    pub fn load_or_create(from_env: Option<&str>, dir: &Path) -> Result<Self, KeyError> {
+        if let Some(text) = from_env {
+            return Self::from_base64(text).ok_or(KeyError::BadEnvironmentKey);
+        }
+        let path = dir.join("master.key");
+        let shown = path.display().to_string();
+        let io = |source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_base64(&text).ok_or(KeyError::BadKeyFile {
+                path: shown.clone(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let mut key = [0u8; 32];
+                getrandom::fill(&mut key)
+                    .expect("the operating system's random source is unavailable");
+                // create_new: two processes racing never overwrite each other's key.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path);
+                match file {
+                    Ok(mut f) => {
+                        f.write_all(format!("{}\n", B64.encode(key)).as_bytes())
+                            .map_err(io)?;
+                        f.sync_all().map_err(io)?;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                            .map_err(io)?;
+                        Ok(Self::from_bytes(key))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(None, dir)
+                    }
+                    Err(e) => Err(io(e)),
+                }
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Encrypts a secret value into its stored form.
+    pub fn seal(&self, plaintext: &str) -> String {
+        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.key));
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("the operating system's random source is unavailable");
+        let sealed = cipher
+            .encrypt(&Nonce::from(nonce), plaintext.as_bytes())
+            .expect("AES-GCM encryption of a bounded value cannot fail");
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        format!("{PREFIX}{}:{}", self.id, B64.encode(blob))
+    }
+
+    /// Decrypts a stored value; `None` when it is not ours, made with another key, or tampered with.
+    pub fn open(&self, stored: &str) -> Option<String> {
+        let rest = stored.strip_prefix(PREFIX)?;
+        let (id, data) = rest.split_once(':')?;
+        if id != self.id {
+            return None;
+        }
+        let blob = B64.decode(data).ok()?;
+        if blob.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, sealed) = blob.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.key));
+        let plain = cipher.decrypt(&Nonce::from(nonce), sealed).ok()?;
+        String::from_utf8(plain).ok()
+    }
+
+    /// Whether a stored value is a sealed secret.
+    pub fn is_sealed(stored: &str) -> bool {
+        stored.starts_with(PREFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open() {
+        let key = MasterKey::from_bytes([7u8; 32]);
+        let sealed = key.seal("hunter2");
+        assert!(sealed.starts_with(&format!("sluice:enc:v1:{}:", key.id())));
+        assert!(!sealed.contains("hunter2"));
+        assert_ne!(sealed, key.seal("hunter2"), "a fresh nonce every time");
+        assert_eq!(key.open(&sealed).as_deref(), Some("hunter2"));
+        let other = MasterKey::from_bytes([8u8; 32]);
+        assert_eq!(other.open(&sealed), None, "another key cannot open it");
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(key.open(&tampered), None);
+        assert!(format!("{key:?}").starts_with("MasterKey("));
+    }
+
+    #[test]
+    fn the_key_file_is_created_once_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = MasterKey::load_or_create(None, dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = MasterKey::load_or_create(None, dir.path()).unwrap();
+        assert_eq!(first.id(), again.id());
+        std::fs::write(dir.path().join("master.key"), "garbage").unwrap();
+        assert!(matches!(
+            MasterKey::load_or_create(None, dir.path()),
+            Err(KeyError::BadKeyFile { .. })
+        ));
+    }
+
+    #[test]
+    fn the_environment_key_wins_and_must_be_32_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = B64.encode([1u8; 32]);
+        let key = MasterKey::load_or_create(Some(&text), dir.path()).unwrap();
+        assert_eq!(key.id(), MasterKey::from_bytes([1u8; 32]).id());
+        assert!(!dir.path().join("master.key").exists());
+        assert!(matches!(
+            MasterKey::load_or_create(Some("c2hvcnQ="), dir.path()),
+            Err(KeyError::BadEnvironmentKey)
+        ));
+    }
+}
