@@ -140,20 +140,52 @@ pub async fn delete(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::E
 /// Pipelines by name after `after`, with their current version's type and mode.
 pub async fn list(
     conn: &mut PgConnection,
+    name_contains: Option<&str>,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    let pattern = name_contains.map(|n| {
+        format!(
+            "%{}%",
+            n.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
     sqlx::query_as!(
         SummaryRow,
         r#"SELECT p.name, p.current_version, v.declaration->>'pipelineType' AS pipeline_type,
                   v.declaration->>'executionMode' AS execution_mode, p.created_at, p.updated_at
            FROM pipelines p
            JOIN pipeline_versions v ON v.pipeline_id = p.id AND v.version = p.current_version
-           WHERE $1::text IS NULL OR p.name > $1
+           WHERE ($1::text IS NULL OR p.name > $1)
+             AND ($3::text IS NULL OR p.name ILIKE $3)
            ORDER BY p.name
            LIMIT $2"#,
         after,
-        limit
+        limit,
+        pattern
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Every version of a pipeline, newest first (without the declarations).
+#[derive(Debug, Clone)]
+pub struct VersionSummary {
+    pub version: i32,
+    pub author: String,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn versions(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Vec<VersionSummary>, sqlx::Error> {
+    sqlx::query_as!(
+        VersionSummary,
+        "SELECT version, author, created_at FROM pipeline_versions WHERE pipeline_id = $1 ORDER BY version DESC",
+        id
     )
     .fetch_all(conn)
     .await

@@ -316,6 +316,16 @@ pub async fn list_pipelines(
     c: &Caller,
     page: &Page,
 ) -> Result<Paged<Summary>, AppError> {
+    search_pipelines(s, c, None, page).await
+}
+
+/// [`list_pipelines`] narrowed to names containing `name_contains` (case-insensitive).
+pub async fn search_pipelines(
+    s: &Services,
+    c: &Caller,
+    name_contains: Option<&str>,
+    page: &Page,
+) -> Result<Paged<Summary>, AppError> {
     let mut op = Op::begin(
         s,
         c,
@@ -331,7 +341,8 @@ pub async fn list_pipelines(
         let mut after = page.next.clone();
         // Scan in batches until a full page of visible pipelines (plus one to know there is more).
         loop {
-            let batch = db::pipelines::list(op.conn(), after.as_deref(), 500).await?;
+            let batch =
+                db::pipelines::list(op.conn(), name_contains, after.as_deref(), 500).await?;
             let exhausted = batch.len() < 500;
             after = batch.last().map(|r| r.name.clone());
             for row in batch {
@@ -434,4 +445,45 @@ mod tests {
             MASK
         );
     }
+}
+
+/// A version of a pipeline, for the versions list.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub version: i32,
+    pub author: String,
+    pub created: OffsetDateTime,
+}
+
+/// Every version of a pipeline, newest first.
+pub async fn list_versions(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+) -> Result<Vec<VersionInfo>, AppError> {
+    let mut op = Op::begin(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipeline,
+        Resource::pipeline(name),
+        json!({"name": name}),
+    )
+    .await?;
+    let result = async {
+        let row = db::pipelines::find(op.conn(), name)
+            .await?
+            .ok_or_else(|| not_found(name))?;
+        Ok(db::pipelines::versions(op.conn(), row.id)
+            .await?
+            .into_iter()
+            .map(|v| VersionInfo {
+                version: v.version,
+                author: v.author,
+                created: v.created_at,
+            })
+            .collect())
+    }
+    .await;
+    op.finish(result).await
 }

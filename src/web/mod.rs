@@ -103,8 +103,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
                     .guard(actix_web::guard::fn_guard(api::amz_target))
                     .to(api::by_target),
             )
-            .route(web::get().to(console::overview))
-            .route(web::head().to(console::overview))
+            .route(web::get().to(console::pipelines_list))
+            .route(web::head().to(console::pipelines_list))
             .default_service(web::to(console::method_not_allowed)),
     )
     .configure(api::routes)

@@ -140,7 +140,10 @@ async fn the_console_loads_styled_and_without_console_errors() {
             .convert()
             .unwrap();
         assert_eq!(inner_width, i64::from(width));
-        assert_eq!(browser.title().await.unwrap(), "Overview · Sluice");
+        assert_eq!(browser.title().await.unwrap(), "Pipelines · Sluice");
+        // The style checks below use the server status page's badges.
+        browser.goto(app.url("/status")).await.unwrap();
+        assert_eq!(browser.title().await.unwrap(), "Server status · Sluice");
 
         // The layout is there and the stylesheet applied.
         let header = browser.find(By::Css("header.site-header")).await.unwrap();

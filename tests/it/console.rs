@@ -6,7 +6,7 @@ use crate::harness::{migration_count, spawn_app};
 async fn the_status_page_shows_version_database_and_migrations() {
     let app = spawn_app().await;
     app.setup_admin().await;
-    let res = app.get("/").await;
+    let res = app.get("/status").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
     let html = res.text().await.unwrap();
@@ -24,7 +24,10 @@ async fn the_status_page_shows_version_database_and_migrations() {
     let n = migration_count();
     assert!(html.contains(&format!("{n} of {n} applied")));
     assert!(html.contains(">Ready<"));
-    assert!(html.contains(r#"aria-current="page">Overview<"#));
+    assert!(
+        html.contains(r#"<a href="/status">Server status</a>"#),
+        "linked from the footer"
+    );
     // No inline script or style anywhere: the CSP would block it.
     assert!(!html.contains("<script>") && !html.contains("<style") && !html.contains(" style="));
     assert!(
@@ -37,12 +40,12 @@ async fn the_status_page_shows_version_database_and_migrations() {
 async fn htmx_requests_get_only_the_content_block() {
     let app = spawn_app().await;
     app.setup_admin().await;
-    let full = app.get("/").await;
+    let full = app.get("/status").await;
     assert_eq!(full.headers()["vary"], "HX-Request");
     let full = full.text().await.unwrap();
     let partial = app
         .client
-        .get(app.url("/"))
+        .get(app.url("/status"))
         .header("HX-Request", "true")
         .send()
         .await
@@ -54,7 +57,7 @@ async fn htmx_requests_get_only_the_content_block() {
         !partial.contains("<html") && !partial.contains("site-header"),
         "{partial}"
     );
-    assert!(partial.contains("<h1>Overview</h1>"));
+    assert!(partial.contains("<h1>Server status</h1>"));
     assert!(
         full.contains(partial.trim()),
         "the partial is exactly the page's content block"

@@ -4,9 +4,10 @@ mod account;
 mod admin;
 mod error;
 mod login;
+mod pipelines;
 mod status;
 
-pub use status::show as overview;
+pub use pipelines::list as pipelines_list;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -33,6 +34,8 @@ use super::htmx::HxRequest;
 
 /// The console's routes (`/` itself is registered by `web::routes`, as the API shares it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::get_only("/status", status::show));
+    pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);
     admin::routes(cfg);
@@ -58,7 +61,8 @@ pub async fn method_not_allowed() -> Result<HttpResponse, ConsoleError> {
 /// A console section in the header navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
-    Overview,
+    Pipelines,
+    Status,
     Admin,
     Account,
 }
@@ -71,10 +75,10 @@ pub struct NavItem {
     pub section: Section,
 }
 
-const OVERVIEW: NavItem = NavItem {
-    label: "Overview",
+const PIPELINES: NavItem = NavItem {
+    label: "Pipelines",
     href: "/",
-    section: Section::Overview,
+    section: Section::Pipelines,
 };
 const ADMIN: NavItem = NavItem {
     label: "Admin",
@@ -89,6 +93,7 @@ pub struct Layout {
     pub nav: Vec<NavItem>,
     pub stylesheet: String,
     pub htmx_script: String,
+    pub app_script: String,
     pub favicon: String,
     /// The signed-in user, if any (shown with Account and Sign out).
     pub user_name: Option<String>,
@@ -105,6 +110,7 @@ impl Layout {
             nav: Vec::new(),
             stylesheet: super::asset_url("app.css"),
             htmx_script: super::asset_url("vendor/htmx-2.0.11.min.js"),
+            app_script: super::asset_url("app.js"),
             favicon: super::asset_url("favicon.svg"),
             user_name: None,
             csrf_token: None,
@@ -115,13 +121,13 @@ impl Layout {
     pub fn signed_in_anywhere(user: &SignedIn) -> Self {
         Self {
             current: None,
-            ..Self::signed_in(user, Section::Overview)
+            ..Self::signed_in(user, Section::Pipelines)
         }
     }
 
     /// The layout for a signed-in user: the navigation shows only what they may use.
     pub fn signed_in(user: &SignedIn, current: Section) -> Self {
-        let mut nav = vec![OVERVIEW];
+        let mut nav = vec![PIPELINES];
         if admin::may_administer(&user.caller) {
             nav.push(ADMIN);
         }

@@ -54,7 +54,7 @@ pub async fn show(
         .collect();
     let readiness = db::readiness(state.pool()).await;
     let page = StatusPage {
-        layout: Layout::signed_in(&user, Section::Overview),
+        layout: Layout::signed_in(&user, Section::Status),
         ready: readiness.is_ok(),
         not_ready_reason: readiness.err().as_ref().map(NotReady::reason),
         version: crate::VERSION,

@@ -1,0 +1,728 @@
+//! Pipelines in the console: the list (`/`), the view, JSON editing, import, export, clone,
+//! versions and their diff, delete. Everything goes through `ops::pipelines`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    ConsoleError, Layout, Section, console_page, display_time, render_with_status, see_other,
+    segment,
+};
+use crate::access::{Action, Resource};
+use crate::error::AppError;
+use crate::ops::Page;
+use crate::ops::pipelines;
+use crate::pipeline::wire::PipelineDeclaration;
+use crate::web::AppState;
+use crate::web::auth::{CsrfForm, SignedIn};
+use crate::web::htmx::HxRequest;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/pipelines/import")
+            .route(web::get().to(import_form))
+            .route(web::post().to(import))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(crate::web::get_only("/pipelines/{name}", view))
+    .service(crate::web::get_only("/pipelines/{name}/export", export))
+    .service(crate::web::get_only("/pipelines/{name}/clone", clone_form))
+    .service(crate::web::get_only("/pipelines/{name}/versions", versions))
+    .service(crate::web::get_only("/pipelines/{name}/diff", diff))
+    .service(
+        web::resource("/pipelines/{name}/edit")
+            .route(web::get().to(edit_form))
+            .route(web::post().to(save))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .route("/pipelines/{name}/delete", web::post().to(delete));
+}
+
+// ---- List -------------------------------------------------------------------------------------
+
+struct Row {
+    name: String,
+    link: String,
+    version: i32,
+    mode: String,
+    updated: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/list.html", blocks = ["content"])]
+struct ListPage {
+    layout: Layout,
+    notice: Option<String>,
+    query: String,
+    pipelines: Vec<Row>,
+    next_link: Option<String>,
+    can_create: bool,
+}
+console_page!(ListPage);
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    next: Option<String>,
+    done: Option<String>,
+}
+
+/// `GET /`: the pipelines the user may see.
+pub async fn list(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    query: web::Query<ListQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let q = query.q.trim().chars().take(100).collect::<String>();
+    if !user.caller.can(Action::ListPipelines, &Resource::All) {
+        // The home page of someone who may not list pipelines: say so instead of a 403.
+        let page = ListPage {
+            layout: Layout::signed_in(&user, Section::Pipelines),
+            notice: Some("You may not list pipelines (codepipeline:ListPipelines). Ask an administrator for access.".into()),
+            query: q,
+            pipelines: Vec::new(),
+            next_link: None,
+            can_create: user.caller.can(Action::CreatePipeline, &Resource::pipeline("*")),
+        };
+        return render_with_status(hx, &page, StatusCode::OK);
+    }
+    let page = pipelines::search_pipelines(
+        &state.services,
+        &user.caller,
+        Some(q.as_str()).filter(|q| !q.is_empty()),
+        &Page {
+            next: query.next.clone(),
+            max: Some(100),
+        },
+    )
+    .await?;
+    let next_link = page.next.map(|n| {
+        let qs = serde_urlencoded::to_string([("q", q.as_str()), ("next", n.as_str())])
+            .unwrap_or_default();
+        format!("/?{qs}")
+    });
+    let page = ListPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        notice: (query.done.as_deref() == Some("deleted"))
+            .then(|| "The pipeline was deleted.".to_string()),
+        pipelines: page
+            .items
+            .into_iter()
+            .map(|p| Row {
+                link: segment(&p.name),
+                name: p.name,
+                version: p.version,
+                mode: p.execution_mode,
+                updated: display_time(p.updated),
+            })
+            .collect(),
+        query: q,
+        next_link,
+        can_create: user
+            .caller
+            .can(Action::CreatePipeline, &Resource::pipeline("*")),
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+// ---- View -------------------------------------------------------------------------------------
+
+struct ActionView {
+    name: String,
+    category: String,
+    provider: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+struct Group {
+    run_order: i64,
+    actions: Vec<ActionView>,
+}
+
+struct StageView {
+    name: String,
+    groups: Vec<Group>,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/view.html", blocks = ["content"])]
+struct ViewPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    version: i64,
+    latest: i32,
+    is_current: bool,
+    mode: String,
+    pipeline_type: String,
+    notice: Option<String>,
+    stages: Vec<StageView>,
+    can_edit: bool,
+    can_clone: bool,
+    can_delete: bool,
+}
+console_page!(ViewPage);
+
+/// Stages with their actions grouped by runOrder (parallel actions side by side).
+fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
+    decl.stages
+        .iter()
+        .map(|stage| {
+            let mut groups: Vec<Group> = Vec::new();
+            let mut actions: Vec<_> = stage.actions.iter().collect();
+            actions.sort_by_key(|a| a.run_order.unwrap_or(1));
+            for a in actions {
+                let run_order = a.run_order.unwrap_or(1);
+                let view = ActionView {
+                    name: a.name.clone(),
+                    category: a.action_type_id.category.clone(),
+                    provider: a.action_type_id.provider.clone(),
+                    inputs: a
+                        .input_artifacts
+                        .iter()
+                        .flatten()
+                        .map(|i| i.name.clone())
+                        .collect(),
+                    outputs: a
+                        .output_artifacts
+                        .iter()
+                        .flatten()
+                        .map(|o| o.name.clone())
+                        .collect(),
+                };
+                match groups.last_mut() {
+                    Some(g) if g.run_order == run_order => g.actions.push(view),
+                    _ => groups.push(Group {
+                        run_order,
+                        actions: vec![view],
+                    }),
+                }
+            }
+            StageView {
+                name: stage.name.clone(),
+                groups,
+            }
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct ViewQuery {
+    version: Option<i64>,
+    done: Option<String>,
+}
+
+async fn view(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<ViewQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let s = &state.services;
+    let (decl, _) = pipelines::get_pipeline(s, &user.caller, &path, query.version).await?;
+    let latest = if query.version.is_some() {
+        pipelines::get_pipeline(s, &user.caller, &path, None)
+            .await?
+            .0
+            .version
+            .unwrap_or(1) as i32
+    } else {
+        decl.version.unwrap_or(1) as i32
+    };
+    let name = decl.name.clone();
+    let me = Resource::pipeline(&name);
+    let c = &user.caller;
+    let version = decl.version.unwrap_or(1);
+    let page = ViewPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        link: segment(&name),
+        version,
+        latest,
+        is_current: version == i64::from(latest),
+        mode: decl.execution_mode.clone().unwrap_or_default(),
+        pipeline_type: decl.pipeline_type.clone().unwrap_or_default(),
+        notice: match query.done.as_deref() {
+            Some("created") => Some("The pipeline was created.".to_string()),
+            Some("saved") => Some(format!("Saved as version {version}.")),
+            _ => None,
+        },
+        stages: stage_views(&decl),
+        can_edit: c.can(Action::UpdatePipeline, &me),
+        can_clone: c.can(Action::CreatePipeline, &Resource::pipeline("*")),
+        can_delete: c.can(Action::DeletePipeline, &me),
+        name,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+// ---- Export, import, clone, edit --------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<i64>,
+}
+
+async fn export(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<VersionQuery>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (decl, _) =
+        pipelines::get_pipeline(&state.services, &user.caller, &path, query.version).await?;
+    let body =
+        serde_json::to_string_pretty(&serde_json::json!({ "pipeline": decl })).unwrap_or_default();
+    let filename: String = decl
+        .name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}.json\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body))
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/edit.html", blocks = ["content"])]
+struct EditPage {
+    layout: Layout,
+    title: String,
+    lede: String,
+    name: String,
+    link: Option<String>,
+    action: String,
+    submit: &'static str,
+    allow_file: bool,
+    document: String,
+    error: Option<String>,
+    /// (path, message) per problem.
+    problems: Vec<(String, String)>,
+}
+console_page!(EditPage);
+
+fn import_page(user: &SignedIn, document: String) -> EditPage {
+    EditPage {
+        layout: Layout::signed_in(user, Section::Pipelines),
+        title: "Import a pipeline".into(),
+        lede: "Create a pipeline from CodePipeline JSON, such as what aws codepipeline get-pipeline prints.".into(),
+        name: String::new(),
+        link: None,
+        action: "/pipelines/import".into(),
+        submit: "Create pipeline",
+        allow_file: true,
+        document,
+        error: None,
+        problems: Vec::new(),
+    }
+}
+
+async fn import_form(user: SignedIn, hx: HxRequest) -> Result<HttpResponse, ConsoleError> {
+    render_with_status(hx, &import_page(&user, String::new()), StatusCode::OK)
+}
+
+/// A pipeline's JSON, pretty, as `{"pipeline": …}`.
+fn pretty(decl: &PipelineDeclaration) -> String {
+    serde_json::to_string_pretty(&serde_json::json!({ "pipeline": decl })).unwrap_or_default()
+}
+
+async fn clone_form(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let (mut decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
+    decl.name = format!("{}-copy", decl.name).chars().take(100).collect();
+    decl.version = None;
+    let mut page = import_page(&user, pretty(&decl));
+    page.title = format!("Clone {}", path.as_str());
+    page.lede =
+        "Rename the copy and adjust it; secret values show as **** and must be entered again."
+            .into();
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// Reads pasted JSON: `{"pipeline": …}` (with optional `metadata`) or a bare declaration.
+fn parse_document(text: &str) -> Result<PipelineDeclaration, (String, String)> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| (String::new(), format!("not valid JSON: {e}")))?;
+    let declaration = match value.get("pipeline") {
+        Some(inner) => inner.clone(),
+        None => value,
+    };
+    serde_path_to_error::deserialize(declaration).map_err(|e| {
+        let path = e.path().to_string();
+        (
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
+    })
+}
+
+/// Splits the operations layer's declaration problems ("N problems found: path: message; …").
+fn problem_list(message: &str) -> Vec<(String, String)> {
+    let body = message
+        .split_once(" found: ")
+        .map_or(message, |(_, rest)| rest);
+    body.split("; ")
+        .map(|part| match part.split_once(": ") {
+            Some((path, msg)) if !path.contains(' ') => (path.to_string(), msg.to_string()),
+            _ => (String::new(), part.to_string()),
+        })
+        .collect()
+}
+
+/// Shows the form again with the problems of a failed save.
+fn with_problems(mut page: EditPage, error: AppError) -> Result<HttpResponse, ConsoleError> {
+    match error {
+        AppError::Rejected { code, message }
+            if code.ends_with("DeclarationException")
+                || code == "InvalidStructureException"
+                || code == "ValidationException"
+                || code == "LimitExceededException" =>
+        {
+            page.problems = problem_list(&message);
+        }
+        AppError::Validation { field, message } => page.problems = vec![(field, message)],
+        AppError::Rejected { message, .. } | AppError::EntityAlreadyExists(message) => {
+            page.error = Some(message)
+        }
+        other => return Err(other.into()),
+    }
+    Ok(render_with_status(
+        HxRequest(false),
+        &page,
+        StatusCode::BAD_REQUEST,
+    )?)
+}
+
+#[derive(Deserialize)]
+struct DocumentForm {
+    #[serde(default)]
+    document: String,
+}
+
+async fn import(
+    state: web::Data<AppState>,
+    form: CsrfForm<DocumentForm>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let CsrfForm { user, form } = form;
+    let mut page = import_page(&user, form.document.clone());
+    let decl = match parse_document(&form.document) {
+        Ok(d) => d,
+        Err(problem) => {
+            page.problems = vec![problem];
+            return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
+        }
+    };
+    match pipelines::create_pipeline(&state.services, &user.caller, decl).await {
+        Ok(created) => Ok(see_other(&format!(
+            "/pipelines/{}?done=created",
+            segment(&created.name)
+        ))),
+        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
+        Err(e) => with_problems(page, e),
+    }
+}
+
+fn edit_page(user: &SignedIn, name: &str, document: String) -> EditPage {
+    EditPage {
+        layout: Layout::signed_in(user, Section::Pipelines),
+        title: format!("Edit {name}"),
+        lede:
+            "The whole declaration as JSON. Saving stores a new version; keep \"version\" as it is."
+                .into(),
+        name: name.to_string(),
+        link: Some(segment(name)),
+        action: format!("/pipelines/{}/edit", segment(name)),
+        submit: "Save as a new version",
+        allow_file: false,
+        document,
+        error: None,
+        problems: Vec::new(),
+    }
+}
+
+async fn edit_form(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let me = Resource::pipeline(&path);
+    if !user.caller.can(Action::UpdatePipeline, &me) {
+        return Err(
+            match crate::access::authorize(&user.caller.principal, Action::UpdatePipeline, &me) {
+                crate::access::Decision::Denied(d) => ConsoleError::Forbidden(d),
+                crate::access::Decision::Allowed => ConsoleError::NotFound,
+            },
+        );
+    }
+    let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
+    render_with_status(hx, &edit_page(&user, &path, pretty(&decl)), StatusCode::OK)
+}
+
+async fn save(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<DocumentForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let CsrfForm { user, form } = form;
+    let mut page = edit_page(&user, &path, form.document.clone());
+    let mut decl = match parse_document(&form.document) {
+        Ok(d) => d,
+        Err(problem) => {
+            page.problems = vec![problem];
+            return render_with_status(HxRequest(false), &page, StatusCode::BAD_REQUEST);
+        }
+    };
+    if decl.name != *path {
+        page.problems = vec![(
+            "name".into(),
+            format!(
+                "a pipeline cannot be renamed; keep \"{}\" (clone it to make a copy with another name)",
+                path.as_str()
+            ),
+        )];
+        return render_with_status(HxRequest(false), &page, StatusCode::BAD_REQUEST);
+    }
+    decl.name = path.to_string();
+    match pipelines::update_pipeline(&state.services, &user.caller, decl).await {
+        Ok(saved) => Ok(see_other(&format!(
+            "/pipelines/{}?done=saved",
+            segment(&saved.name)
+        ))),
+        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
+        Err(AppError::Rejected {
+            code: "ConflictException",
+            message,
+        }) => {
+            // Keep the user's edit and say what happened.
+            page.error = Some(message);
+            render_with_status(HxRequest(false), &page, StatusCode::CONFLICT)
+        }
+        Err(e) => with_problems(page, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct Empty {}
+
+async fn delete(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<Empty>,
+) -> Result<HttpResponse, ConsoleError> {
+    pipelines::delete_pipeline(&state.services, &form.user.caller, &path).await?;
+    Ok(see_other("/?done=deleted"))
+}
+
+// ---- Versions and diff ------------------------------------------------------------------------
+
+struct VersionRow {
+    version: i32,
+    author: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/versions.html", blocks = ["content"])]
+struct VersionsPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    versions: Vec<VersionRow>,
+}
+console_page!(VersionsPage);
+
+async fn versions(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let list = pipelines::list_versions(&state.services, &user.caller, &path).await?;
+    let page = VersionsPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        link: segment(&path),
+        name: path.into_inner(),
+        versions: list
+            .into_iter()
+            .map(|v| VersionRow {
+                version: v.version,
+                author: v.author,
+                created: display_time(v.created),
+            })
+            .collect(),
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+struct DiffRow {
+    kind: &'static str,
+    left_no: String,
+    left: String,
+    right_no: String,
+    right: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/diff.html", blocks = ["content"])]
+struct DiffPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    from: i64,
+    to: i64,
+    changes: usize,
+    rows: Vec<DiffRow>,
+}
+console_page!(DiffPage);
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+/// Side-by-side rows of a line diff: equal lines on both sides, changed lines paired up.
+fn side_by_side(old: &str, new: &str) -> (Vec<DiffRow>, usize) {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(old, new);
+    let mut rows = Vec::new();
+    let mut changes = 0;
+    for op in diff.ops() {
+        let mut deleted = Vec::new();
+        let mut inserted = Vec::new();
+        for change in diff.iter_changes(op) {
+            let line = change.value().trim_end_matches('\n').to_string();
+            match change.tag() {
+                ChangeTag::Equal => rows.push(DiffRow {
+                    kind: "equal",
+                    left_no: change
+                        .old_index()
+                        .map(|i| (i + 1).to_string())
+                        .unwrap_or_default(),
+                    left: line.clone(),
+                    right_no: change
+                        .new_index()
+                        .map(|i| (i + 1).to_string())
+                        .unwrap_or_default(),
+                    right: line,
+                }),
+                ChangeTag::Delete => {
+                    deleted.push((change.old_index().unwrap_or_default() + 1, line))
+                }
+                ChangeTag::Insert => {
+                    inserted.push((change.new_index().unwrap_or_default() + 1, line))
+                }
+            }
+        }
+        let n = deleted.len().max(inserted.len());
+        changes += n;
+        for i in 0..n {
+            let (left_no, left) = deleted
+                .get(i)
+                .map_or((String::new(), String::new()), |(no, l)| {
+                    (no.to_string(), l.clone())
+                });
+            let (right_no, right) = inserted
+                .get(i)
+                .map_or((String::new(), String::new()), |(no, l)| {
+                    (no.to_string(), l.clone())
+                });
+            let kind = match (deleted.get(i).is_some(), inserted.get(i).is_some()) {
+                (true, true) => "change",
+                (true, false) => "delete",
+                _ => "insert",
+            };
+            rows.push(DiffRow {
+                kind,
+                left_no,
+                left,
+                right_no,
+                right,
+            });
+        }
+    }
+    (rows, changes)
+}
+
+async fn diff(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<DiffQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let s = &state.services;
+    let (old, _) = pipelines::get_pipeline(s, &user.caller, &path, Some(query.from)).await?;
+    let (new, _) = pipelines::get_pipeline(s, &user.caller, &path, Some(query.to)).await?;
+    let without_version = |mut d: PipelineDeclaration| {
+        d.version = None;
+        pretty(&d)
+    };
+    let (rows, changes) = side_by_side(&without_version(old), &without_version(new));
+    let page = DiffPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        link: segment(&path),
+        name: path.into_inner(),
+        from: query.from,
+        to: query.to,
+        changes,
+        rows,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diffs_pair_changed_lines_and_count_them() {
+        let (rows, changes) = side_by_side("a\nb\nc\n", "a\nB\nc\nd\n");
+        let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, ["equal", "change", "equal", "insert"]);
+        assert_eq!(changes, 2);
+        assert_eq!((rows[1].left.as_str(), rows[1].right.as_str()), ("b", "B"));
+    }
+
+    #[test]
+    fn problems_split_into_path_and_message() {
+        let list = problem_list("2 problems found: stages[1].name: bad; stages: too few");
+        assert_eq!(
+            list,
+            [
+                ("stages[1].name".to_string(), "bad".to_string()),
+                ("stages".to_string(), "too few".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn pasted_json_may_be_wrapped_or_bare() {
+        let bare = r#"{"name": "p", "stages": []}"#;
+        assert_eq!(parse_document(bare).unwrap().name, "p");
+        let wrapped =
+            r#"{"pipeline": {"name": "q", "stages": []}, "metadata": {"pipelineArn": "x"}}"#;
+        assert_eq!(parse_document(wrapped).unwrap().name, "q");
+        let (path, message) =
+            parse_document(r#"{"name": "p", "stages": [{"name": 1}]}"#).unwrap_err();
+        assert_eq!(path, "stages[0].name");
+        assert!(message.contains("invalid type"), "{message}");
+    }
+}

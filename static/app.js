@@ -1,0 +1,33 @@
+// Sluice's own script: small progressive enhancements. Everything works without it.
+// Loaded as a file (the CSP forbids inline scripts), deferred, no dependencies.
+(function () {
+  "use strict";
+
+  // Pipeline view: focusing or hovering an artifact chip highlights its producer and consumers.
+  function chipsOf(name) {
+    return document.querySelectorAll('.artifact-chip[data-artifact="' + CSS.escape(name) + '"]');
+  }
+  function highlight(event, on) {
+    var chip = event.target.closest && event.target.closest(".artifact-chip");
+    if (!chip) return;
+    chipsOf(chip.dataset.artifact).forEach(function (c) {
+      c.classList.toggle("artifact-related", on);
+      var card = c.closest(".action-card");
+      if (card) card.classList.toggle("action-related", on);
+    });
+  }
+  ["mouseover", "focusin"].forEach(function (type) {
+    document.addEventListener(type, function (e) { highlight(e, true); });
+  });
+  ["mouseout", "focusout"].forEach(function (type) {
+    document.addEventListener(type, function (e) { highlight(e, false); });
+  });
+
+  // Import: a chosen file's text goes into the textarea named by data-fills.
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("input[type=file][data-fills]") || !input.files.length) return;
+    var target = document.getElementById(input.dataset.fills);
+    input.files[0].text().then(function (text) { if (target) target.value = text; });
+  });
+})();
