@@ -401,11 +401,7 @@ fn with_problems(mut page: EditPage, error: AppError) -> Result<HttpResponse, Co
         }
         other => return Err(other.into()),
     }
-    Ok(render_with_status(
-        HxRequest(false),
-        &page,
-        StatusCode::BAD_REQUEST,
-    )?)
+    render_with_status(HxRequest(false), &page, StatusCode::BAD_REQUEST)
 }
 
 #[derive(Deserialize)]
