@@ -6,6 +6,7 @@ mod error;
 mod login;
 mod pipelines;
 mod status;
+mod wizard;
 
 pub use pipelines::list as pipelines_list;
 
@@ -35,6 +36,8 @@ use super::htmx::HxRequest;
 /// The console's routes (`/` itself is registered by `web::routes`, as the API shares it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(super::get_only("/status", status::show));
+    // The wizard's /pipelines/new goes before /pipelines/{name}.
+    wizard::routes(cfg);
     pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);

@@ -1,0 +1,326 @@
+//! Pipelines in the console, through plain form posts (the browser tests drive the same pages
+//! with htmx).
+
+use crate::harness::{TestApp, spawn_app};
+
+async fn admin_app() -> TestApp {
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    app
+}
+
+async fn body(res: reqwest::Response) -> String {
+    res.text().await.unwrap()
+}
+
+/// Posts one wizard step with all fields so far.
+async fn wizard(app: &TestApp, step: &str, go: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let mut all = vec![("step", step), ("go", go)];
+    all.extend_from_slice(fields);
+    app.post_form(&app.client, "/pipelines/new", &all).await
+}
+
+const GIT: &[(&str, &str)] = &[
+    ("name", "demo"),
+    ("execution_mode", "SUPERSEDED"),
+    ("source_provider", "Git"),
+    ("git_url", "https://git.example.com/demo.git"),
+    ("git_branch", "main"),
+    ("build_provider", "Command"),
+    ("build_spec_path", "ci/buildspec.yml"),
+    ("deploy_provider", "skip"),
+];
+
+#[tokio::test]
+async fn the_wizard_walks_settings_source_build_deploy_review_and_creates() {
+    let app = admin_app().await;
+    let html = body(app.get("/pipelines/new").await).await;
+    assert!(html.contains("Pipeline settings") && html.contains(r#"aria-current="step""#));
+
+    // Step 1 refuses a bad name, keeping what was typed.
+    let res = wizard(
+        &app,
+        "1",
+        "next",
+        &[("name", "bad name"), ("execution_mode", "SUPERSEDED")],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(
+        html.contains(r#"id="name-error""#) && html.contains(r#"value="bad name""#),
+        "{html}"
+    );
+
+    // Each step moves on; the fields travel along.
+    for (step, heading) in [
+        ("1", "Source stage"),
+        ("2", "Build stage"),
+        ("3", "Deploy stage"),
+        ("4", "Review"),
+    ] {
+        let res = wizard(&app, step, "next", GIT).await;
+        assert_eq!(res.status(), 200, "step {step}");
+        let html = body(res).await;
+        assert!(html.contains(heading), "after step {step}: {html}");
+        assert!(html.contains(r#"value="https://git.example.com/demo.git""#));
+    }
+    // Back keeps everything too.
+    let html = body(wizard(&app, "4", "back", GIT).await).await;
+    assert!(html.contains("Build stage") && html.contains(r#"value="ci/buildspec.yml""#));
+
+    // The review shows the generated JSON with the default stage names.
+    let html = body(wizard(&app, "4", "next", GIT).await).await;
+    assert!(
+        html.contains("&#34;Source&#34;") || html.contains("&quot;Source&quot;"),
+        "{html}"
+    );
+    assert!(html.contains("Command: ci/buildspec.yml"));
+    let res = wizard(&app, "5", "create", GIT).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/pipelines/demo?done=created");
+
+    let view = body(app.get("/pipelines/demo?done=created").await).await;
+    assert!(view.contains("The pipeline was created."));
+    assert!(
+        view.contains(r#"<h2 id="stage-1">Source</h2>"#)
+            && view.contains(r#"<h2 id="stage-2">Build</h2>"#),
+        "{view}"
+    );
+    assert!(view.contains("Didn&#39;t run") || view.contains("Didn't run"));
+    assert!(view.contains(r#"data-artifact="SourceArtifact""#));
+
+    // The same name again: the wizard says so on the first step.
+    let res = wizard(&app, "5", "create", GIT).await;
+    assert_eq!(res.status(), 400);
+    assert!(body(res).await.contains("already exists"));
+}
+
+#[tokio::test]
+async fn skipping_both_build_and_deploy_is_refused() {
+    let app = admin_app().await;
+    let mut fields = GIT.to_vec();
+    fields.retain(|(k, _)| *k != "build_provider");
+    fields.push(("build_provider", "skip"));
+    let res = wizard(&app, "4", "next", &fields).await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(
+        html.contains("skipping both leaves nothing to run"),
+        "{html}"
+    );
+    // Even a hand-made "create" post is checked step by step.
+    let res = wizard(&app, "5", "create", &fields).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        body(app.get("/").await)
+            .await
+            .matches("/pipelines/demo\"")
+            .count(),
+        0
+    );
+}
+
+fn declaration(name: &str) -> String {
+    serde_json::json!({"pipeline": {
+        "name": name,
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Checkout",
+                "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+                "configuration": {"RepositoryUrl": "https://git.example.com/x.git", "Branch": "main"},
+                "outputArtifacts": [{"name": "Src"}]}]},
+            {"name": "Build", "actions": [
+                {"name": "Compile", "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                 "inputArtifacts": [{"name": "Src"}], "outputArtifacts": [{"name": "Bin"}]},
+                {"name": "Lint", "actionTypeId": {"category": "Test", "owner": "Sluice", "provider": "Command", "version": "1"},
+                 "inputArtifacts": [{"name": "Src"}]},
+                {"name": "Package", "runOrder": 2, "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                 "inputArtifacts": [{"name": "Bin"}]}
+            ]},
+            {"name": "Approve", "actions": [{"name": "Gate", "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}}]}
+        ]
+    }})
+    .to_string()
+}
+
+#[tokio::test]
+async fn import_view_edit_versions_diff_export_and_delete() {
+    let app = admin_app().await;
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/import",
+            &[("document", &declaration("imported"))],
+        )
+        .await;
+    assert_eq!(res.status(), 303, "{}", body(res).await);
+
+    // The view groups actions by runOrder: two side by side, then one.
+    let view = body(app.get("/pipelines/imported").await).await;
+    assert!(
+        view.contains("Run order 1") && view.contains("Run order 2"),
+        "{view}"
+    );
+    assert_eq!(
+        view.matches(r#"class="transition""#).count(),
+        2,
+        "arrows between three stages"
+    );
+
+    // The list shows it, with the honest placeholder for executions; search narrows.
+    let list = body(app.get("/").await).await;
+    assert!(
+        list.contains(r#"<a href="/pipelines/imported">imported</a>"#)
+            && list.contains("No executions yet")
+    );
+    let none = body(app.get("/?q=zzz").await).await;
+    assert!(none.contains("No pipeline matches."));
+
+    // The JSON editor lists every problem with its path and keeps the text.
+    let edit = body(app.get("/pipelines/imported/edit").await).await;
+    assert!(
+        edit.contains("&#34;version&#34;: 1") || edit.contains("&quot;version&quot;: 1"),
+        "{edit}"
+    );
+    let broken = declaration("imported").replace(r#""name":"Bin""#, r#""name":"Src""#);
+    let mut broken_value: serde_json::Value = serde_json::from_str(&broken).unwrap();
+    broken_value["pipeline"]["version"] = serde_json::json!(1);
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/imported/edit",
+            &[("document", &broken_value.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(
+        html.contains("stages[1].actions[0].outputArtifacts[0].name"),
+        "{html}"
+    );
+
+    let mut good: serde_json::Value = serde_json::from_str(&declaration("imported")).unwrap();
+    good["pipeline"]["version"] = serde_json::json!(1);
+    good["pipeline"]["stages"][2]["actions"][0]["configuration"] =
+        serde_json::json!({"CustomData": "Ship it?"});
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/imported/edit",
+            &[("document", &good.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    // Saving version 1 again: someone else (we) saved first; the edit is kept.
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/imported/edit",
+            &[("document", &good.to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    let html = body(res).await;
+    assert!(
+        html.contains("Someone else saved version 2") && html.contains("Ship it?"),
+        "{html}"
+    );
+
+    let versions = body(app.get("/pipelines/imported/versions").await).await;
+    assert!(versions.contains(">admin<") && versions.contains("current"));
+    let diff = body(app.get("/pipelines/imported/diff?from=1&to=2").await).await;
+    assert!(
+        diff.contains("Ship it?") && diff.contains("diff-"),
+        "{diff}"
+    );
+
+    let export = app.get("/pipelines/imported/export").await;
+    assert_eq!(
+        export.headers()["content-disposition"],
+        "attachment; filename=\"imported.json\""
+    );
+    let exported: serde_json::Value = export.json().await.unwrap();
+    assert_eq!(exported["pipeline"]["version"], 2);
+
+    // Clone opens the import form prefilled with a new name.
+    let clone = body(app.get("/pipelines/imported/clone").await).await;
+    assert!(clone.contains("imported-copy"));
+
+    let res = app
+        .post_form(&app.client, "/pipelines/imported/delete", &[])
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(app.get("/pipelines/imported").await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_read_only_user_sees_pipelines_but_no_buttons_to_change_them() {
+    let app = admin_app().await;
+    app.post_form(
+        &app.client,
+        "/pipelines/import",
+        &[("document", &declaration("shared"))],
+    )
+    .await;
+    let res = app
+        .post_form(
+            &app.client,
+            "/admin/users",
+            &[
+                ("user_name", "viewer"),
+                ("password", "a long and unusual passphrase 42"),
+                ("policy", "AWSCodePipeline_ReadOnlyAccess"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let viewer = app
+        .sign_in("viewer", "a long and unusual passphrase 42")
+        .await;
+    let list = body(viewer.get(app.url("/")).send().await.unwrap()).await;
+    assert!(list.contains("shared") && !list.contains("Create pipeline"));
+    let view = body(
+        viewer
+            .get(app.url("/pipelines/shared"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(!view.contains(">Edit<") && !view.contains(">Delete<") && view.contains("Export JSON"));
+    assert_eq!(
+        viewer
+            .get(app.url("/pipelines/shared/edit"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        viewer
+            .get(app.url("/pipelines/new"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+
+    // Someone without ListPipelines gets an explanation instead of a 403 on the home page.
+    app.post_form(
+        &app.client,
+        "/admin/users",
+        &[
+            ("user_name", "nobody"),
+            ("password", "a long and unusual passphrase 42"),
+        ],
+    )
+    .await;
+    let nobody = app
+        .sign_in("nobody", "a long and unusual passphrase 42")
+        .await;
+    let res = nobody.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(body(res).await.contains("You may not list pipelines"));
+}
