@@ -274,13 +274,11 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 required(&mut e, "git_branch", &f.git_branch, "the branch");
             }
         }
-        3 => {
-            if f.build_spec.chars().count() > 1000 {
-                e.insert(
-                    "build_spec",
-                    "an inline buildspec must be at most 1000 characters".to_string(),
-                );
-            }
+        3 if f.build_spec.chars().count() > 1000 => {
+            e.insert(
+                "build_spec",
+                "an inline buildspec must be at most 1000 characters".to_string(),
+            );
         }
         4 => match f.deploy_provider.as_str() {
             "skip" if f.build_provider == "skip" => {
@@ -524,8 +522,10 @@ mod tests {
         assert!(check(1, &f).contains_key("name"));
         let errors = check(2, &f);
         assert!(errors.contains_key("git_url") && errors.contains_key("git_branch"));
-        let mut upload = Fields::default();
-        upload.source_provider = "Upload".into();
+        let upload = Fields {
+            source_provider: "Upload".into(),
+            ..Default::default()
+        };
         assert!(check(2, &upload).contains_key("upload_bucket"));
         let mut bad_vars = complete();
         bad_vars.variables = "no equals sign".into();
