@@ -388,3 +388,267 @@ async fn a_read_only_user_sees_no_admin_section() {
     assert!(errors.is_empty(), "browser console: {errors:#?}");
     browser.quit().await.unwrap();
 }
+
+/// The wizard end to end in a browser (htmx steps), landing on the view page; then the JSON
+/// editor's problem list; screenshots of the wizard and the view at desktop and phone widths.
+#[tokio::test]
+async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 1280).await;
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    browser
+        .find(By::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/").await;
+
+    browser
+        .find(By::LinkText("Create pipeline"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/pipelines/new").await;
+    fill(&browser, "#name", "web-app").await;
+    browser
+        .screenshot(&screenshot_path("wizard-settings.png"))
+        .await
+        .unwrap();
+    next(&browser, "Source stage").await;
+    fill(
+        &browser,
+        "#git_url",
+        "https://git.example.com/acme/web-app.git",
+    )
+    .await;
+    next(&browser, "Build stage").await;
+    fill(&browser, "#build_spec_path", "buildspec.yml").await;
+    next(&browser, "Deploy stage").await;
+
+    // Skipping both build and deploy is refused with a clear message.
+    browser
+        .find(By::Css("button[value=back]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "Build stage").await;
+    browser
+        .find(By::Css("input[name=build_provider][value=skip]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next(&browser, "Deploy stage").await;
+    browser
+        .find(By::Css("input[name=deploy_provider][value=skip]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .find(By::Css("button[value=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let refusal = wait_for(&browser, "#deploy_provider-error")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        refusal.contains("skipping both leaves nothing to run"),
+        "{refusal}"
+    );
+
+    // Back to a Command build, deploy skipped: Git source + Command build.
+    browser
+        .find(By::Css("button[value=back]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "Build stage").await;
+    browser
+        .find(By::Css("input[name=build_provider][value=Command]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next(&browser, "Deploy stage").await;
+    browser
+        .find(By::Css("input[name=deploy_provider][value=skip]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    next(&browser, "Review").await;
+    browser
+        .screenshot(&screenshot_path("wizard-review.png"))
+        .await
+        .unwrap();
+    browser
+        .find(By::Css("button[value=create]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/pipelines/web-app").await;
+
+    let stages: Vec<String> = {
+        let mut names = Vec::new();
+        for h in browser.find_all(By::Css(".stage-header h2")).await.unwrap() {
+            names.push(h.text().await.unwrap());
+        }
+        names
+    };
+    assert_eq!(stages, ["Source", "Build"]);
+    // Hovering an artifact highlights its producer and consumer.
+    let chip = browser
+        .find(By::Css(".artifact-out[data-artifact=SourceArtifact]"))
+        .await
+        .unwrap();
+    chip.focus().await.unwrap();
+    let related = browser
+        .find_all(By::Css(".artifact-related"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(related, 2, "the output chip and the build's input chip");
+    browser
+        .screenshot(&screenshot_path("pipeline-view-1280.png"))
+        .await
+        .unwrap();
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(390, 900, 1.0, true)
+        .await
+        .unwrap();
+    browser.refresh().await.unwrap();
+    let fits: bool = browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(fits, "the view page fits 390 px");
+    browser
+        .screenshot(&screenshot_path("pipeline-view-390.png"))
+        .await
+        .unwrap();
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(1280, 900, 1.0, false)
+        .await
+        .unwrap();
+
+    // The JSON editor shows every problem with its path.
+    browser
+        .goto(app.url("/pipelines/web-app/edit"))
+        .await
+        .unwrap();
+    let editor = browser.find(By::Css("#document")).await.unwrap();
+    let text = editor.prop("value").await.unwrap().unwrap_or_default();
+    let broken = text.replace("\"BuildSpecPath\"", "\"Colour\"");
+    assert_ne!(broken, text);
+    browser
+        .execute(
+            "document.getElementById('document').value = arguments[0];",
+            vec![serde_json::json!(broken)],
+        )
+        .await
+        .unwrap();
+    browser
+        .find(By::Css("form button[type=submit].button-primary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let problems = wait_for(&browser, "#document-errors")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        problems.contains("stages[1].actions[0].configuration.Colour"),
+        "{problems}"
+    );
+
+    let errors: Vec<String> = browser
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            (e.level == "SEVERE" || e.level == "WARNING")
+                && !e.message.contains("400 (Bad Request)")
+        })
+        .map(|e| e.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console: {errors:#?}");
+    browser.quit().await.unwrap();
+}
+
+async fn next(browser: &WebDriver, heading: &str) {
+    browser
+        .find(By::Css("button[value=next]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_heading(browser, heading).await;
+}
+
+/// htmx swaps the step in place; wait until the wizard shows `heading`.
+async fn wait_for_heading(browser: &WebDriver, heading: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(h) = browser.find(By::Css(".wizard h2")).await
+            && h.text().await.unwrap_or_default() == heading
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wizard never showed {heading}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits for an element that an htmx swap or a navigation will bring.
+async fn wait_for(browser: &WebDriver, css: &str) -> WebElement {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(found) = browser.find(By::Css(css)).await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{css} never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
