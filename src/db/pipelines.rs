@@ -16,7 +16,8 @@ pub struct PipelineRow {
 #[derive(Debug, Clone)]
 pub struct VersionRow {
     pub version: i32,
-    pub declaration: serde_json::Value,
+    /// The stored JSON text (parsed by the caller straight into its type).
+    pub declaration: String,
     pub author: String,
     pub created_at: OffsetDateTime,
 }
@@ -96,7 +97,8 @@ pub async fn version(
 ) -> Result<Option<VersionRow>, sqlx::Error> {
     sqlx::query_as!(
         VersionRow,
-        "SELECT version, declaration, author, created_at FROM pipeline_versions WHERE pipeline_id = $1 AND version = $2",
+        r#"SELECT version, declaration::text AS "declaration!", author, created_at
+           FROM pipeline_versions WHERE pipeline_id = $1 AND version = $2"#,
         id,
         version
     )

@@ -149,7 +149,14 @@ pub struct Op<'a> {
     resource: Resource,
     params: Value,
     kind: Kind,
-    tx: Transaction<'static, Postgres>,
+    conn: OpConnection,
+}
+
+/// A change works in a transaction; a read needs none (one statement at a time is enough, and it
+/// saves the BEGIN and COMMIT round trips on every page view).
+enum OpConnection {
+    Transaction(Transaction<'static, Postgres>),
+    Plain(sqlx::pool::PoolConnection<Postgres>),
 }
 
 impl<'a> Op<'a> {
@@ -179,7 +186,10 @@ impl<'a> Op<'a> {
             .await?;
             return Err(AppError::AccessDenied(denied));
         }
-        let tx = services.pool.begin().await?;
+        let conn = match kind {
+            Kind::Change => OpConnection::Transaction(services.pool.begin().await?),
+            Kind::Read => OpConnection::Plain(services.pool.acquire().await?),
+        };
         Ok(Self {
             services,
             caller,
@@ -187,13 +197,16 @@ impl<'a> Op<'a> {
             resource,
             params,
             kind,
-            tx,
+            conn,
         })
     }
 
     /// The operation's transaction.
     pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        match &mut self.conn {
+            OpConnection::Transaction(tx) => tx,
+            OpConnection::Plain(conn) => conn,
+        }
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -209,13 +222,16 @@ impl<'a> Op<'a> {
     }
 
     /// Commits with the success event, or rolls back and records the failure.
-    pub async fn finish<T>(mut self, result: Result<T, AppError>) -> Result<T, AppError> {
+    pub async fn finish<T>(self, result: Result<T, AppError>) -> Result<T, AppError> {
         let now = self.now();
         match result {
             Ok(value) => {
+                let OpConnection::Transaction(mut tx) = self.conn else {
+                    return Ok(value);
+                };
                 if self.kind == Kind::Change {
                     audit::record(
-                        &mut self.tx,
+                        &mut tx,
                         audit::Event {
                             actor: &self.caller.actor,
                             event_name: self.action.as_str(),
@@ -228,11 +244,11 @@ impl<'a> Op<'a> {
                     )
                     .await?;
                 }
-                self.tx.commit().await?;
+                tx.commit().await?;
                 Ok(value)
             }
             Err(error) => {
-                drop(self.tx);
+                drop(self.conn);
                 if self.kind == Kind::Change && !matches!(error, AppError::Internal(_)) {
                     audit::record_alone(
                         &self.services.pool,

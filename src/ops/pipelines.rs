@@ -119,8 +119,8 @@ fn masked(mut decl: PipelineDeclaration) -> PipelineDeclaration {
     decl
 }
 
-fn stored(value: serde_json::Value) -> Result<PipelineDeclaration, AppError> {
-    serde_json::from_value(value).map_err(|e| {
+fn stored(text: String) -> Result<PipelineDeclaration, AppError> {
+    serde_json::from_str(&text).map_err(|e| {
         AppError::Internal(anyhow::Error::new(e).context("a stored declaration does not parse"))
     })
 }
@@ -339,11 +339,14 @@ pub async fn search_pipelines(
         let limit = page.limit()?;
         let mut visible = Vec::new();
         let mut after = page.next.clone();
-        // Scan in batches until a full page of visible pipelines (plus one to know there is more).
+        // Scan until a full page of visible pipelines (plus one to know there is more): first
+        // exactly that many rows, then bigger batches if some were hidden from the caller.
+        let mut batch_size = limit + 1;
         loop {
             let batch =
-                db::pipelines::list(op.conn(), name_contains, after.as_deref(), 500).await?;
-            let exhausted = batch.len() < 500;
+                db::pipelines::list(op.conn(), name_contains, after.as_deref(), batch_size).await?;
+            let exhausted = (batch.len() as i64) < batch_size;
+            batch_size = 500;
             after = batch.last().map(|r| r.name.clone());
             for row in batch {
                 if op
