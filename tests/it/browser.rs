@@ -565,9 +565,46 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .await
         .unwrap();
 
-    // The JSON editor shows every problem with its path.
+    // The form editor adds a stage with an action and saves a new version.
     browser
         .goto(app.url("/pipelines/web-app/edit"))
+        .await
+        .unwrap();
+    fill(&browser, "#new-stage", "Staging").await;
+    click(&browser, "button[value=add_stage]").await;
+    wait_for_text(&browser, ".notice-success", "Stage Staging added").await;
+    click(
+        &browser,
+        "#add-type-2 option[value='Deploy/Sluice/Directory/1']",
+    )
+    .await;
+    fill(&browser, "#add-name-2", "Install").await;
+    click(&browser, "li.stage:nth-child(3) button[value=add_action]").await;
+    wait_for_text(&browser, ".notice-success", "Action Install added").await;
+    click(&browser, "li.stage:nth-child(3) details summary").await;
+    fill(&browser, "#a-2-0-in", "BuildArtifact").await;
+    fill(&browser, "#a-2-0-c-TargetDirectory", "/srv/web-app").await;
+    click(&browser, "li.stage:nth-child(3) button[value=edit_action]").await;
+    wait_for_text(&browser, ".notice-success", "Action Install updated").await;
+    browser
+        .screenshot(&screenshot_path("pipeline-editor.png"))
+        .await
+        .unwrap();
+    click(&browser, "button[value=save]").await;
+    wait_for_path(&browser, "/pipelines/web-app").await;
+    wait_for_text(&browser, ".page-lede", "Version 2").await;
+    assert_eq!(
+        browser
+            .find_all(By::Css(".stage-panel"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // The JSON editor shows every problem with its path.
+    browser
+        .goto(app.url("/pipelines/web-app/edit/json"))
         .await
         .unwrap();
     let editor = browser.find(By::Css("#document")).await.unwrap();
@@ -649,6 +686,24 @@ async fn wait_for(browser: &WebDriver, css: &str) -> WebElement {
             return found;
         }
         assert!(Instant::now() < deadline, "{css} never appeared");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn click(browser: &WebDriver, css: &str) {
+    wait_for(browser, css).await.click().await.unwrap();
+}
+
+/// Waits until the element shows `text` (after an htmx swap).
+async fn wait_for_text(browser: &WebDriver, css: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(found) = browser.find(By::Css(css)).await
+            && found.text().await.unwrap_or_default().contains(text)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} never showed {text:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -177,7 +177,7 @@ async fn import_view_edit_versions_diff_export_and_delete() {
     assert!(none.contains("No pipeline matches."));
 
     // The JSON editor lists every problem with its path and keeps the text.
-    let edit = body(app.get("/pipelines/imported/edit").await).await;
+    let edit = body(app.get("/pipelines/imported/edit/json").await).await;
     assert!(
         edit.contains("&#34;version&#34;: 1") || edit.contains("&quot;version&quot;: 1"),
         "{edit}"
@@ -188,7 +188,7 @@ async fn import_view_edit_versions_diff_export_and_delete() {
     let res = app
         .post_form(
             &app.client,
-            "/pipelines/imported/edit",
+            "/pipelines/imported/edit/json",
             &[("document", &broken_value.to_string())],
         )
         .await;
@@ -206,7 +206,7 @@ async fn import_view_edit_versions_diff_export_and_delete() {
     let res = app
         .post_form(
             &app.client,
-            "/pipelines/imported/edit",
+            "/pipelines/imported/edit/json",
             &[("document", &good.to_string())],
         )
         .await;
@@ -215,7 +215,7 @@ async fn import_view_edit_versions_diff_export_and_delete() {
     let res = app
         .post_form(
             &app.client,
-            "/pipelines/imported/edit",
+            "/pipelines/imported/edit/json",
             &[("document", &good.to_string())],
         )
         .await;
@@ -323,4 +323,94 @@ async fn a_read_only_user_sees_pipelines_but_no_buttons_to_change_them() {
     let res = nobody.get(app.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(body(res).await.contains("You may not list pipelines"));
+}
+
+#[tokio::test]
+async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
+    let app = admin_app().await;
+    app.post_form(
+        &app.client,
+        "/pipelines/import",
+        &[("document", &declaration("edited"))],
+    )
+    .await;
+    let html = body(app.get("/pipelines/edited/edit").await).await;
+    assert!(html.contains("Save as version 2"));
+    let working = |html: &str| {
+        let raw = html
+            .split(r#"name="working" value=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        raw.replace("&#34;", "\"")
+            .replace("&quot;", "\"")
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+            .replace("&#39;", "'")
+            .replace("&#60;", "<")
+            .replace("&#62;", ">")
+    };
+    let step = |html: String, fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let w = working(&html);
+            let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            all.push(("working", &w));
+            let res = app
+                .post_form(&app.client, "/pipelines/edited/edit", &all)
+                .await;
+            (res.status().as_u16(), body(res).await)
+        }
+    };
+    let (status, html) = step(
+        html,
+        vec![("op", "add_stage".into()), ("new_name", "Staging".into())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Stage Staging added"));
+    let (_, html) = step(
+        html,
+        vec![
+            ("op", "add_action".into()),
+            ("stage", "3".into()),
+            ("type_id", "Deploy/Sluice/Directory/1".into()),
+            ("action_name", "Install".into()),
+        ],
+    )
+    .await;
+    assert!(html.contains("Action Install added"), "{html}");
+    // Saving now reports what is missing, with paths, and keeps the working copy.
+    let (status, html) = step(html, vec![("op", "save".into())]).await;
+    assert_eq!(status, 400);
+    assert!(
+        html.contains("stages[3].actions[0].inputArtifacts") && html.contains("TargetDirectory"),
+        "{html}"
+    );
+    let (_, html) = step(
+        html,
+        vec![
+            ("op", "edit_action".into()),
+            ("stage", "3".into()),
+            ("action", "0".into()),
+            ("action_name", "Install".into()),
+            ("run_order", "1".into()),
+            ("namespace", "".into()),
+            ("inputs", "Bin".into()),
+            ("outputs", "".into()),
+            ("config.TargetDirectory", "/srv/edited".into()),
+            ("config.KeepReleases", "3".into()),
+        ],
+    )
+    .await;
+    let (status, html) = step(html, vec![("op", "save".into())]).await;
+    assert_eq!(status, 303, "{html}");
+    let view = body(app.get("/pipelines/edited").await).await;
+    assert!(
+        view.contains("Version 2") && view.contains(r#"<h2 id="stage-4">Staging</h2>"#),
+        "{view}"
+    );
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod editor;
 mod error;
 mod login;
 mod pipelines;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(super::get_only("/status", status::show));
     // The wizard's /pipelines/new goes before /pipelines/{name}.
     wizard::routes(cfg);
+    editor::routes(cfg);
     pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);

@@ -33,7 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(crate::web::get_only("/pipelines/{name}/versions", versions))
     .service(crate::web::get_only("/pipelines/{name}/diff", diff))
     .service(
-        web::resource("/pipelines/{name}/edit")
+        web::resource("/pipelines/{name}/edit/json")
             .route(web::get().to(edit_form))
             .route(web::post().to(save))
             .default_service(web::to(super::method_not_allowed)),
@@ -443,7 +443,7 @@ fn edit_page(user: &SignedIn, name: &str, document: String) -> EditPage {
                 .into(),
         name: name.to_string(),
         link: Some(segment(name)),
-        action: format!("/pipelines/{}/edit", segment(name)),
+        action: format!("/pipelines/{}/edit/json", segment(name)),
         submit: "Save as a new version",
         allow_file: false,
         document,

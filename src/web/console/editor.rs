@@ -1,0 +1,491 @@
+//! The pipeline editor (`/pipelines/{name}/edit`): add, rename, move and remove stages; add, edit
+//! and remove actions through forms generated from the action type registry. The working
+//! declaration travels in the page (a hidden field), so edits need no server-side draft; saving
+//! validates it and stores a new version (compare-and-set on the version it was loaded at).
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
+use crate::access::{Action, Resource};
+use crate::error::AppError;
+use crate::ops::pipelines;
+use crate::pipeline::action_types::{self, BUILT_IN};
+use crate::pipeline::wire::{
+    ActionDeclaration, ActionTypeId, InputArtifact, OutputArtifact, PipelineDeclaration,
+    StageDeclaration,
+};
+use crate::web::AppState;
+use crate::web::auth::{CsrfForm, SignedIn};
+use crate::web::htmx::HxRequest;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/pipelines/{name}/edit")
+            .route(web::get().to(show))
+            .route(web::post().to(apply))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+struct PropertyView {
+    name: &'static str,
+    required: bool,
+    secret: bool,
+    description: &'static str,
+    value: String,
+}
+
+struct ActionView {
+    index: usize,
+    name: String,
+    type_id: String,
+    run_order: i64,
+    namespace: String,
+    inputs: String,
+    outputs: String,
+    properties: Vec<PropertyView>,
+}
+
+struct StageView {
+    index: usize,
+    name: String,
+    last: bool,
+    actions: Vec<ActionView>,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/editor.html", blocks = ["content"])]
+struct EditorPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    next_version: i64,
+    working: String,
+    stages: Vec<StageView>,
+    action_types: Vec<String>,
+    notice: Option<String>,
+    error: Option<String>,
+    problems: Vec<(String, String)>,
+}
+console_page!(EditorPage);
+
+fn page(user: &SignedIn, decl: &PipelineDeclaration) -> EditorPage {
+    let count = decl.stages.len();
+    let stages = decl
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(si, stage)| StageView {
+            index: si,
+            name: stage.name.clone(),
+            last: si + 1 == count,
+            actions: stage
+                .actions
+                .iter()
+                .enumerate()
+                .map(|(ai, a)| {
+                    let id = &a.action_type_id;
+                    let config = a.configuration.clone().unwrap_or_default();
+                    let properties =
+                        action_types::find(&id.category, &id.owner, &id.provider, &id.version)
+                            .map(|t| {
+                                t.properties
+                                    .iter()
+                                    .map(|p| PropertyView {
+                                        name: p.name,
+                                        required: p.required,
+                                        secret: p.secret,
+                                        description: p.description,
+                                        value: config.get(p.name).cloned().unwrap_or_default(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                    ActionView {
+                        index: ai,
+                        name: a.name.clone(),
+                        type_id: format!(
+                            "{}/{}/{}/{}",
+                            id.category, id.owner, id.provider, id.version
+                        ),
+                        run_order: a.run_order.unwrap_or(1),
+                        namespace: a.namespace.clone().unwrap_or_default(),
+                        inputs: a
+                            .input_artifacts
+                            .iter()
+                            .flatten()
+                            .map(|i| i.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        outputs: a
+                            .output_artifacts
+                            .iter()
+                            .flatten()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        properties,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    EditorPage {
+        layout: Layout::signed_in(user, Section::Pipelines),
+        link: segment(&decl.name),
+        name: decl.name.clone(),
+        next_version: decl.version.unwrap_or(1) + 1,
+        working: serde_json::to_string(decl).unwrap_or_default(),
+        stages,
+        action_types: BUILT_IN.iter().map(|t| t.id()).collect(),
+        notice: None,
+        error: None,
+        problems: Vec::new(),
+    }
+}
+
+async fn show(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let me = Resource::pipeline(&path);
+    if let crate::access::Decision::Denied(d) =
+        crate::access::authorize(&user.caller.principal, Action::UpdatePipeline, &me)
+    {
+        return Err(ConsoleError::Forbidden(d));
+    }
+    let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
+    render_with_status(hx, &page(&user, &decl), StatusCode::OK)
+}
+
+fn field<'a>(form: &'a HashMap<String, String>, key: &str) -> &'a str {
+    form.get(key).map_or("", String::as_str)
+}
+
+fn index(form: &HashMap<String, String>, key: &str, len: usize) -> Result<usize, String> {
+    field(form, key)
+        .parse::<usize>()
+        .ok()
+        .filter(|i| *i < len)
+        .ok_or_else(|| "the page is out of date; reload it".to_string())
+}
+
+fn names(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Applies one editing operation to the working declaration; returns what to tell the user.
+fn edit(
+    decl: &mut PipelineDeclaration,
+    op: &str,
+    form: &HashMap<String, String>,
+) -> Result<String, String> {
+    let stages = decl.stages.len();
+    match op {
+        "add_stage" => {
+            let name = field(form, "new_name").trim().to_string();
+            if name.is_empty() {
+                return Err("name the new stage".into());
+            }
+            decl.stages.push(StageDeclaration {
+                name: name.clone(),
+                actions: Vec::new(),
+                blockers: None,
+                on_failure: None,
+                on_success: None,
+                before_entry: None,
+            });
+            Ok(format!("Stage {name} added; give it an action."))
+        }
+        "rename_stage" => {
+            let i = index(form, "stage", stages)?;
+            let name = field(form, "new_name").trim().to_string();
+            if name.is_empty() {
+                return Err("a stage needs a name".into());
+            }
+            decl.stages[i].name = name.clone();
+            Ok(format!("Stage renamed to {name}."))
+        }
+        "move_up" | "move_down" => {
+            let i = index(form, "stage", stages)?;
+            let j = if op == "move_up" {
+                i.checked_sub(1)
+            } else {
+                Some(i + 1).filter(|j| *j < stages)
+            };
+            let j = j.ok_or_else(|| "the stage cannot move further".to_string())?;
+            decl.stages.swap(i, j);
+            Ok("Stage moved.".into())
+        }
+        "remove_stage" => {
+            let i = index(form, "stage", stages)?;
+            let removed = decl.stages.remove(i);
+            Ok(format!("Stage {} removed.", removed.name))
+        }
+        "add_action" => {
+            let i = index(form, "stage", stages)?;
+            let name = field(form, "action_name").trim().to_string();
+            if name.is_empty() {
+                return Err("name the new action".into());
+            }
+            let t = BUILT_IN
+                .iter()
+                .find(|t| t.id() == field(form, "type_id"))
+                .ok_or_else(|| "choose an action type".to_string())?;
+            decl.stages[i].actions.push(ActionDeclaration {
+                name: name.clone(),
+                action_type_id: ActionTypeId {
+                    category: t.category.into(),
+                    owner: t.owner.into(),
+                    provider: t.provider.into(),
+                    version: t.version.into(),
+                },
+                run_order: Some(1),
+                configuration: Some(Default::default()),
+                input_artifacts: Some(Vec::new()),
+                output_artifacts: Some(Vec::new()),
+                namespace: None,
+                region: None,
+                role_arn: None,
+                timeout_in_minutes: None,
+                commands: None,
+                output_variables: None,
+                environment_variables: None,
+            });
+            Ok(format!(
+                "Action {name} added; open it to set its configuration and artifacts."
+            ))
+        }
+        "edit_action" | "remove_action" => {
+            let si = index(form, "stage", stages)?;
+            let ai = index(form, "action", decl.stages[si].actions.len())?;
+            if op == "remove_action" {
+                let removed = decl.stages[si].actions.remove(ai);
+                return Ok(format!("Action {} removed.", removed.name));
+            }
+            let action = &mut decl.stages[si].actions[ai];
+            action.name = field(form, "action_name").trim().to_string();
+            action.run_order = Some(
+                field(form, "run_order")
+                    .trim()
+                    .parse()
+                    .map_err(|_| "the run order must be a number from 1 to 999".to_string())?,
+            );
+            let ns = field(form, "namespace").trim();
+            action.namespace = (!ns.is_empty()).then(|| ns.to_string());
+            action.input_artifacts = Some(
+                names(field(form, "inputs"))
+                    .into_iter()
+                    .map(|name| InputArtifact { name })
+                    .collect(),
+            );
+            action.output_artifacts = Some(
+                names(field(form, "outputs"))
+                    .into_iter()
+                    .map(|name| OutputArtifact { name, files: None })
+                    .collect(),
+            );
+            let id = &action.action_type_id;
+            if let Some(t) = action_types::find(&id.category, &id.owner, &id.provider, &id.version)
+            {
+                let config = action.configuration.get_or_insert_with(Default::default);
+                for p in t.properties {
+                    let value = field(form, &format!("config.{}", p.name));
+                    if value.is_empty() {
+                        config.remove(p.name);
+                    } else {
+                        config.insert(p.name.to_string(), value.to_string());
+                    }
+                }
+            }
+            Ok(format!("Action {} updated.", action.name))
+        }
+        other => Err(format!("unknown editing operation {other:?}")),
+    }
+}
+
+async fn apply(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<HashMap<String, String>>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let CsrfForm { user, form } = form;
+    let mut decl: PipelineDeclaration = serde_json::from_str(field(&form, "working"))
+        .map_err(|_| ConsoleError::BadRequest("the editor's page is damaged; reload it".into()))?;
+    if decl.name != *path {
+        return Err(ConsoleError::BadRequest(
+            "the editor's page belongs to another pipeline; reload it".into(),
+        ));
+    }
+    let op = field(&form, "op").to_string();
+    if op != "save" {
+        let outcome = edit(&mut decl, &op, &form);
+        let mut view = page(&user, &decl);
+        let status = match outcome {
+            Ok(message) => {
+                view.notice = Some(message);
+                StatusCode::OK
+            }
+            Err(message) => {
+                view.error = Some(message);
+                StatusCode::BAD_REQUEST
+            }
+        };
+        return render_with_status(hx, &view, status);
+    }
+    let working = decl.clone();
+    match pipelines::update_pipeline(&state.services, &user.caller, decl).await {
+        Ok(saved) => Ok(see_other(&format!(
+            "/pipelines/{}?done=saved",
+            segment(&saved.name)
+        ))),
+        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
+        Err(AppError::Rejected {
+            code: "ConflictException",
+            message,
+        }) => {
+            let mut view = page(&user, &working);
+            view.error = Some(message);
+            render_with_status(hx, &view, StatusCode::CONFLICT)
+        }
+        Err(AppError::Rejected { message, .. }) | Err(AppError::Validation { message, .. }) => {
+            let mut view = page(&user, &working);
+            view.problems = message
+                .split_once(" found: ")
+                .map_or(message.as_str(), |(_, rest)| rest)
+                .split("; ")
+                .map(|p| match p.split_once(": ") {
+                    Some((path, m)) => (path.to_string(), m.to_string()),
+                    None => (String::new(), p.to_string()),
+                })
+                .collect();
+            render_with_status(hx, &view, StatusCode::BAD_REQUEST)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl() -> PipelineDeclaration {
+        serde_json::from_value(serde_json::json!({
+            "name": "p", "version": 3,
+            "stages": [
+                {"name": "Source", "actions": [{"name": "Src", "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+                    "configuration": {"RepositoryUrl": "r", "Branch": "main"}, "outputArtifacts": [{"name": "S"}]}]},
+                {"name": "Build", "actions": [{"name": "B", "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                    "inputArtifacts": [{"name": "S"}]}]}
+            ]
+        }))
+        .unwrap()
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn stages_are_added_renamed_moved_and_removed() {
+        let mut d = decl();
+        edit(&mut d, "add_stage", &form(&[("new_name", "Deploy")])).unwrap();
+        edit(
+            &mut d,
+            "rename_stage",
+            &form(&[("stage", "2"), ("new_name", "Staging")]),
+        )
+        .unwrap();
+        edit(&mut d, "move_up", &form(&[("stage", "2")])).unwrap();
+        let names: Vec<&str> = d.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["Source", "Staging", "Build"]);
+        assert!(edit(&mut d, "move_up", &form(&[("stage", "0")])).is_err());
+        edit(&mut d, "remove_stage", &form(&[("stage", "1")])).unwrap();
+        assert_eq!(d.stages.len(), 2);
+        assert!(edit(&mut d, "remove_stage", &form(&[("stage", "9")])).is_err());
+    }
+
+    #[test]
+    fn actions_are_added_and_edited_through_the_registry() {
+        let mut d = decl();
+        edit(
+            &mut d,
+            "add_action",
+            &form(&[
+                ("stage", "1"),
+                ("type_id", "Deploy/Sluice/Directory/1"),
+                ("action_name", "Install"),
+            ]),
+        )
+        .unwrap();
+        edit(
+            &mut d,
+            "edit_action",
+            &form(&[
+                ("stage", "1"),
+                ("action", "1"),
+                ("action_name", "Install"),
+                ("run_order", "2"),
+                ("namespace", ""),
+                ("inputs", "S"),
+                ("outputs", ""),
+                ("config.TargetDirectory", "/srv/p"),
+                ("config.KeepReleases", ""),
+            ]),
+        )
+        .unwrap();
+        let pipeline = crate::pipeline::validate(d.clone()).unwrap();
+        let install = &pipeline.declaration().stages[1].actions[1];
+        assert_eq!(install.run_order, Some(2));
+        assert_eq!(
+            install
+                .configuration
+                .as_ref()
+                .unwrap()
+                .get("TargetDirectory")
+                .map(String::as_str),
+            Some("/srv/p")
+        );
+        assert!(
+            install
+                .configuration
+                .as_ref()
+                .unwrap()
+                .get("KeepReleases")
+                .is_none()
+        );
+        edit(
+            &mut d,
+            "remove_action",
+            &form(&[("stage", "1"), ("action", "1")]),
+        )
+        .unwrap();
+        assert_eq!(d.stages[1].actions.len(), 1);
+        assert!(
+            edit(
+                &mut d,
+                "add_action",
+                &form(&[
+                    ("stage", "1"),
+                    ("type_id", "Nope/X/Y/1"),
+                    ("action_name", "Z")
+                ])
+            )
+            .is_err()
+        );
+    }
+}
