@@ -27,10 +27,25 @@ pub struct VersionRow {
 pub struct SummaryRow {
     pub name: String,
     pub current_version: i32,
-    pub pipeline_type: Option<String>,
-    pub execution_mode: Option<String>,
+    pub pipeline_type: String,
+    pub execution_mode: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// What the list shows of a declaration.
+fn list_columns(declaration: &serde_json::Value) -> (String, String) {
+    let field = |key: &str, default: &str| {
+        declaration
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or(default)
+            .to_string()
+    };
+    (
+        field("pipelineType", "V2"),
+        field("executionMode", "SUPERSEDED"),
+    )
 }
 
 /// Creates a pipeline at version 1; `Ok(false)` when the name is taken.
@@ -42,12 +57,15 @@ pub async fn insert(
     author: &str,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
+    let (pipeline_type, execution_mode) = list_columns(declaration);
     let inserted = sqlx::query!(
-        r#"INSERT INTO pipelines (id, name, current_version, created_at, updated_at)
-           VALUES ($1, $2, 1, $3, $3) ON CONFLICT (name) DO NOTHING"#,
+        r#"INSERT INTO pipelines (id, name, current_version, created_at, updated_at, pipeline_type, execution_mode)
+           VALUES ($1, $2, 1, $3, $3, $4, $5) ON CONFLICT (name) DO NOTHING"#,
         id,
         name,
-        now
+        now,
+        pipeline_type,
+        execution_mode
     )
     .execute(&mut *conn)
     .await?;
@@ -116,12 +134,16 @@ pub async fn update(
     author: &str,
     now: OffsetDateTime,
 ) -> Result<Option<i32>, sqlx::Error> {
+    let (pipeline_type, execution_mode) = list_columns(declaration);
     let next = sqlx::query_scalar!(
-        r#"UPDATE pipelines SET current_version = current_version + 1, updated_at = $3
+        r#"UPDATE pipelines SET current_version = current_version + 1, updated_at = $3,
+                  pipeline_type = $4, execution_mode = $5
            WHERE id = $1 AND current_version = $2 RETURNING current_version"#,
         id,
         expected,
-        now
+        now,
+        pipeline_type,
+        execution_mode
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -156,10 +178,8 @@ pub async fn list(
     });
     sqlx::query_as!(
         SummaryRow,
-        r#"SELECT p.name, p.current_version, v.declaration->>'pipelineType' AS pipeline_type,
-                  v.declaration->>'executionMode' AS execution_mode, p.created_at, p.updated_at
+        r#"SELECT p.name, p.current_version, p.pipeline_type, p.execution_mode, p.created_at, p.updated_at
            FROM pipelines p
-           JOIN pipeline_versions v ON v.pipeline_id = p.id AND v.version = p.current_version
            WHERE ($1::text IS NULL OR p.name > $1)
              AND ($3::text IS NULL OR p.name ILIKE $3)
            ORDER BY p.name
@@ -191,4 +211,49 @@ pub async fn versions(
     )
     .fetch_all(conn)
     .await
+}
+
+/// A pipeline and one of its versions (the current one when `version` is `None`) in one round
+/// trip. The version is `None` when the pipeline exists but has no such version.
+pub async fn find_with_version(
+    conn: &mut PgConnection,
+    name: &str,
+    version: Option<i32>,
+) -> Result<Option<(PipelineRow, Option<VersionRow>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT p.id, p.name, p.current_version, p.created_at, p.updated_at,
+                  v.version AS "version?", v.declaration::text AS "declaration?", v.author AS "author?",
+                  v.created_at AS "version_created_at?"
+           FROM pipelines p
+           LEFT JOIN pipeline_versions v
+             ON v.pipeline_id = p.id AND v.version = COALESCE($2, p.current_version)
+           WHERE p.name = $1"#,
+        name,
+        version
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| {
+        let version = match (r.version, r.declaration, r.author, r.version_created_at) {
+            (Some(version), Some(declaration), Some(author), Some(created_at)) => {
+                Some(VersionRow {
+                    version,
+                    declaration,
+                    author,
+                    created_at,
+                })
+            }
+            _ => None,
+        };
+        (
+            PipelineRow {
+                id: r.id,
+                name: r.name,
+                current_version: r.current_version,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            version,
+        )
+    }))
 }

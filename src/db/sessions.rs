@@ -152,3 +152,66 @@ pub async fn delete_expired(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// A session with the policies that apply to its user (own and groups'), in one round trip: every
+/// console request needs both.
+pub async fn find_with_policies(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> Result<Option<(SessionRow, Vec<super::policies::AttachedPolicy>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT s.id, s.user_id, u.user_name, u.enabled AS user_enabled, s.csrf_token, s.created_at,
+                  s.last_seen_at, s.expires_at, s.source_ip, s.user_agent,
+                  COALESCE((
+                    SELECT json_agg(json_build_object('policy_name', x.policy_name, 'managed', x.managed, 'document', x.document)
+                                    ORDER BY x.source, x.group_key, lower(x.policy_name))
+                    FROM (
+                      SELECT 0 AS source, '' AS group_key, p.policy_name, p.managed, p.document
+                      FROM user_policies a JOIN policies p ON p.id = a.policy_id WHERE a.user_id = s.user_id
+                      UNION ALL
+                      SELECT 1, lower(g.group_name), 'group ' || g.group_name || ': ' || p.policy_name, p.managed, p.document
+                      FROM group_members m
+                      JOIN groups g ON g.id = m.group_id
+                      JOIN group_policies a ON a.group_id = g.id
+                      JOIN policies p ON p.id = a.policy_id
+                      WHERE m.user_id = s.user_id
+                    ) x
+                  ), '[]'::json) AS "policies!: serde_json::Value"
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = $1"#,
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    #[derive(serde::Deserialize)]
+    struct Policy {
+        policy_name: String,
+        managed: bool,
+        document: String,
+    }
+    let policies: Vec<Policy> =
+        serde_json::from_value(row.policies).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Some((
+        SessionRow {
+            id: row.id,
+            user_id: row.user_id,
+            user_name: row.user_name,
+            user_enabled: row.user_enabled,
+            csrf_token: row.csrf_token,
+            created_at: row.created_at,
+            last_seen_at: row.last_seen_at,
+            expires_at: row.expires_at,
+            source_ip: row.source_ip,
+            user_agent: row.user_agent,
+        },
+        policies
+            .into_iter()
+            .map(|p| super::policies::AttachedPolicy {
+                policy_name: p.policy_name,
+                managed: p.managed,
+                document: p.document,
+            })
+            .collect(),
+    )))
+}

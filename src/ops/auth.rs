@@ -252,7 +252,9 @@ pub async fn resolve_session(
     }
     let now = s.clock.now();
     let mut conn = s.pool.acquire().await?;
-    let Some(row) = db::sessions::find_by_token_hash(&mut conn, &token_hash(token)).await? else {
+    let Some((row, policies)) =
+        db::sessions::find_with_policies(&mut conn, &token_hash(token)).await?
+    else {
         return Ok(None);
     };
     if row.expires_at <= now || row.last_seen_at + s.sessions.idle <= now {
@@ -270,15 +272,14 @@ pub async fn resolve_session(
         user_name: Some(row.user_name.clone()),
         ..actor
     };
-    let caller = Caller::load(
-        &mut conn,
+    let caller = Caller::from_attached(
         row.user_id,
         &row.user_name,
         Credential::Session(row.id),
         None,
         actor,
-    )
-    .await?;
+        policies,
+    );
     Ok(Some(ActiveSession {
         caller,
         csrf_token: row.csrf_token,

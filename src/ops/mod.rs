@@ -78,6 +78,25 @@ impl Caller {
         actor: Actor,
     ) -> Result<Self, AppError> {
         let attached = db::policies::effective_for_user(conn, user_id).await?;
+        Ok(Self::from_attached(
+            user_id,
+            user_name,
+            credential,
+            token_policy,
+            actor,
+            attached,
+        ))
+    }
+
+    /// Builds a caller from the policies already loaded for its user.
+    pub fn from_attached(
+        user_id: Uuid,
+        user_name: &str,
+        credential: Credential,
+        token_policy: Option<&str>,
+        actor: Actor,
+        attached: Vec<db::policies::AttachedPolicy>,
+    ) -> Self {
         let policies = attached
             .into_iter()
             .filter_map(|p| match PolicyDocument::parse(&p.document) {
@@ -108,12 +127,12 @@ impl Caller {
                 Principal::narrowed(user_name, set, Arc::new(PolicySet::new(narrowing)))
             }
         };
-        Ok(Self {
+        Self {
             user_id,
             principal,
             credential,
             actor,
-        })
+        }
     }
 
     pub fn user_name(&self) -> &str {

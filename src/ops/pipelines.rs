@@ -205,26 +205,29 @@ pub async fn get_pipeline(
     )
     .await?;
     let result = async {
-        let row = db::pipelines::find(op.conn(), name)
+        let wanted = match version {
+            None => None,
+            Some(v) => {
+                let v = i32::try_from(v).map_err(|_| {
+                    AppError::validation("version", "must be between 1 and 2147483647")
+                })?;
+                if v < 1 {
+                    return Err(AppError::validation("version", "must be at least 1"));
+                }
+                Some(v)
+            }
+        };
+        let (row, found) = db::pipelines::find_with_version(op.conn(), name, wanted)
             .await?
             .ok_or_else(|| not_found(name))?;
-        let wanted = match version {
-            None => row.current_version,
-            Some(v) => i32::try_from(v)
-                .map_err(|_| AppError::validation("version", "must be between 1 and 2147483647"))?,
-        };
-        if wanted < 1 {
-            return Err(AppError::validation("version", "must be at least 1"));
-        }
-        let v = db::pipelines::version(op.conn(), row.id, wanted)
-            .await?
-            .ok_or_else(|| AppError::Rejected {
-                code: "PipelineVersionNotFoundException",
-                message: format!(
-                    "The pipeline '{name}' has no version {wanted} (its latest is {})",
-                    row.current_version
-                ),
-            })?;
+        let v = found.ok_or_else(|| AppError::Rejected {
+            code: "PipelineVersionNotFoundException",
+            message: format!(
+                "The pipeline '{name}' has no version {} (its latest is {})",
+                wanted.unwrap_or(row.current_version),
+                row.current_version
+            ),
+        })?;
         Ok((
             masked(stored(v.declaration)?),
             Metadata {
@@ -356,8 +359,8 @@ pub async fn search_pipelines(
                     visible.push(Summary {
                         name: row.name,
                         version: row.current_version,
-                        pipeline_type: row.pipeline_type.unwrap_or_else(|| "V2".into()),
-                        execution_mode: row.execution_mode.unwrap_or_else(|| "SUPERSEDED".into()),
+                        pipeline_type: row.pipeline_type,
+                        execution_mode: row.execution_mode,
                         created: row.created_at,
                         updated: row.updated_at,
                     });
