@@ -166,6 +166,7 @@ impl Application {
                 absolute: time::Duration::hours(settings.session_lifetime_hours.into()),
             },
             master_key: std::sync::Arc::new(master_key),
+            declarations: Default::default(),
         };
         let state = AppState::new(
             services,
@@ -315,6 +316,7 @@ impl CommandDatabase {
             clock: Clock::default(),
             sessions: SessionLimits::default(),
             master_key: std::sync::Arc::new(master_key),
+            declarations: Default::default(),
         }
     }
 

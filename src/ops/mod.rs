@@ -48,6 +48,10 @@ pub struct Services {
     pub sessions: SessionLimits,
     /// Seals secret configuration values before they are stored.
     pub master_key: Arc<MasterKey>,
+    /// Pipeline versions already read, as shown (secrets masked). Versions never change, so
+    /// entries never go stale; deleting a pipeline leaves unreachable entries until the cache is
+    /// emptied when full.
+    pub declarations: Arc<pipelines::DeclarationCache>,
 }
 
 /// How the caller authenticated.

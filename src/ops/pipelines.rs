@@ -34,6 +34,31 @@ pub struct Summary {
     pub updated: OffsetDateTime,
 }
 
+/// Parsed, masked declarations by (pipeline id, version), at most [`DeclarationCache::CAPACITY`].
+#[derive(Debug, Default)]
+pub struct DeclarationCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<(Uuid, i32), std::sync::Arc<PipelineDeclaration>>,
+    >,
+}
+
+impl DeclarationCache {
+    const CAPACITY: usize = 512;
+
+    fn get(&self, id: Uuid, version: i32) -> Option<std::sync::Arc<PipelineDeclaration>> {
+        self.entries.lock().ok()?.get(&(id, version)).cloned()
+    }
+
+    fn put(&self, id: Uuid, version: i32, declaration: std::sync::Arc<PipelineDeclaration>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert((id, version), declaration);
+        }
+    }
+}
+
 /// The mask secret values are shown as, and that keeps a stored secret when sent back.
 pub const MASK: &str = "****";
 
@@ -195,6 +220,17 @@ pub async fn get_pipeline(
     name: &str,
     version: Option<i64>,
 ) -> Result<(PipelineDeclaration, Metadata), AppError> {
+    let (shared, metadata) = get_pipeline_shared(s, c, name, version).await?;
+    Ok(((*shared).clone(), metadata))
+}
+
+/// [`get_pipeline`] without copying the declaration (the view page's hot path).
+pub async fn get_pipeline_shared(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    version: Option<i64>,
+) -> Result<(std::sync::Arc<PipelineDeclaration>, Metadata), AppError> {
     let mut op = Op::begin(
         s,
         c,
@@ -217,19 +253,29 @@ pub async fn get_pipeline(
                 Some(v)
             }
         };
-        let (row, found) = db::pipelines::find_with_version(op.conn(), name, wanted)
+        let row = db::pipelines::find(op.conn(), name)
             .await?
             .ok_or_else(|| not_found(name))?;
-        let v = found.ok_or_else(|| AppError::Rejected {
-            code: "PipelineVersionNotFoundException",
-            message: format!(
-                "The pipeline '{name}' has no version {} (its latest is {})",
-                wanted.unwrap_or(row.current_version),
-                row.current_version
-            ),
-        })?;
+        let version = wanted.unwrap_or(row.current_version);
+        let declaration = match s.declarations.get(row.id, version) {
+            Some(cached) => cached,
+            None => {
+                let v = db::pipelines::version(op.conn(), row.id, version)
+                    .await?
+                    .ok_or_else(|| AppError::Rejected {
+                        code: "PipelineVersionNotFoundException",
+                        message: format!(
+                            "The pipeline '{name}' has no version {version} (its latest is {})",
+                            row.current_version
+                        ),
+                    })?;
+                let shown = std::sync::Arc::new(masked(stored(v.declaration)?));
+                s.declarations.put(row.id, version, shown.clone());
+                shown
+            }
+        };
         Ok((
-            masked(stored(v.declaration)?),
+            declaration,
             Metadata {
                 pipeline_arn: Resource::pipeline(name).to_string(),
                 created: row.created_at,
@@ -411,6 +457,27 @@ mod tests {
             ]
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_declaration_cache_is_keyed_by_version_and_bounded() {
+        let cache = DeclarationCache::default();
+        let id = Uuid::new_v4();
+        let decl = std::sync::Arc::new(with_secret(MASK));
+        cache.put(id, 1, decl.clone());
+        assert!(cache.get(id, 1).is_some());
+        assert!(
+            cache.get(id, 2).is_none(),
+            "another version is another entry"
+        );
+        assert!(
+            cache.get(Uuid::new_v4(), 1).is_none(),
+            "a re-created pipeline has a new id"
+        );
+        for v in 2..=(DeclarationCache::CAPACITY as i32 + 1) {
+            cache.put(id, v, decl.clone());
+        }
+        assert!(cache.entries.lock().unwrap().len() <= DeclarationCache::CAPACITY);
     }
 
     fn secret_of(decl: &PipelineDeclaration) -> String {

@@ -226,9 +226,9 @@ async fn view(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let s = &state.services;
-    let (decl, _) = pipelines::get_pipeline(s, &user.caller, &path, query.version).await?;
+    let (decl, _) = pipelines::get_pipeline_shared(s, &user.caller, &path, query.version).await?;
     let latest = if query.version.is_some() {
-        pipelines::get_pipeline(s, &user.caller, &path, None)
+        pipelines::get_pipeline_shared(s, &user.caller, &path, None)
             .await?
             .0
             .version
