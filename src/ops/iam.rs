@@ -9,7 +9,7 @@ use super::{Caller, Kind, Op, Page, Paged, Services};
 use crate::access::{
     self, Action, Decision, DenyReason, MatchedStatement, PolicyDocument, Resource,
 };
-use crate::db::{self, audit::AuditFilter, audit::AuditRow, users::UserRow};
+use crate::db::{self, audit::AuditFilter, audit::AuditRow, groups::GroupRow, users::UserRow};
 use crate::error::AppError;
 use crate::identity::{GroupName, NewPassword, PolicyName, Secret, UserName};
 
@@ -57,6 +57,16 @@ pub struct Group {
     pub id: Uuid,
     pub group_name: String,
     pub created_at: OffsetDateTime,
+}
+
+impl From<GroupRow> for Group {
+    fn from(row: GroupRow) -> Self {
+        Self {
+            id: row.id,
+            group_name: row.group_name,
+            created_at: row.created_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +169,7 @@ async fn require_user(op: &mut Op<'_>, name: &str) -> Result<UserRow, AppError> 
         })
 }
 
-async fn require_group(op: &mut Op<'_>, name: &str) -> Result<db::groups::GroupRow, AppError> {
+async fn require_group(op: &mut Op<'_>, name: &str) -> Result<GroupRow, AppError> {
     db::groups::find_by_name(op.conn(), name)
         .await?
         .ok_or_else(|| {
@@ -173,6 +183,26 @@ async fn require_policy(op: &mut Op<'_>, name: &str) -> Result<db::policies::Pol
         .ok_or_else(|| {
             AppError::NoSuchEntity(format!("The policy with name {name} cannot be found."))
         })
+}
+
+async fn user_details(op: &mut Op<'_>, user: UserRow) -> Result<UserDetails, AppError> {
+    let groups = db::groups::names_for_user(op.conn(), user.id).await?;
+    let policies = attached(db::policies::attached_to_user(op.conn(), user.id).await?);
+    Ok(UserDetails {
+        user: user.into(),
+        groups,
+        policies,
+    })
+}
+
+async fn group_details(op: &mut Op<'_>, group: GroupRow) -> Result<GroupDetails, AppError> {
+    let members = db::groups::member_names(op.conn(), group.id).await?;
+    let policies = attached(db::policies::attached_to_group(op.conn(), group.id).await?);
+    Ok(GroupDetails {
+        group: group.into(),
+        members,
+        policies,
+    })
 }
 
 fn attached(rows: Vec<db::policies::AttachedPolicy>) -> Vec<Attached> {
@@ -251,13 +281,7 @@ pub async fn get_user(
     .await?;
     let result = async {
         let user = require_user(&mut op, name).await?;
-        let groups = db::groups::names_for_user(op.conn(), user.id).await?;
-        let policies = attached(db::policies::attached_to_user(op.conn(), user.id).await?);
-        Ok(UserDetails {
-            user: user.into(),
-            groups,
-            policies,
-        })
+        user_details(&mut op, user).await
     }
     .await;
     op.finish(result).await
@@ -283,13 +307,7 @@ pub async fn list_users(
         let paged = Paged::from_rows(rows, limit, |u| u.user_name.clone());
         let mut items = Vec::with_capacity(paged.items.len());
         for user in paged.items {
-            let groups = db::groups::names_for_user(op.conn(), user.id).await?;
-            let policies = attached(db::policies::attached_to_user(op.conn(), user.id).await?);
-            items.push(UserDetails {
-                user: user.into(),
-                groups,
-                policies,
-            });
+            items.push(user_details(&mut op, user).await?);
         }
         Ok(Paged {
             items,
@@ -461,11 +479,7 @@ pub async fn create_group(s: &Services, caller: &Caller, name: &str) -> Result<G
         let now = op.now();
         db::groups::insert(op.conn(), Uuid::new_v4(), name.as_str(), now)
             .await?
-            .map(|g| Group {
-                id: g.id,
-                group_name: g.group_name,
-                created_at: g.created_at,
-            })
+            .map(Group::from)
             .ok_or_else(|| {
                 AppError::EntityAlreadyExists(format!("Group with name {name} already exists."))
             })
@@ -490,17 +504,7 @@ pub async fn get_group(
     .await?;
     let result = async {
         let group = require_group(&mut op, name).await?;
-        let members = db::groups::member_names(op.conn(), group.id).await?;
-        let policies = attached(db::policies::attached_to_group(op.conn(), group.id).await?);
-        Ok(GroupDetails {
-            group: Group {
-                id: group.id,
-                group_name: group.group_name,
-                created_at: group.created_at,
-            },
-            members,
-            policies,
-        })
+        group_details(&mut op, group).await
     }
     .await;
     op.finish(result).await
@@ -524,19 +528,9 @@ pub async fn list_groups(
         let limit = page.limit()?;
         let rows = db::groups::list(op.conn(), page.next.as_deref(), limit + 1).await?;
         let paged = Paged::from_rows(rows, limit, |g| g.group_name.clone());
-        let mut items = Vec::new();
-        for g in paged.items {
-            let members = db::groups::member_names(op.conn(), g.id).await?;
-            let policies = attached(db::policies::attached_to_group(op.conn(), g.id).await?);
-            items.push(GroupDetails {
-                group: Group {
-                    id: g.id,
-                    group_name: g.group_name,
-                    created_at: g.created_at,
-                },
-                members,
-                policies,
-            });
+        let mut items = Vec::with_capacity(paged.items.len());
+        for group in paged.items {
+            items.push(group_details(&mut op, group).await?);
         }
         Ok(Paged {
             items,
