@@ -160,8 +160,8 @@ struct DatabaseArgs {
 
 impl DatabaseArgs {
     /// The master key: `SLUICE_MASTER_KEY`, or `<data-dir>/master.key` (created on first use).
-    fn load_master_key(&self) -> Result<crate::secrets::MasterKey, StartupError> {
-        crate::secrets::MasterKey::load_or_create(self.master_key.as_deref(), &self.data_dir)
+    fn load_master_key(&self) -> Result<crate::sealing::MasterKey, StartupError> {
+        crate::sealing::MasterKey::load_or_create(self.master_key.as_deref(), &self.data_dir)
             .map_err(|e| StartupError::Command(e.to_string()))
     }
 
@@ -208,9 +208,21 @@ struct ServeArgs {
     )]
     max_body_bytes: BodyLimit,
 
-    /// Trust X-Forwarded-For for the client address (only behind a reverse proxy that sets it).
-    #[arg(long, env = "SLUICE_TRUST_PROXY")]
-    trust_proxy: bool,
+    /// A reverse proxy's address range (CIDR; repeatable). Requests from it have their client
+    /// address taken from the right-most X-Forwarded-For entry it added; other requests' headers
+    /// are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SLUICE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxies: Vec<crate::config::ProxyCidr>,
+
+    /// Days until a new API token expires when its creator does not choose; 0 means never.
+    #[arg(long, env = "SLUICE_TOKEN_DEFAULT_EXPIRY_DAYS", default_value = "90", value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(0..=3650))]
+    token_default_expiry_days: u32,
 
     /// Minutes a console session may stay idle before it ends.
     #[arg(long, env = "SLUICE_SESSION_IDLE_MINUTES", default_value = "30", value_name = "MIN",
@@ -232,9 +244,15 @@ impl ServeArgs {
     fn into_settings(self) -> ServeSettings {
         ServeSettings {
             data_dir: self.database.data_dir.clone(),
-            master_key: self.database.master_key.clone(),
+            master_key: self
+                .database
+                .master_key
+                .clone()
+                .map(crate::config::MasterKeyText::new),
+            token_default_expiry_days: (self.token_default_expiry_days > 0)
+                .then_some(i64::from(self.token_default_expiry_days)),
             public_url: self.public_url,
-            trust_proxy: self.trust_proxy,
+            trusted_proxies: crate::config::TrustedProxies::new(self.trusted_proxies),
             session_idle_minutes: self.session_idle_minutes,
             session_lifetime_hours: self.session_lifetime_hours,
             bind: self.bind,
@@ -294,23 +312,41 @@ pub fn main() -> ExitCode {
             }
             Command::Admin(command) => admin(command, path_var.as_deref()).await,
             Command::Audit(AuditCommand::Verify { database }) => {
+                let key = crate::sealing::MasterKey::load(
+                    database.master_key.as_deref(),
+                    &database.data_dir,
+                )
+                .map_err(|e| StartupError::Command(e.to_string()))?;
                 let db =
                     startup::CommandDatabase::open(&database.into_target(), path_var.as_deref())
                         .await?;
-                let verdict = crate::audit::verify(db.pool()).await;
+                let chain_key = crate::audit::ChainKey::from_master(&key);
+                let verdict = crate::audit::verify(db.pool(), &chain_key).await;
                 db.close().await;
-                match verdict.map_err(|e| StartupError::Command(e.to_string()))? {
-                    crate::audit::Verification::Intact { events } => {
-                        println!("audit log intact: {events} event(s), every link verified");
-                        Ok(())
+                let report = verdict.map_err(|e| StartupError::Command(e.to_string()))?;
+                let head = match &report.head {
+                    Some((seq, hash)) => format!("head: event #{seq}, hash {hash}"),
+                    None => "head: none (the log is empty)".to_string(),
+                };
+                if report.is_intact() {
+                    println!(
+                        "audit log intact: {} event(s), every link verified\n{head}\n(record the head elsewhere: only a head recorded earlier shows that newest events were removed)",
+                        report.events
+                    );
+                    Ok(())
+                } else {
+                    for broken in &report.broken {
+                        eprintln!(
+                            "audit log broken at event #{} ({}): {}",
+                            broken.seq, broken.event_id, broken.reason
+                        );
                     }
-                    crate::audit::Verification::Broken {
-                        seq,
-                        event_id,
-                        reason,
-                    } => Err(StartupError::Tampered(format!(
-                        "audit log broken at event #{seq} ({event_id}): {reason}"
-                    ))),
+                    println!("{} event(s) checked\n{head}", report.events);
+                    Err(StartupError::Tampered(format!(
+                        "{} of {} event(s) do not verify",
+                        report.broken.len(),
+                        report.events
+                    )))
                 }
             }
             Command::Bench(_) => Ok(()),
@@ -442,7 +478,8 @@ mod tests {
         assert_eq!(settings.public_url, None);
         assert_eq!(settings.session_idle_minutes, 30);
         assert_eq!(settings.session_lifetime_hours, 12);
-        assert!(!settings.trust_proxy);
+        assert!(settings.trusted_proxies.is_empty());
+        assert_eq!(settings.token_default_expiry_days, Some(90));
         assert_eq!(settings.body_limit, BodyLimit::DEFAULT);
         assert!(
             matches!(settings.database, DatabaseTarget::Embedded(ref e) if e.data_dir.as_path() == std::path::Path::new("./sluice-data"))

@@ -224,14 +224,17 @@ pub struct ServeSettings {
     pub bind: SocketAddr,
     /// When unset: `http://<the bound address>/`.
     pub public_url: Option<PublicUrl>,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_proxy: bool,
+    /// Reverse proxies whose `X-Forwarded-For` entries are believed (none: the peer address is
+    /// the client's).
+    pub trusted_proxies: TrustedProxies,
     pub session_idle_minutes: u32,
     pub session_lifetime_hours: u32,
     /// Where `master.key` lives (the data directory, whatever the database).
     pub data_dir: std::path::PathBuf,
     /// `SLUICE_MASTER_KEY`, when set (base64 of 32 bytes); else `<data-dir>/master.key`.
-    pub master_key: Option<String>,
+    pub master_key: Option<MasterKeyText>,
+    /// Days until a new API token expires when its creator does not choose (`None`: never).
+    pub token_default_expiry_days: Option<i64>,
     pub database: DatabaseTarget,
     pub workers: WorkerCount,
     pub body_limit: BodyLimit,
@@ -239,9 +242,192 @@ pub struct ServeSettings {
     pub shutdown_timeout_secs: u64,
 }
 
+/// The master key as given in the environment. `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct MasterKeyText(String);
+
+impl MasterKeyText {
+    pub fn new(text: String) -> Self {
+        Self(text)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MasterKeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKeyText(****)")
+    }
+}
+
+/// An address range in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a range of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyCidr {
+    network: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl ProxyCidr {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.network, canonical_ip(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) compare as the IPv4 address they carry.
+fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl FromStr for ProxyCidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{text:?} is not an address range like 10.0.0.0/8 or ::1/128");
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let network = canonical_ip(addr.parse::<std::net::IpAddr>().map_err(|_| bad())?);
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+/// The reverse proxies in front of Sluice, by address range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ProxyCidr>);
+
+impl TrustedProxies {
+    pub fn new(ranges: Vec<ProxyCidr>) -> Self {
+        Self(ranges)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.0.iter().any(|r| r.contains(ip))
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
+    /// `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its left were
+    /// written by the client and prove nothing). `forwarded` is every `X-Forwarded-For` header
+    /// value, in order.
+    pub fn client_address(&self, peer: std::net::IpAddr, forwarded: &[&str]) -> std::net::IpAddr {
+        let peer = canonical_ip(peer);
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for entry in forwarded.iter().rev().flat_map(|header| header.rsplit(',')) {
+            let entry = entry.trim();
+            // An entry that is not an address is not a proxy's work: stop at the last good hop.
+            let Ok(ip) = entry
+                .parse::<std::net::IpAddr>()
+                .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+            else {
+                break;
+            };
+            client = canonical_ip(ip);
+            if !self.trusts(client) {
+                break;
+            }
+        }
+        client
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn proxies(ranges: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(ranges.iter().map(|r| r.parse().unwrap()).collect())
+    }
+
+    fn ip(text: &str) -> std::net::IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_ranges_parse_and_match() {
+        let r: ProxyCidr = "10.0.0.0/8".parse().unwrap();
+        assert!(r.contains(ip("10.1.2.3")));
+        assert!(!r.contains(ip("11.0.0.1")));
+        assert!(
+            r.contains(ip("::ffff:10.0.0.1")),
+            "IPv4-mapped addresses match"
+        );
+        let one: ProxyCidr = "192.0.2.1".parse().unwrap();
+        assert!(one.contains(ip("192.0.2.1")) && !one.contains(ip("192.0.2.2")));
+        let v6: ProxyCidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        let all: ProxyCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")));
+        for bad in ["10.0.0.0/33", "10.0.0/8", "proxy", "::1/129", ""] {
+            assert!(bad.parse::<ProxyCidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_client_address_is_the_right_most_untrusted_hop() {
+        let p = proxies(&["10.0.0.0/8"]);
+        // Not from a proxy: the header is ignored.
+        assert_eq!(
+            p.client_address(ip("203.0.113.5"), &["1.2.3.4"]),
+            ip("203.0.113.5")
+        );
+        // From the proxy: the entry it added, not what the client wrote to its left.
+        assert_eq!(
+            p.client_address(ip("10.0.0.1"), &["6.6.6.6, 203.0.113.7"]),
+            ip("203.0.113.7")
+        );
+        // Several trusted hops are skipped, across header lines.
+        assert_eq!(
+            p.client_address(ip("10.0.0.1"), &["6.6.6.6, 198.51.100.2", "10.0.0.9"]),
+            ip("198.51.100.2")
+        );
+        // Junk ends the walk at the last good hop.
+        assert_eq!(p.client_address(ip("10.0.0.1"), &["junk"]), ip("10.0.0.1"));
+        // No header: the proxy itself.
+        assert_eq!(p.client_address(ip("10.0.0.1"), &[]), ip("10.0.0.1"));
+        // Nothing trusted: always the peer.
+        assert_eq!(
+            TrustedProxies::default().client_address(ip("10.0.0.1"), &["1.2.3.4"]),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_master_key_never_prints() {
+        let key = MasterKeyText::new("c2VjcmV0".into());
+        assert!(!format!("{key:?}").contains("c2VjcmV0"));
+    }
 
     #[test]
     fn database_url_hides_password() {

@@ -18,6 +18,12 @@ pub enum AppError {
     /// The entity is in use (a policy still attached, …).
     #[error("{0}")]
     DeleteConflict(String),
+    /// Someone else changed it first (a compare-and-set on a version failed).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts (password guessing); try again after `retry_after_secs`.
+    #[error("Too many failed attempts; try again in {retry_after_secs} seconds.")]
+    Throttled { retry_after_secs: i64 },
     /// A refusal with a service-specific exception name (`PipelineNameInUseException`,
     /// `InvalidStructureException`, …).
     #[error("{message}")]
@@ -43,6 +49,8 @@ impl AppError {
             AppError::NoSuchEntity(_) => "NoSuchEntityException",
             AppError::EntityAlreadyExists(_) => "EntityAlreadyExistsException",
             AppError::DeleteConflict(_) => "DeleteConflictException",
+            AppError::Conflict(_) => "ConflictException",
+            AppError::Throttled { .. } => "ThrottlingException",
             AppError::Rejected { code, .. } => code,
             AppError::Internal(_) => "InternalFailure",
         }

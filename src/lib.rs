@@ -22,12 +22,14 @@ pub mod embedded_pg;
 pub mod error;
 /// Identity: names, passwords (argon2id), session and API-token secrets.
 pub mod identity;
+/// Periodic maintenance beside the server: pruning what has expired.
+pub mod maintenance;
 /// Operations shared by the console and the API: authorize, act in one transaction, audit.
 pub mod ops;
 /// Pipelines: CodePipeline-compatible declarations, action types, validation.
 pub mod pipeline;
 /// Secrets at rest: AES-256-GCM under the master key.
-pub mod secrets;
+pub mod sealing;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
 pub mod startup;
 /// Logging setup (tracing).

@@ -13,7 +13,7 @@ use crate::embedded_pg::{
 };
 use crate::identity::PasswordHasher;
 use crate::ops::{Services, SessionLimits};
-use crate::secrets::MasterKey;
+use crate::sealing::MasterKey;
 use crate::web::{self, AppState, DatabaseMode, ServerInfo};
 
 /// Connections the server's pool may hold.
@@ -135,6 +135,8 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     public_url: PublicUrl,
+    /// For the maintenance loop that runs beside the server.
+    services: Services,
 }
 
 impl Application {
@@ -157,24 +159,24 @@ impl Application {
             .clone()
             .unwrap_or_else(|| PublicUrl::for_bind_address(addr));
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let services = Services {
+        let mut services = Services::new(
             pool,
-            hasher: PasswordHasher::new(cores),
+            PasswordHasher::new(cores),
             clock,
-            sessions: SessionLimits {
+            SessionLimits {
                 idle: time::Duration::minutes(settings.session_idle_minutes.into()),
                 absolute: time::Duration::hours(settings.session_lifetime_hours.into()),
             },
-            master_key: std::sync::Arc::new(master_key),
-            declarations: Default::default(),
-        };
+            master_key,
+        );
+        services.token_default_expiry_days = settings.token_default_expiry_days;
         let state = AppState::new(
-            services,
+            services.clone(),
             ServerInfo {
                 database_mode,
                 workers: settings.workers,
                 public_url: public_url.clone(),
-                trust_proxy: settings.trust_proxy,
+                trusted_proxies: settings.trusted_proxies.clone(),
             },
         );
         let server = web::server(listener, state, settings).map_err(bind_err)?;
@@ -182,6 +184,7 @@ impl Application {
             server,
             addr,
             public_url,
+            services,
         })
     }
 
@@ -202,8 +205,12 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded by the shutdown
     /// timeout) or until stopped through a [`ServerHandle`].
+    /// Serves until stopped, with periodic maintenance alongside (stopped with the server).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let maintenance = tokio::spawn(crate::maintenance::run(self.services));
+        let served = self.server.await;
+        maintenance.abort();
+        served
     }
 }
 
@@ -223,8 +230,11 @@ pub async fn prepare_schema(pool: &PgPool) -> Result<(), StartupError> {
 
 /// `sluice serve`.
 pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<(), StartupError> {
-    let master_key = MasterKey::load_or_create(settings.master_key.as_deref(), &settings.data_dir)
-        .map_err(|e| StartupError::Command(e.to_string()))?;
+    let master_key = MasterKey::load_or_create(
+        settings.master_key.as_ref().map(|k| k.expose()),
+        &settings.data_dir,
+    )
+    .map_err(|e| StartupError::Command(e.to_string()))?;
     let db = Database::open(&settings.database, path_var).await?;
     let app = match Application::build(
         &settings,
@@ -310,14 +320,13 @@ impl CommandDatabase {
 
     /// Services for operations run from the command line.
     pub fn services(&self, master_key: MasterKey) -> Services {
-        Services {
-            pool: self.pool.clone(),
-            hasher: PasswordHasher::new(1),
-            clock: Clock::default(),
-            sessions: SessionLimits::default(),
-            master_key: std::sync::Arc::new(master_key),
-            declarations: Default::default(),
-        }
+        Services::new(
+            self.pool.clone(),
+            PasswordHasher::new(1),
+            Clock::default(),
+            SessionLimits::default(),
+            master_key,
+        )
     }
 
     pub async fn close(self) {

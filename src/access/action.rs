@@ -1,5 +1,5 @@
 //! The catalog of actions Sluice authorizes, and the kind of resource each one is checked against
-//! (`../shared/spec/access-control.md`, "Actions and the resource each one is checked against").
+//! (`docs/access-control.md`, "Actions and the resource each one is checked against").
 //!
 //! New features add their actions here, in the same change that first uses them, and to the table
 //! in `docs/access-control.md`.
@@ -135,6 +135,9 @@ actions! {
     GetJobDetails => CodePipeline, "GetJobDetails", All;
     PutJobSuccessResult => CodePipeline, "PutJobSuccessResult", All;
     PutJobFailureResult => CodePipeline, "PutJobFailureResult", All;
+    TagResource => CodePipeline, "TagResource", Pipeline;
+    UntagResource => CodePipeline, "UntagResource", Pipeline;
+    ListTagsForResource => CodePipeline, "ListTagsForResource", Pipeline;
 
     CreateUser => Iam, "CreateUser", User;
     GetUser => Iam, "GetUser", User;
@@ -168,6 +171,56 @@ actions! {
     ListPolicies => Iam, "ListPolicies", All;
 
     LookupAuditEvents => Sluice, "LookupAuditEvents", All;
+    ClearSignInThrottle => Sluice, "ClearSignInThrottle", User;
+    GetServerStatus => Sluice, "GetServerStatus", All;
+}
+
+/// Events the audit log records that are not authorized actions: a sign-in has no principal yet,
+/// and a CSRF refusal happens before any operation is known. Their names live here, beside the
+/// actions, so every event name comes from one catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionEvent {
+    ConsoleLogin,
+    ConsoleLogout,
+    CsrfCheck,
+}
+
+impl SessionEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEvent::ConsoleLogin => "sluice:ConsoleLogin",
+            SessionEvent::ConsoleLogout => "sluice:ConsoleLogout",
+            SessionEvent::CsrfCheck => "sluice:CsrfCheck",
+        }
+    }
+}
+
+/// The name of an audit event: an action of the catalog, or a session event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventName {
+    Action(Action),
+    Session(SessionEvent),
+}
+
+impl EventName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventName::Action(a) => a.as_str(),
+            EventName::Session(e) => e.as_str(),
+        }
+    }
+}
+
+impl From<Action> for EventName {
+    fn from(a: Action) -> Self {
+        EventName::Action(a)
+    }
+}
+
+impl From<SessionEvent> for EventName {
+    fn from(e: SessionEvent) -> Self {
+        EventName::Session(e)
+    }
 }
 
 impl Action {
@@ -287,7 +340,7 @@ mod tests {
             Err(UnknownAction::UnknownService(_))
         ));
         assert!(matches!(
-            "codepipeline:TagResource".parse::<Action>(),
+            "codepipeline:TagResources".parse::<Action>(),
             Err(UnknownAction::UnknownOperation(_))
         ));
     }

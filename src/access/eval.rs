@@ -155,6 +155,21 @@ pub struct Principal {
     policies: Arc<PolicySet>,
     /// The narrowing policy of the API token in use, if it has one.
     token_policy: Option<Arc<PolicySet>>,
+    /// What this principal is beyond its policies.
+    standing: Standing,
+}
+
+/// Whether a principal is decided by its policies, refused everything, or is Sluice itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Standing {
+    /// Decided by the policies.
+    Policies,
+    /// One of the user's stored policies no longer parses: its Deny statements cannot be known,
+    /// so nothing is allowed (fail closed). Holds the policy's name.
+    Unreadable(String),
+    /// Work no person started (the execution engine, periodic maintenance, `sluice admin`):
+    /// allowed everything. Only code can build one; no credential resolves to it.
+    System,
 }
 
 impl Principal {
@@ -165,7 +180,33 @@ impl Principal {
             user_name: user_name.into(),
             policies,
             token_policy: None,
+            standing: Standing::Policies,
         }
+    }
+
+    /// A user one of whose stored policies no longer parses (`policy`): refused everything, with
+    /// a reason that names the policy, until an administrator repairs or detaches it.
+    pub fn unreadable(user_name: impl Into<String>, policy: impl Into<String>) -> Self {
+        Self {
+            user_name: user_name.into(),
+            policies: Arc::new(PolicySet::empty()),
+            token_policy: None,
+            standing: Standing::Unreadable(policy.into()),
+        }
+    }
+
+    /// Sluice itself (`label` says which part: `engine`, `maintenance`, `sluice-admin`).
+    pub fn system(label: impl Into<String>) -> Self {
+        Self {
+            user_name: label.into(),
+            policies: Arc::new(PolicySet::empty()),
+            token_policy: None,
+            standing: Standing::System,
+        }
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.standing == Standing::System
     }
 
     /// A user acting through an API token narrowed by its own policy.
@@ -178,6 +219,7 @@ impl Principal {
             user_name: user_name.into(),
             policies,
             token_policy: Some(token_policy),
+            standing: Standing::Policies,
         }
     }
 
@@ -185,9 +227,12 @@ impl Principal {
         &self.user_name
     }
 
-    /// `arn:sluice:iam:::user/NAME`.
+    /// `arn:sluice:iam:::user/NAME` (`arn:sluice:iam:::system/LABEL` for Sluice itself).
     pub fn arn(&self) -> String {
-        Resource::user(&self.user_name).to_string()
+        match self.standing {
+            Standing::System => format!("arn:sluice:iam:::system/{}", self.user_name),
+            _ => Resource::user(&self.user_name).to_string(),
+        }
     }
 
     /// The user's policy set (without any token narrowing).
@@ -212,6 +257,8 @@ pub enum DenyReason {
     TokenExplicitDeny(MatchedStatement),
     /// The token's narrowing policy does not allow it.
     TokenNoAllow,
+    /// A stored policy of the user no longer parses (named here), so nothing is allowed.
+    UnreadablePolicy(String),
 }
 
 /// A refusal, with what was refused and why.
@@ -278,6 +325,11 @@ pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> 
             reason,
         }))
     };
+    match &principal.standing {
+        Standing::System => return Decision::Allowed,
+        Standing::Unreadable(policy) => return deny(DenyReason::UnreadablePolicy(policy.clone())),
+        Standing::Policies => {}
+    }
     let own = action.is_self_service() && *resource == Resource::user(&principal.user_name);
     match principal.policies.evaluate(action, resource) {
         Evaluation::ExplicitDeny(statement) => return deny(DenyReason::ExplicitDeny(statement)),

@@ -12,9 +12,12 @@ pub struct ManagedPolicy {
     pub document: PolicyDocument,
 }
 
+/// The policy the first administrator gets at set-up.
+pub const ADMINISTRATOR_ACCESS: &str = "AdministratorAccess";
+
 const DEFINITIONS: &[(&str, &str, &str)] = &[
     (
-        "AdministratorAccess",
+        ADMINISTRATOR_ACCESS,
         "Full access to everything in Sluice.",
         r#"{
   "Version": "2012-10-17",

@@ -1,4 +1,4 @@
-//! Authorization: IAM-style policies and the one decision function (`../shared/spec/access-control.md`).
+//! Authorization: IAM-style policies and the one decision function (`docs/access-control.md`).
 //!
 //! Pure logic: no IO, no clock. Handlers build a [`Principal`] (from the database, once per
 //! request), call [`authorize`] before acting, and hand templates booleans computed by it.
@@ -13,7 +13,7 @@ mod policy;
 #[cfg(test)]
 mod tests;
 
-pub use action::{Action, ResourceKind, Service, UnknownAction};
+pub use action::{Action, EventName, ResourceKind, Service, SessionEvent, UnknownAction};
 pub use arn::{Resource, ResourceArn, ResourcePattern};
 pub use eval::{
     Decision, Denied, DenyReason, Evaluation, MatchedStatement, NamedPolicy, PolicySet, Principal,

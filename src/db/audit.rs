@@ -17,10 +17,13 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     pub event_name: String,
     pub resource_arn: Option<String>,
-    pub request_parameters: serde_json::Value,
+    /// The canonical JSON text of the (masked) request parameters.
+    pub request_parameters: String,
     pub outcome: String,
     pub error_message: Option<String>,
     pub request_id: Option<String>,
+    /// How `hash` was computed (`crate::audit::chain_hash`).
+    pub chain_version: i16,
     pub prev_hash: Option<Vec<u8>>,
     pub hash: Vec<u8>,
 }
@@ -36,12 +39,20 @@ pub async fn lock_and_last_hash(conn: &mut PgConnection) -> Result<Option<Vec<u8
     Ok(last)
 }
 
+impl AuditRow {
+    /// The request parameters as JSON (for display; the hash covers the stored text).
+    pub fn parameters(&self) -> serde_json::Value {
+        serde_json::from_str(&self.request_parameters).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// Appends an event (`seq` is assigned by the database and ignored here).
 pub async fn insert(conn: &mut PgConnection, row: &AuditRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO audit_events (event_id, event_time, user_name, token_id, source_ip, user_agent,
-               event_name, resource_arn, request_parameters, outcome, error_message, request_id, prev_hash, hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"#,
+               event_name, resource_arn, request_parameters_text, outcome, error_message, request_id,
+               chain_version, prev_hash, hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"#,
         row.event_id,
         row.event_time,
         row.user_name,
@@ -54,6 +65,7 @@ pub async fn insert(conn: &mut PgConnection, row: &AuditRow) -> Result<(), sqlx:
         row.outcome,
         row.error_message,
         row.request_id,
+        row.chain_version,
         row.prev_hash,
         row.hash
     )
@@ -92,7 +104,9 @@ pub async fn lookup(
     sqlx::query_as!(
         AuditRow,
         r#"SELECT seq, event_id, event_time, user_name, token_id, source_ip, user_agent, event_name,
-                  resource_arn, request_parameters, outcome, error_message, request_id, prev_hash, hash
+                  resource_arn,
+                  COALESCE(request_parameters_text, request_parameters::text) AS "request_parameters!",
+                  outcome, error_message, request_id, chain_version, prev_hash, hash
            FROM audit_events
            WHERE ($1::text IS NULL OR lower(user_name) = lower($1))
              AND ($2::text IS NULL OR event_name = $2)
@@ -125,7 +139,9 @@ pub async fn page_in_order(
     sqlx::query_as!(
         AuditRow,
         r#"SELECT seq, event_id, event_time, user_name, token_id, source_ip, user_agent, event_name,
-                  resource_arn, request_parameters, outcome, error_message, request_id, prev_hash, hash
+                  resource_arn,
+                  COALESCE(request_parameters_text, request_parameters::text) AS "request_parameters!",
+                  outcome, error_message, request_id, chain_version, prev_hash, hash
            FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"#,
         after_seq,
         limit

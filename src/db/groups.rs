@@ -129,3 +129,39 @@ pub async fn names_for_user(
     .fetch_all(conn)
     .await
 }
+
+/// The group names of each of `user_ids` (one query for a page of users), ordered.
+pub async fn names_for_users(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT m.user_id, g.group_name FROM group_members m JOIN groups g ON g.id = m.group_id
+           WHERE m.user_id = ANY($1) ORDER BY lower(g.group_name)"#,
+        user_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.user_id, r.group_name))
+        .collect())
+}
+
+/// The member names of each of `group_ids` (one query for a page of groups), ordered.
+pub async fn member_names_for_groups(
+    conn: &mut PgConnection,
+    group_ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT m.group_id, u.user_name FROM group_members m JOIN users u ON u.id = m.user_id
+           WHERE m.group_id = ANY($1) ORDER BY lower(u.user_name)"#,
+        group_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.group_id, r.user_name))
+        .collect())
+}

@@ -111,21 +111,28 @@ pub async fn list(
 }
 
 /// Replaces a customer policy's document and description, bumping its version.
+/// Replaces a customer policy's description and document, compare-and-set: only while its
+/// version is still `expected` (or whatever it is, for `None`). Returns the new version, or
+/// `None` when someone else saved first.
 pub async fn update(
     conn: &mut PgConnection,
     id: Uuid,
     description: &str,
     document: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE policies SET description = $2, document = $3, version = version + 1 WHERE id = $1 AND NOT managed",
+    expected: Option<i32>,
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"UPDATE policies SET description = $2, document = $3, version = version + 1,
+                  updated_at = now()
+           WHERE id = $1 AND NOT managed AND ($4::integer IS NULL OR version = $4)
+           RETURNING version"#,
         id,
         description,
-        document
+        document,
+        expected
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_optional(conn)
+    .await
 }
 
 /// Deletes a customer policy. Fails with a foreign-key violation while it is attached.
@@ -259,6 +266,46 @@ pub async fn effective_for_user(
            ) all_policies
            ORDER BY source, group_key, lower(policy_name)"#,
         user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A policy attached to one of several holders.
+#[derive(Debug, Clone)]
+pub struct HeldPolicy {
+    pub holder_id: Uuid,
+    pub policy_name: String,
+    pub managed: bool,
+}
+
+/// The policies attached directly to each of `user_ids` (one query for a page), ordered.
+pub async fn attached_to_users(
+    conn: &mut PgConnection,
+    user_ids: &[Uuid],
+) -> Result<Vec<HeldPolicy>, sqlx::Error> {
+    sqlx::query_as!(
+        HeldPolicy,
+        r#"SELECT a.user_id AS holder_id, p.policy_name, p.managed
+           FROM user_policies a JOIN policies p ON p.id = a.policy_id
+           WHERE a.user_id = ANY($1) ORDER BY lower(p.policy_name)"#,
+        user_ids
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The policies attached to each of `group_ids` (one query for a page), ordered.
+pub async fn attached_to_groups(
+    conn: &mut PgConnection,
+    group_ids: &[Uuid],
+) -> Result<Vec<HeldPolicy>, sqlx::Error> {
+    sqlx::query_as!(
+        HeldPolicy,
+        r#"SELECT a.group_id AS holder_id, p.policy_name, p.managed
+           FROM group_policies a JOIN policies p ON p.id = a.policy_id
+           WHERE a.group_id = ANY($1) ORDER BY lower(p.policy_name)"#,
+        group_ids
     )
     .fetch_all(conn)
     .await

@@ -3,10 +3,10 @@
 
 mod names;
 mod password;
-mod secrets;
+mod tokens;
 
 pub use names::{GroupName, PolicyName, UserName};
 pub use password::{
     MAX_CHARS as PASSWORD_MAX_CHARS, MIN_CHARS as PASSWORD_MIN_CHARS, NewPassword, PasswordHasher,
 };
-pub use secrets::{API_TOKEN_PREFIX, Secret, looks_like_api_token, token_hash};
+pub use tokens::{API_TOKEN_PREFIX, Secret, looks_like_api_token, token_hash};

@@ -5,22 +5,17 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Caller, Credential, Services};
-use crate::access::managed;
+use super::iam::TokenExpiry;
+use super::{Caller, Credential, Kind, Op, Services, throttle};
+use crate::access::{Action, EventName, Resource, SessionEvent, managed};
 use crate::audit::{self, Actor};
 use crate::db;
 use crate::error::AppError;
 use crate::identity::{NewPassword, Secret, UserName, looks_like_api_token, token_hash};
 
-/// Failures allowed per user name and client address within [`THROTTLE_WINDOW`].
-pub const MAX_FAILURES_PER_USER: i64 = 5;
-/// Failures allowed per client address (across user names) within the window.
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 50;
-pub const THROTTLE_WINDOW: Duration = Duration::minutes(15);
-
-/// The audit event name of console sign-ins (CloudTrail's `ConsoleLogin`).
-pub const CONSOLE_LOGIN: &str = "sluice:ConsoleLogin";
-pub const CONSOLE_LOGOUT: &str = "sluice:ConsoleLogout";
+pub use super::throttle::{
+    MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER, WINDOW as THROTTLE_WINDOW,
+};
 
 /// A new console session: the cookie's secret and the CSRF token.
 #[derive(Debug, Clone)]
@@ -56,51 +51,67 @@ pub async fn setup_open(s: &Services) -> Result<bool, AppError> {
 }
 
 /// First run: creates the administrator (AdministratorAccess) and signs them in. Returns
-/// `Ok(None)` when a user already exists (set-up is closed for good).
+/// `Ok(None)` when a user already exists (set-up is closed for good). Runs as the operator: no
+/// one is signed in yet, and the event names the new administrator.
 pub async fn setup(
     s: &Services,
     user_name: &str,
     password: &str,
     actor: &Actor,
 ) -> Result<Option<NewSession>, AppError> {
-    let name = UserName::parse(user_name).map_err(|m| AppError::validation("username", m))?;
-    let password = NewPassword::parse(password, name.as_str())
-        .map_err(|m| AppError::validation("password", m))?;
-    let hash = s.hasher.hash(&password).await?;
-    let now = s.clock.now();
-    let mut tx = s.pool.begin().await?;
-    db::users::lock_for_setup(&mut tx).await?;
-    if db::users::count(&mut tx).await? > 0 {
-        return Ok(None);
-    }
-    let user = db::users::insert(&mut tx, Uuid::new_v4(), name.as_str(), Some(&hash), now)
-        .await?
-        .ok_or_else(|| AppError::EntityAlreadyExists("the user exists".into()))?;
-    let admin = db::policies::find_by_name(&mut tx, "AdministratorAccess")
-        .await?
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("managed policies are missing")))?;
-    db::policies::attach_to_user(&mut tx, user.id, admin.id, now).await?;
-    let session = insert_session(s, &mut tx, user.id, &user.user_name, actor, now).await?;
     let actor = Actor {
-        user_name: Some(user.user_name.clone()),
+        user_name: Some(user_name.chars().take(64).collect()),
         ..actor.clone()
     };
-    audit::record(
-        &mut tx,
-        audit::Event {
-            actor: &actor,
-            event_name: "iam:CreateUser",
-            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
-            request_parameters: json!({"userName": user.user_name, "setup": true, "policies": ["AdministratorAccess"]}),
-            outcome: audit::SUCCESS,
-            error_message: None,
+    let caller = Caller::operator(actor.clone());
+    Op::run_prepared(
+        s,
+        &caller,
+        Kind::Change,
+        Action::CreateUser,
+        Resource::user(user_name),
+        json!({"userName": user_name, "setup": true, "policies": [managed::ADMINISTRATOR_ACCESS]}),
+        async || {
+            let name =
+                UserName::parse(user_name).map_err(|m| AppError::validation("username", m))?;
+            let password = NewPassword::parse(password, name.as_str())
+                .map_err(|m| AppError::validation("password", m))?;
+            Ok((name, s.hasher.hash(&password).await?))
         },
-        now,
+        async |op, (name, hash)| {
+            let now = op.now();
+            db::users::lock_for_setup(op.conn()).await?;
+            if db::users::count(op.conn()).await? > 0 {
+                return Err(AppError::Rejected {
+                    code: SETUP_CLOSED,
+                    message: "Set-up is already done.".into(),
+                });
+            }
+            let user =
+                db::users::insert(op.conn(), Uuid::new_v4(), name.as_str(), Some(&hash), now)
+                    .await?
+                    .ok_or_else(|| AppError::EntityAlreadyExists("the user exists".into()))?;
+            let admin = db::policies::find_by_name(op.conn(), managed::ADMINISTRATOR_ACCESS)
+                .await?
+                .ok_or_else(|| {
+                    AppError::Internal(anyhow::anyhow!("managed policies are missing"))
+                })?;
+            db::policies::attach_to_user(op.conn(), user.id, admin.id, now).await?;
+            insert_session(s, op.conn(), user.id, &user.user_name, &actor, now).await
+        },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(Some(session))
+    .await
+    .map(Some)
+    .or_else(|e| match e {
+        AppError::Rejected {
+            code: SETUP_CLOSED, ..
+        } => Ok(None),
+        other => Err(other),
+    })
 }
+
+/// The refusal code of a set-up attempted after the first user exists.
+const SETUP_CLOSED: &str = "SetupClosed";
 
 async fn insert_session(
     s: &Services,
@@ -141,86 +152,69 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-/// Signs in with a user name and password. Throttling is checked before any hashing; an unknown
-/// user costs the same time as a known one; the error never says which part was wrong.
+/// Signs in with a user name and password. The attempt is counted before the password is checked
+/// ([`super::throttle`]); an unknown user costs the same time as a known one; the error never
+/// says which part was wrong.
 pub async fn sign_in(
     s: &Services,
     user_name: &str,
     password: &str,
     actor: &Actor,
 ) -> Result<NewSession, SignInError> {
-    let now = s.clock.now();
-    let user_key = user_name.to_lowercase();
-    let user_key = truncate(&user_key, 64).to_string();
-    let address = actor.source_ip.clone().unwrap_or_else(|| "unknown".into());
-    let record_event = |outcome: &'static str, message: Option<String>| {
-        let actor = Actor {
-            user_name: Some(user_key.clone()),
-            ..actor.clone()
-        };
-        async move {
-            audit::record_alone(
-                &s.pool,
-                audit::Event {
-                    actor: &actor,
-                    event_name: CONSOLE_LOGIN,
-                    resource_arn: None,
-                    request_parameters: json!({"userName": user_name.chars().take(64).collect::<String>()}),
-                    outcome,
-                    error_message: message,
-                },
-                now,
-            )
-            .await
-        }
-    };
-
-    let mut conn = s.pool.acquire().await?;
-    let recent =
-        db::throttle::recent(&mut conn, &user_key, &address, now - THROTTLE_WINDOW).await?;
-    let frees_at = if recent.for_user >= MAX_FAILURES_PER_USER {
-        recent.oldest_for_user
-    } else if recent.for_address >= MAX_FAILURES_PER_ADDRESS {
-        recent.oldest_for_address
-    } else {
-        None
-    };
-    if let Some(oldest) = frees_at {
-        let retry_after = (oldest + THROTTLE_WINDOW - now).max(Duration::seconds(1));
-        record_event("Throttled", Some("too many failed sign-ins".into())).await?;
-        return Err(SignInError::Throttled { retry_after });
+    let user_key = throttle::user_key(user_name);
+    let event = EventName::Session(SessionEvent::ConsoleLogin);
+    if let Err(t) = throttle::admit(s, &user_key, actor, event).await? {
+        return Err(SignInError::Throttled {
+            retry_after: t.retry_after,
+        });
     }
-
-    let user = db::users::find_by_name(&mut conn, user_name).await?;
-    drop(conn);
+    let user = match UserName::parse(user_name) {
+        Ok(name) => {
+            let mut conn = s.pool.acquire().await?;
+            db::users::find_by_name(&mut conn, name.as_str()).await?
+        }
+        Err(_) => None,
+    };
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let matches = s
         .hasher
         .verify(password, stored)
         .await
         .map_err(AppError::from)?;
+    let failed_actor = Actor {
+        user_name: Some(user_key.clone()),
+        ..actor.clone()
+    };
     let user = match user {
         Some(u) if matches && u.enabled => u,
         _ => {
-            let mut conn = s.pool.acquire().await?;
-            db::throttle::record_failure(&mut conn, &user_key, &address, now).await?;
-            record_event("Failure", Some("Failed authentication".into())).await?;
+            s.audit_alone(audit::Event {
+                actor: &failed_actor,
+                event_name: event,
+                resource_arn: None,
+                request_parameters: json!({"userName": user_name.chars().take(64).collect::<String>()}),
+                outcome: "Failure",
+                error_message: Some("Failed authentication".into()),
+            })
+            .await?;
             return Err(SignInError::Invalid);
         }
     };
 
+    let now = s.clock.now();
     let mut tx = s.pool.begin().await?;
     let session = insert_session(s, &mut tx, user.id, &user.user_name, actor, now).await?;
-    db::throttle::clear(&mut tx, &user_key, &address).await?;
+    throttle::succeeded(&mut tx, &user_key, actor).await?;
     let actor = Actor {
         user_name: Some(user.user_name.clone()),
         ..actor.clone()
     };
     audit::record(
         &mut tx,
+        &s.audit_key,
         audit::Event {
             actor: &actor,
-            event_name: CONSOLE_LOGIN,
+            event_name: event,
             resource_arn: None,
             request_parameters: json!({"userName": user.user_name}),
             outcome: audit::SUCCESS,
@@ -296,9 +290,10 @@ pub async fn sign_out(s: &Services, caller: &Caller) -> Result<(), AppError> {
     db::sessions::delete(&mut tx, id).await?;
     audit::record(
         &mut tx,
+        &s.audit_key,
         audit::Event {
             actor: &caller.actor,
-            event_name: CONSOLE_LOGOUT,
+            event_name: SessionEvent::ConsoleLogout.into(),
             resource_arn: None,
             request_parameters: json!({}),
             outcome: audit::SUCCESS,
@@ -372,82 +367,63 @@ pub async fn admin_create_user(
     password: &str,
     policies: &[String],
 ) -> Result<(), AppError> {
-    let name = UserName::parse(user_name).map_err(|m| AppError::validation("--username", m))?;
-    let password = NewPassword::parse(password, name.as_str())
-        .map_err(|m| AppError::validation("password", m))?;
-    let hash = s.hasher.hash(&password).await?;
-    let now = s.clock.now();
-    let mut tx = s.pool.begin().await?;
-    let user = db::users::insert(&mut tx, Uuid::new_v4(), name.as_str(), Some(&hash), now)
-        .await?
-        .ok_or_else(|| {
-            AppError::EntityAlreadyExists(format!("User with name {name} already exists."))
-        })?;
-    for policy in policies {
-        let p = db::policies::find_by_name(&mut tx, policy)
-            .await?
-            .ok_or_else(|| {
-                let known: Vec<&str> = managed::all().iter().map(|m| m.name).collect();
-                AppError::validation(
-                    "--policy",
-                    format!(
-                        "there is no policy called {policy} (managed policies: {})",
-                        known.join(", ")
-                    ),
-                )
-            })?;
-        db::policies::attach_to_user(&mut tx, user.id, p.id, now).await?;
-    }
-    audit::record(
-        &mut tx,
-        audit::Event {
-            actor: &cli_actor(),
-            event_name: "iam:CreateUser",
-            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
-            request_parameters: json!({"userName": user.user_name, "policies": policies}),
-            outcome: audit::SUCCESS,
-            error_message: None,
+    let caller = Caller::operator(cli_actor());
+    Op::run_prepared(
+        s,
+        &caller,
+        Kind::Change,
+        Action::CreateUser,
+        Resource::user(user_name),
+        json!({"userName": user_name, "policies": policies}),
+        async || {
+            let name =
+                UserName::parse(user_name).map_err(|m| AppError::validation("--username", m))?;
+            let password = NewPassword::parse(password, name.as_str())
+                .map_err(|m| AppError::validation("password", m))?;
+            Ok((name, s.hasher.hash(&password).await?))
         },
-        now,
+        async |op, (name, hash)| {
+            let now = op.now();
+            let user =
+                db::users::insert(op.conn(), Uuid::new_v4(), name.as_str(), Some(&hash), now)
+                    .await?
+                    .ok_or_else(|| {
+                        AppError::EntityAlreadyExists(format!(
+                            "User with name {name} already exists."
+                        ))
+                    })?;
+            for policy in policies {
+                let p = db::policies::find_by_name(op.conn(), policy)
+                    .await?
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = managed::all().iter().map(|m| m.name).collect();
+                        AppError::validation(
+                            "--policy",
+                            format!(
+                                "there is no policy called {policy} (managed policies: {})",
+                                known.join(", ")
+                            ),
+                        )
+                    })?;
+                db::policies::attach_to_user(op.conn(), user.id, p.id, now).await?;
+            }
+            Ok(())
+        },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
-/// `sluice admin reset-password`: sets the password and ends the user's sessions.
+/// `sluice admin reset-password`: sets the password, ends the user's sessions and clears their
+/// sign-in throttle.
 pub async fn admin_reset_password(
     s: &Services,
     user_name: &str,
     password: &str,
 ) -> Result<(), AppError> {
-    let now = s.clock.now();
-    let mut tx = s.pool.begin().await?;
-    let user = db::users::find_by_name(&mut tx, user_name)
-        .await?
-        .ok_or_else(|| {
-            AppError::NoSuchEntity(format!("The user with name {user_name} cannot be found."))
-        })?;
-    let password = NewPassword::parse(password, &user.user_name)
-        .map_err(|m| AppError::validation("password", m))?;
-    let hash = s.hasher.hash(&password).await?;
-    db::users::set_password(&mut tx, user.id, &hash).await?;
-    db::sessions::delete_all_for_user(&mut tx, user.id, None).await?;
-    audit::record(
-        &mut tx,
-        audit::Event {
-            actor: &cli_actor(),
-            event_name: "iam:ResetPassword",
-            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
-            request_parameters: json!({"userName": user.user_name}),
-            outcome: audit::SUCCESS,
-            error_message: None,
-        },
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let caller = Caller::operator(cli_actor());
+    super::iam::reset_password(s, &caller, user_name, password, false)
+        .await
+        .map(|_| ())
 }
 
 /// `sluice admin create-access-key`: a new API token for the user (printed once by the caller).
@@ -456,38 +432,29 @@ pub async fn admin_create_access_key(
     user_name: &str,
     expires_in_days: Option<i64>,
 ) -> Result<Secret, AppError> {
-    if let Some(days) = expires_in_days
-        && !(1..=3650).contains(&days)
-    {
-        return Err(AppError::validation(
-            "--expires-in-days",
-            "must be between 1 and 3650",
-        ));
-    }
-    let now = s.clock.now();
-    let mut tx = s.pool.begin().await?;
-    let user = db::users::find_by_name(&mut tx, user_name)
-        .await?
-        .ok_or_else(|| {
-            AppError::NoSuchEntity(format!("The user with name {user_name} cannot be found."))
-        })?;
-    let token = Secret::new_api_token();
-    let id = Uuid::new_v4();
-    let expires_at = expires_in_days.map(|d| now + Duration::days(d));
-    db::access_keys::insert(&mut tx, id, &token.hash(), user.id, None, now, expires_at).await?;
-    audit::record(
-        &mut tx,
-        audit::Event {
-            actor: &cli_actor(),
-            event_name: "iam:CreateAccessKey",
-            resource_arn: Some(crate::access::Resource::user(&user.user_name).to_string()),
-            request_parameters: json!({"userName": user.user_name, "tokenId": id.to_string(), "expiresInDays": expires_in_days}),
-            outcome: audit::SUCCESS,
-            error_message: None,
-        },
-        now,
+    let caller = Caller::operator(cli_actor());
+    let expiry = match expires_in_days {
+        Some(d) => TokenExpiry::Days(d),
+        None => TokenExpiry::Never,
+    };
+    super::iam::create_access_key(
+        s,
+        &caller,
+        Some(user_name),
+        "sluice admin",
+        expiry,
+        None,
+        None,
     )
-    .await?;
-    tx.commit().await?;
-    Ok(token)
+    .await
+    .map(|k| k.token)
+    .map_err(|e| match e {
+        AppError::Validation { field, message } if field == "expiresInDays" => {
+            AppError::Validation {
+                field: "--expires-in-days".into(),
+                message,
+            }
+        }
+        other => other,
+    })
 }

@@ -1,12 +1,16 @@
 //! Operations: what a caller can do, shared by the console and the API.
 //!
-//! Every operation follows one shape, enforced by [`Op`]: authorize first (a refusal is audited
-//! and nothing else happens), do the work in one transaction, and write the audit event of a
-//! change in that same transaction; a failed change is rolled back and audited on its own.
+//! Every operation follows one shape, enforced by [`Op::run`] and [`Op::run_on`]: authorize first
+//! (a refusal is audited and nothing else happens), do the work in one transaction, and write the
+//! audit event of a change in that same transaction; a failed change is rolled back and audited
+//! on its own. Work no person started runs as [`Caller::engine`], which is allowed everything and
+//! not audited as a person's act.
 
+pub mod audit_log;
 pub mod auth;
 pub mod iam;
 pub mod pipelines;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -16,12 +20,12 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::access::{self, Action, NamedPolicy, PolicyDocument, PolicySet, Principal, Resource};
-use crate::audit::{self, Actor};
+use crate::audit::{self, Actor, ChainKey};
 use crate::clock::Clock;
 use crate::db;
 use crate::error::AppError;
 use crate::identity::PasswordHasher;
-use crate::secrets::MasterKey;
+use crate::sealing::MasterKey;
 
 /// Session lifetimes (ASVS level 2 defaults: 30 minutes idle, 12 hours in all).
 #[derive(Debug, Clone, Copy)]
@@ -48,17 +52,57 @@ pub struct Services {
     pub sessions: SessionLimits,
     /// Seals secret configuration values before they are stored.
     pub master_key: Arc<MasterKey>,
+    /// Keys the audit chain; derived from the master key, so it never enters the database.
+    pub audit_key: Arc<ChainKey>,
+    /// Days until a new API token expires when its creator does not choose (`None`: never).
+    pub token_default_expiry_days: Option<i64>,
     /// Pipeline versions already read, as shown (secrets masked). Versions never change, so
     /// entries never go stale; deleting a pipeline leaves unreachable entries until the cache is
     /// emptied when full.
     pub declarations: Arc<pipelines::DeclarationCache>,
 }
 
-/// How the caller authenticated.
+/// The default lifetime of an API token whose creator does not choose one.
+pub const DEFAULT_TOKEN_EXPIRY_DAYS: i64 = 90;
+
+impl Services {
+    pub fn new(
+        pool: PgPool,
+        hasher: PasswordHasher,
+        clock: Clock,
+        sessions: SessionLimits,
+        master_key: MasterKey,
+    ) -> Self {
+        Self {
+            pool,
+            hasher,
+            clock,
+            sessions,
+            audit_key: Arc::new(ChainKey::from_master(&master_key)),
+            master_key: Arc::new(master_key),
+            token_default_expiry_days: Some(DEFAULT_TOKEN_EXPIRY_DAYS),
+            declarations: Default::default(),
+        }
+    }
+
+    /// Appends an event in a transaction of its own (refusals, failures, sign-in attempts).
+    pub async fn audit_alone(&self, event: audit::Event<'_>) -> Result<(), AppError> {
+        audit::record_alone(&self.pool, &self.audit_key, event, self.clock.now()).await?;
+        Ok(())
+    }
+}
+
+/// How the caller authenticated, or which part of Sluice acts when no person does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential {
     Session(Uuid),
     Token(Uuid),
+    /// An operator at the server's command line (`sluice admin …`) or the first-run set-up:
+    /// not authorized by policies, but every change is audited.
+    Operator,
+    /// The engine or periodic maintenance: not authorized by policies and not audited as a
+    /// person's act (the engine records its own execution events).
+    Engine,
 }
 
 /// An authenticated caller: who, with which permissions, and the audit facts of the request.
@@ -92,7 +136,9 @@ impl Caller {
         ))
     }
 
-    /// Builds a caller from the policies already loaded for its user.
+    /// Builds a caller from the policies already loaded for its user. A stored policy that no
+    /// longer parses makes the caller refused everything: its Deny statements cannot be known,
+    /// and skipping it would widen access.
     pub fn from_attached(
         user_id: Uuid,
         user_name: &str,
@@ -101,34 +147,43 @@ impl Caller {
         actor: Actor,
         attached: Vec<db::policies::AttachedPolicy>,
     ) -> Self {
-        let policies = attached
-            .into_iter()
-            .filter_map(|p| match PolicyDocument::parse(&p.document) {
-                Ok(document) => Some(NamedPolicy {
+        let mut policies = Vec::with_capacity(attached.len());
+        let mut unreadable = None;
+        for p in attached {
+            match PolicyDocument::parse(&p.document) {
+                Ok(document) => policies.push(NamedPolicy {
                     name: p.policy_name,
                     document: Arc::new(document),
                 }),
                 Err(e) => {
-                    // Stored documents were valid when saved; one that no longer parses grants
-                    // nothing rather than failing every request of the user.
-                    tracing::error!(policy = %p.policy_name, error = %e, "stored policy no longer parses; ignoring it");
-                    None
+                    tracing::error!(
+                        user = user_name,
+                        policy = %p.policy_name,
+                        error = %e,
+                        "a stored policy no longer parses: the user is refused everything until it is repaired or detached"
+                    );
+                    unreadable.get_or_insert(p.policy_name);
                 }
-            })
-            .collect();
-        let set = Arc::new(PolicySet::new(policies));
-        let principal = match token_policy {
-            None => Principal::user(user_name, set),
-            Some(text) => {
-                let narrowing = PolicyDocument::parse(text)
-                    .map(|d| {
-                        vec![NamedPolicy {
-                            name: "token policy".into(),
-                            document: Arc::new(d),
-                        }]
-                    })
-                    .unwrap_or_default();
-                Principal::narrowed(user_name, set, Arc::new(PolicySet::new(narrowing)))
+            }
+        }
+        let principal = if let Some(policy) = unreadable {
+            Principal::unreadable(user_name, policy)
+        } else {
+            let set = Arc::new(PolicySet::new(policies));
+            match token_policy {
+                None => Principal::user(user_name, set),
+                Some(text) => {
+                    // A narrowing policy that no longer parses narrows to nothing.
+                    let narrowing = PolicyDocument::parse(text)
+                        .map(|d| {
+                            vec![NamedPolicy {
+                                name: "token policy".into(),
+                                document: Arc::new(d),
+                            }]
+                        })
+                        .unwrap_or_default();
+                    Principal::narrowed(user_name, set, Arc::new(PolicySet::new(narrowing)))
+                }
             }
         };
         Self {
@@ -136,6 +191,30 @@ impl Caller {
             principal,
             credential,
             actor,
+        }
+    }
+
+    /// An operator at the command line or the first-run set-up (audited; see [`Credential`]).
+    pub fn operator(actor: Actor) -> Self {
+        let label = actor.user_name.clone().unwrap_or_else(|| "operator".into());
+        Self {
+            user_id: Uuid::nil(),
+            principal: Principal::system(label),
+            credential: Credential::Operator,
+            actor,
+        }
+    }
+
+    /// The engine or periodic maintenance (`label`: which part).
+    pub fn engine(label: &str) -> Self {
+        Self {
+            user_id: Uuid::nil(),
+            principal: Principal::system(label),
+            credential: Credential::Engine,
+            actor: Actor {
+                user_name: Some(format!("(sluice {label})")),
+                ..Actor::default()
+            },
         }
     }
 
@@ -151,8 +230,55 @@ impl Caller {
     pub fn session_id(&self) -> Option<Uuid> {
         match self.credential {
             Credential::Session(id) => Some(id),
-            Credential::Token(_) => None,
+            _ => None,
         }
+    }
+
+    /// Whether what this caller changes is written to the audit log.
+    fn audited(&self) -> bool {
+        self.credential != Credential::Engine
+    }
+}
+
+/// Refuses unless the caller may do `action` on `resource`, recording the refusal exactly as an
+/// operation would. For pages and checks that are not themselves one operation ("may this
+/// caller see the admin section").
+pub async fn require(
+    services: &Services,
+    caller: &Caller,
+    action: Action,
+    resource: &Resource,
+    params: Value,
+) -> Result<(), AppError> {
+    match access::authorize(&caller.principal, action, resource).into_result() {
+        Ok(()) => Ok(()),
+        Err(denied) => Err(refuse(services, caller, action, resource, params, denied).await),
+    }
+}
+
+/// Records a refusal in its own transaction and returns the error to answer with. If the event
+/// cannot be written, the answer is an internal error, still a refusal.
+async fn refuse(
+    services: &Services,
+    caller: &Caller,
+    action: Action,
+    resource: &Resource,
+    params: Value,
+    denied: Box<access::Denied>,
+) -> AppError {
+    let recorded = services
+        .audit_alone(audit::Event {
+            actor: &caller.actor,
+            event_name: action.into(),
+            resource_arn: Some(resource.to_string()),
+            request_parameters: audit::summary(params),
+            outcome: "AccessDenied",
+            error_message: Some(denied.api_message()),
+        })
+        .await;
+    match recorded {
+        Ok(()) => AppError::AccessDenied(denied),
+        Err(e) => e,
     }
 }
 
@@ -164,6 +290,24 @@ pub enum Kind {
     Read,
 }
 
+/// A named entity an operation acts on, looked up before the operation is authorized so that
+/// the decision is made on its stored, canonical name (a name sent as `ROOT` is checked as the
+/// stored `root`, never as written).
+pub trait Named: Sized + Send {
+    /// Finds the entity by the name as sent (case-insensitively where names are).
+    fn find(
+        conn: &mut PgConnection,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Self>, sqlx::Error>> + Send;
+    /// The resource of the stored entity (its canonical name).
+    fn resource(&self) -> Resource;
+    /// The resource a missing entity is checked against: the name as sent, so a caller who may
+    /// not act on that name learns nothing of whether it exists.
+    fn resource_named(name: &str) -> Resource;
+    /// The error for a missing entity.
+    fn not_found(name: &str) -> AppError;
+}
+
 /// One authorized operation in progress. See the module documentation.
 pub struct Op<'a> {
     services: &'a Services,
@@ -172,7 +316,8 @@ pub struct Op<'a> {
     resource: Resource,
     params: Value,
     kind: Kind,
-    conn: OpConnection,
+    /// Opened once the operation is authorized and prepared.
+    conn: Option<OpConnection>,
 }
 
 /// A change works in a transaction; a read needs none (one statement at a time is enough, and it
@@ -182,82 +327,213 @@ enum OpConnection {
     Plain(sqlx::pool::PoolConnection<Postgres>),
 }
 
+impl OpConnection {
+    async fn open(services: &Services, kind: Kind) -> Result<Self, AppError> {
+        Ok(match kind {
+            Kind::Change => OpConnection::Transaction(services.pool.begin().await?),
+            Kind::Read => OpConnection::Plain(services.pool.acquire().await?),
+        })
+    }
+
+    fn conn(&mut self) -> &mut PgConnection {
+        match self {
+            OpConnection::Transaction(tx) => tx,
+            OpConnection::Plain(conn) => conn,
+        }
+    }
+}
+
 impl<'a> Op<'a> {
-    /// Authorizes `action` on `resource`; on refusal records the denial and returns
-    /// [`AppError::AccessDenied`]. Otherwise opens the operation's transaction.
-    pub async fn begin(
+    fn new(
         services: &'a Services,
         caller: &'a Caller,
         kind: Kind,
         action: Action,
         resource: Resource,
         params: Value,
-    ) -> Result<Op<'a>, AppError> {
-        if let Err(denied) = access::authorize(&caller.principal, action, &resource).into_result() {
-            audit::record_alone(
-                &services.pool,
-                audit::Event {
-                    actor: &caller.actor,
-                    event_name: action.as_str(),
-                    resource_arn: Some(resource.to_string()),
-                    request_parameters: params,
-                    outcome: "AccessDenied",
-                    error_message: Some(denied.api_message()),
-                },
-                services.clock.now(),
-            )
-            .await?;
-            return Err(AppError::AccessDenied(denied));
-        }
-        let conn = match kind {
-            Kind::Change => OpConnection::Transaction(services.pool.begin().await?),
-            Kind::Read => OpConnection::Plain(services.pool.acquire().await?),
-        };
-        Ok(Self {
+    ) -> Self {
+        Op {
             services,
             caller,
             action,
             resource,
             params,
             kind,
-            conn,
-        })
+            conn: None,
+        }
     }
 
-    /// The operation's transaction.
-    pub fn conn(&mut self) -> &mut PgConnection {
-        match &mut self.conn {
-            OpConnection::Transaction(tx) => tx,
-            OpConnection::Plain(conn) => conn,
+    /// Runs an operation on a resource known from the request: authorize (a refusal is audited
+    /// and nothing else happens), then `work` in the operation's transaction, then the audit
+    /// event of the outcome (see [`Op::finish`]).
+    pub async fn run<T>(
+        services: &'a Services,
+        caller: &'a Caller,
+        kind: Kind,
+        action: Action,
+        resource: Resource,
+        params: Value,
+        work: impl AsyncFnOnce(&mut Op<'a>) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        Self::run_prepared(
+            services,
+            caller,
+            kind,
+            action,
+            resource,
+            params,
+            async || Ok(()),
+            async |op, ()| work(op).await,
+        )
+        .await
+    }
+
+    /// Like [`Op::run`], with a `prepare` step between authorization and the transaction, for
+    /// slow work that must hold no database connection (password hashing). Its errors are the
+    /// operation's and audited as such.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_prepared<P, T>(
+        services: &'a Services,
+        caller: &'a Caller,
+        kind: Kind,
+        action: Action,
+        resource: Resource,
+        params: Value,
+        prepare: impl AsyncFnOnce() -> Result<P, AppError>,
+        work: impl AsyncFnOnce(&mut Op<'a>, P) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        if let Err(denied) = access::authorize(&caller.principal, action, &resource).into_result() {
+            return Err(refuse(services, caller, action, &resource, params, denied).await);
         }
+        let mut op = Op::new(services, caller, kind, action, resource, params);
+        let result = async {
+            let prepared = prepare().await?;
+            op.conn = Some(OpConnection::open(services, kind).await?);
+            work(&mut op, prepared).await
+        }
+        .await;
+        op.finish(result).await
+    }
+
+    /// Runs an operation on a named entity: the entity is loaded first and the operation is
+    /// authorized against its stored name ([`Named`]); a missing one is authorized against the
+    /// name as sent and then reported missing.
+    pub async fn run_on<E: Named, T>(
+        services: &'a Services,
+        caller: &'a Caller,
+        kind: Kind,
+        action: Action,
+        name: &str,
+        params: Value,
+        work: impl AsyncFnOnce(&mut Op<'a>, E) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let mut conn = OpConnection::open(services, kind).await?;
+        let found = E::find(conn.conn(), name).await?;
+        let resource = found
+            .as_ref()
+            .map_or_else(|| E::resource_named(name), E::resource);
+        if let Err(denied) = access::authorize(&caller.principal, action, &resource).into_result() {
+            drop(conn);
+            return Err(refuse(services, caller, action, &resource, params, denied).await);
+        }
+        let mut op = Op::new(services, caller, kind, action, resource, params);
+        op.conn = Some(conn);
+        let result = match found {
+            Some(entity) => work(&mut op, entity).await,
+            None => Err(E::not_found(name)),
+        };
+        op.finish(result).await
+    }
+
+    /// [`Op::run_on`] with a `prepare` step (see [`Op::run_prepared`]) that sees the entity. The
+    /// entity is loaded again inside the transaction, since it may have gone meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_on_prepared<E: Named, P, T>(
+        services: &'a Services,
+        caller: &'a Caller,
+        kind: Kind,
+        action: Action,
+        name: &str,
+        params: Value,
+        prepare: impl AsyncFnOnce(&E) -> Result<P, AppError>,
+        work: impl AsyncFnOnce(&mut Op<'a>, E, P) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let found = {
+            let mut conn = services.pool.acquire().await?;
+            E::find(&mut conn, name).await?
+        };
+        let resource = found
+            .as_ref()
+            .map_or_else(|| E::resource_named(name), E::resource);
+        if let Err(denied) = access::authorize(&caller.principal, action, &resource).into_result() {
+            return Err(refuse(services, caller, action, &resource, params, denied).await);
+        }
+        let mut op = Op::new(services, caller, kind, action, resource, params);
+        let result = async {
+            let entity = found.ok_or_else(|| E::not_found(name))?;
+            let prepared = prepare(&entity).await?;
+            op.conn = Some(OpConnection::open(services, kind).await?);
+            let again = E::find(op.conn(), name)
+                .await?
+                .filter(|e| e.resource() == op.resource)
+                .ok_or_else(|| E::not_found(name))?;
+            work(&mut op, again, prepared).await
+        }
+        .await;
+        op.finish(result).await
+    }
+
+    /// The operation's transaction (or connection, for a read).
+    pub fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("the connection is opened before the work runs")
+            .conn()
     }
 
     pub fn now(&self) -> OffsetDateTime {
         self.services.clock.now()
     }
 
-    pub fn caller(&self) -> &Caller {
+    pub fn caller(&self) -> &'a Caller {
         self.caller
     }
 
-    pub fn services(&self) -> &Services {
+    pub fn services(&self) -> &'a Services {
         self.services
     }
 
-    /// Commits with the success event, or rolls back and records the failure.
-    pub async fn finish<T>(self, result: Result<T, AppError>) -> Result<T, AppError> {
+    /// The resource the operation was authorized on (the canonical one for [`Op::run_on`]).
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// Adds to the parameters the audit event records (what the work learned, such as the id
+    /// of what it created).
+    pub fn add_audit_param(&mut self, key: &str, value: Value) {
+        if let Value::Object(map) = &mut self.params {
+            map.insert(key.to_string(), value);
+        }
+    }
+
+    /// Commits with the success event, or rolls back and records the failure (in a bounded
+    /// summary). The success event is the last write before commit: if it cannot be written,
+    /// nothing of the change is kept.
+    async fn finish<T>(self, result: Result<T, AppError>) -> Result<T, AppError> {
         let now = self.now();
+        let audited = self.kind == Kind::Change && self.caller.audited();
         match result {
             Ok(value) => {
-                let OpConnection::Transaction(mut tx) = self.conn else {
+                let Some(OpConnection::Transaction(mut tx)) = self.conn else {
                     return Ok(value);
                 };
-                if self.kind == Kind::Change {
+                if audited {
                     audit::record(
                         &mut tx,
+                        &self.services.audit_key,
                         audit::Event {
                             actor: &self.caller.actor,
-                            event_name: self.action.as_str(),
+                            event_name: self.action.into(),
                             resource_arn: Some(self.resource.to_string()),
                             request_parameters: self.params,
                             outcome: audit::SUCCESS,
@@ -272,20 +548,17 @@ impl<'a> Op<'a> {
             }
             Err(error) => {
                 drop(self.conn);
-                if self.kind == Kind::Change && !matches!(error, AppError::Internal(_)) {
-                    audit::record_alone(
-                        &self.services.pool,
-                        audit::Event {
+                if audited && !matches!(error, AppError::Internal(_)) {
+                    self.services
+                        .audit_alone(audit::Event {
                             actor: &self.caller.actor,
-                            event_name: self.action.as_str(),
+                            event_name: self.action.into(),
                             resource_arn: Some(self.resource.to_string()),
-                            request_parameters: self.params,
+                            request_parameters: audit::summary(self.params),
                             outcome: error.code(),
                             error_message: Some(error.public_message()),
-                        },
-                        now,
-                    )
-                    .await?;
+                        })
+                        .await?;
                 }
                 Err(error)
             }

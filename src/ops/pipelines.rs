@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::pipeline::action_types::{self, ActionType};
 use crate::pipeline::wire::PipelineDeclaration;
 use crate::pipeline::{self, Pipeline};
-use crate::secrets::MasterKey;
+use crate::sealing::MasterKey;
 
 /// What `GetPipeline` returns besides the declaration.
 #[derive(Debug, Clone)]
@@ -66,6 +66,23 @@ fn not_found(name: &str) -> AppError {
     AppError::Rejected {
         code: "PipelineNotFoundException",
         message: format!("Sluice does not have a pipeline with name '{name}'"),
+    }
+}
+
+/// A pipeline name as sent by a caller, checked before it reaches the database (a NUL or any
+/// other character no pipeline name can hold is a clear error, never a database failure).
+fn existing_name(name: &str) -> Result<&str, AppError> {
+    let valid = (1..=100).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '_' | '-'));
+    if valid {
+        Ok(name)
+    } else {
+        Err(AppError::validation(
+            "name",
+            "is not a pipeline name (1-100 of A-Z a-z 0-9 . @ _ -)",
+        ))
     }
 }
 
@@ -178,40 +195,38 @@ pub async fn create_pipeline(
     decl: PipelineDeclaration,
 ) -> Result<PipelineDeclaration, AppError> {
     let name = decl.name.clone();
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Change,
         Action::CreatePipeline,
         Resource::pipeline(&name),
         audit_params(&decl),
+        async |op| {
+            let pipeline = checked(decl)?.with_version(1);
+            let mut declaration = pipeline.declaration().clone();
+            seal_secrets(&mut declaration, &s.master_key, None)?;
+            let now = op.now();
+            let author = op.caller().user_name().to_string();
+            if !db::pipelines::insert(
+                op.conn(),
+                Uuid::new_v4(),
+                &name,
+                &to_json(&declaration),
+                &author,
+                now,
+            )
+            .await?
+            {
+                return Err(AppError::Rejected {
+                    code: "PipelineNameInUseException",
+                    message: format!("A pipeline with the name '{name}' already exists"),
+                });
+            }
+            Ok(masked(declaration))
+        },
     )
-    .await?;
-    let result = async {
-        let pipeline = checked(decl)?.with_version(1);
-        let mut declaration = pipeline.declaration().clone();
-        seal_secrets(&mut declaration, &s.master_key, None)?;
-        let now = op.now();
-        let author = op.caller().user_name().to_string();
-        if !db::pipelines::insert(
-            op.conn(),
-            Uuid::new_v4(),
-            &name,
-            &to_json(&declaration),
-            &author,
-            now,
-        )
-        .await?
-        {
-            return Err(AppError::Rejected {
-                code: "PipelineNameInUseException",
-                message: format!("A pipeline with the name '{name}' already exists"),
-            });
-        }
-        Ok(masked(declaration))
-    }
-    .await;
-    op.finish(result).await
+    .await
 }
 
 pub async fn get_pipeline(
@@ -231,60 +246,58 @@ pub async fn get_pipeline_shared(
     name: &str,
     version: Option<i64>,
 ) -> Result<(std::sync::Arc<PipelineDeclaration>, Metadata), AppError> {
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Read,
         Action::GetPipeline,
         Resource::pipeline(name),
         json!({"name": name, "version": version}),
-    )
-    .await?;
-    let result = async {
-        let wanted = match version {
-            None => None,
-            Some(v) => {
-                let v = i32::try_from(v).map_err(|_| {
-                    AppError::validation("version", "must be between 1 and 2147483647")
-                })?;
-                if v < 1 {
-                    return Err(AppError::validation("version", "must be at least 1"));
-                }
-                Some(v)
-            }
-        };
-        let row = db::pipelines::find(op.conn(), name)
-            .await?
-            .ok_or_else(|| not_found(name))?;
-        let version = wanted.unwrap_or(row.current_version);
-        let declaration = match s.declarations.get(row.id, version) {
-            Some(cached) => cached,
-            None => {
-                let v = db::pipelines::version(op.conn(), row.id, version)
-                    .await?
-                    .ok_or_else(|| AppError::Rejected {
-                        code: "PipelineVersionNotFoundException",
-                        message: format!(
-                            "The pipeline '{name}' has no version {version} (its latest is {})",
-                            row.current_version
-                        ),
+        async |op| {
+            let wanted = match version {
+                None => None,
+                Some(v) => {
+                    let v = i32::try_from(v).map_err(|_| {
+                        AppError::validation("version", "must be between 1 and 2147483647")
                     })?;
-                let shown = std::sync::Arc::new(masked(stored(v.declaration)?));
-                s.declarations.put(row.id, version, shown.clone());
-                shown
-            }
-        };
-        Ok((
-            declaration,
-            Metadata {
-                pipeline_arn: Resource::pipeline(name).to_string(),
-                created: row.created_at,
-                updated: row.updated_at,
-            },
-        ))
-    }
-    .await;
-    op.finish(result).await
+                    if v < 1 {
+                        return Err(AppError::validation("version", "must be at least 1"));
+                    }
+                    Some(v)
+                }
+            };
+            let row = db::pipelines::find(op.conn(), existing_name(name)?)
+                .await?
+                .ok_or_else(|| not_found(name))?;
+            let version = wanted.unwrap_or(row.current_version);
+            let declaration = match s.declarations.get(row.id, version) {
+                Some(cached) => cached,
+                None => {
+                    let v = db::pipelines::version(op.conn(), row.id, version)
+                        .await?
+                        .ok_or_else(|| AppError::Rejected {
+                            code: "PipelineVersionNotFoundException",
+                            message: format!(
+                                "The pipeline '{name}' has no version {version} (its latest is {})",
+                                row.current_version
+                            ),
+                        })?;
+                    let shown = std::sync::Arc::new(masked(stored(v.declaration)?));
+                    s.declarations.put(row.id, version, shown.clone());
+                    shown
+                }
+            };
+            Ok((
+                declaration,
+                Metadata {
+                    pipeline_arn: Resource::pipeline(name).to_string(),
+                    created: row.created_at,
+                    updated: row.updated_at,
+                },
+            ))
+        },
+    )
+    .await
 }
 
 /// Saves a new version. The declaration's `version` must be the current one.
@@ -294,20 +307,18 @@ pub async fn update_pipeline(
     decl: PipelineDeclaration,
 ) -> Result<PipelineDeclaration, AppError> {
     let name = decl.name.clone();
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Change,
         Action::UpdatePipeline,
         Resource::pipeline(&name),
         audit_params(&decl),
-    )
-    .await?;
-    let result = async {
+        async |op| {
         let expected = decl
             .version
             .ok_or_else(|| AppError::validation("pipeline.version", "is required: send the version you are updating"))?;
-        let row = db::pipelines::find(op.conn(), &name).await?.ok_or_else(|| not_found(&name))?;
+        let row = db::pipelines::find(op.conn(), existing_name(&name)?).await?.ok_or_else(|| not_found(&name))?;
         let conflict = |current: i32| AppError::Rejected {
             code: "ConflictException",
             message: format!(
@@ -334,29 +345,27 @@ pub async fn update_pipeline(
                 Err(conflict(current))
             }
         }
-    }
-    .await;
-    op.finish(result).await
+    },
+    )
+    .await
 }
 
 /// Deletes a pipeline and its versions. Deleting one that does not exist succeeds (CodePipeline's
 /// behaviour); the audit trail stays either way.
 pub async fn delete_pipeline(s: &Services, c: &Caller, name: &str) -> Result<(), AppError> {
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Change,
         Action::DeletePipeline,
         Resource::pipeline(name),
         json!({"name": name}),
+        async |op| {
+            db::pipelines::delete(op.conn(), existing_name(name)?).await?;
+            Ok(())
+        },
     )
-    .await?;
-    let result = async {
-        db::pipelines::delete(op.conn(), name).await?;
-        Ok(())
-    }
-    .await;
-    op.finish(result).await
+    .await
 }
 
 /// Pipelines by name, only those the caller may `GetPipeline`.
@@ -375,54 +384,53 @@ pub async fn search_pipelines(
     name_contains: Option<&str>,
     page: &Page,
 ) -> Result<Paged<Summary>, AppError> {
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Read,
         Action::ListPipelines,
         Resource::All,
         json!({}),
-    )
-    .await?;
-    let result = async {
-        let limit = page.limit()?;
-        let mut visible = Vec::new();
-        let mut after = page.next.clone();
-        // Scan until a full page of visible pipelines (plus one to know there is more): first
-        // exactly that many rows, then bigger batches if some were hidden from the caller.
-        let mut batch_size = limit + 1;
-        loop {
-            let batch =
-                db::pipelines::list(op.conn(), name_contains, after.as_deref(), batch_size).await?;
-            let exhausted = (batch.len() as i64) < batch_size;
-            batch_size = 500;
-            after = batch.last().map(|r| r.name.clone());
-            for row in batch {
-                if op
-                    .caller()
-                    .can(Action::GetPipeline, &Resource::pipeline(&row.name))
-                {
-                    visible.push(Summary {
-                        name: row.name,
-                        version: row.current_version,
-                        pipeline_type: row.pipeline_type,
-                        execution_mode: row.execution_mode,
-                        created: row.created_at,
-                        updated: row.updated_at,
-                    });
+        async |op| {
+            let limit = page.limit()?;
+            let mut visible = Vec::new();
+            let mut after = page.next.clone();
+            // Scan until a full page of visible pipelines (plus one to know there is more): first
+            // exactly that many rows, then bigger batches if some were hidden from the caller.
+            let mut batch_size = limit + 1;
+            loop {
+                let batch =
+                    db::pipelines::list(op.conn(), name_contains, after.as_deref(), batch_size)
+                        .await?;
+                let exhausted = (batch.len() as i64) < batch_size;
+                batch_size = 500;
+                after = batch.last().map(|r| r.name.clone());
+                for row in batch {
+                    if op
+                        .caller()
+                        .can(Action::GetPipeline, &Resource::pipeline(&row.name))
+                    {
+                        visible.push(Summary {
+                            name: row.name,
+                            version: row.current_version,
+                            pipeline_type: row.pipeline_type,
+                            execution_mode: row.execution_mode,
+                            created: row.created_at,
+                            updated: row.updated_at,
+                        });
+                    }
+                    if visible.len() as i64 > limit {
+                        break;
+                    }
                 }
-                if visible.len() as i64 > limit {
+                if exhausted || visible.len() as i64 > limit {
                     break;
                 }
             }
-            if exhausted || visible.len() as i64 > limit {
-                break;
-            }
-        }
-        Ok(Paged::from_rows(visible, limit, |p| p.name.clone()))
-    }
-    .await;
-    op.finish(result).await
+            Ok(Paged::from_rows(visible, limit, |p| p.name.clone()))
+        },
+    )
+    .await
 }
 
 /// The built-in action types.
@@ -430,16 +438,16 @@ pub async fn list_action_types(
     s: &Services,
     c: &Caller,
 ) -> Result<&'static [ActionType], AppError> {
-    let op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Read,
         Action::ListActionTypes,
         Resource::All,
         json!({}),
+        async |_op| Ok(action_types::BUILT_IN),
     )
-    .await?;
-    op.finish(Ok(action_types::BUILT_IN)).await
+    .await
 }
 
 #[cfg(test)]
@@ -534,29 +542,27 @@ pub async fn list_versions(
     c: &Caller,
     name: &str,
 ) -> Result<Vec<VersionInfo>, AppError> {
-    let mut op = Op::begin(
+    Op::run(
         s,
         c,
         Kind::Read,
         Action::GetPipeline,
         Resource::pipeline(name),
         json!({"name": name}),
+        async |op| {
+            let row = db::pipelines::find(op.conn(), existing_name(name)?)
+                .await?
+                .ok_or_else(|| not_found(name))?;
+            Ok(db::pipelines::versions(op.conn(), row.id)
+                .await?
+                .into_iter()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    author: v.author,
+                    created: v.created_at,
+                })
+                .collect())
+        },
     )
-    .await?;
-    let result = async {
-        let row = db::pipelines::find(op.conn(), name)
-            .await?
-            .ok_or_else(|| not_found(name))?;
-        Ok(db::pipelines::versions(op.conn(), row.id)
-            .await?
-            .into_iter()
-            .map(|v| VersionInfo {
-                version: v.version,
-                author: v.author,
-                created: v.created_at,
-            })
-            .collect())
-    }
-    .await;
-    op.finish(result).await
+    .await
 }

@@ -12,6 +12,7 @@ use tracing_actix_web::RequestId;
 
 use super::AppState;
 use super::console::ConsoleError;
+use crate::access::SessionEvent;
 use crate::audit::{self, Actor};
 use crate::ops::Caller;
 use crate::ops::auth::{self, ActiveSession};
@@ -44,19 +45,18 @@ pub fn removal_cookie(state: &AppState) -> Cookie<'static> {
 
 /// The audit facts of a request: client address, user agent, request id.
 pub fn actor(req: &HttpRequest, state: &AppState) -> Actor {
-    let forwarded = state
-        .info
-        .trust_proxy
-        .then(|| {
-            req.headers()
-                .get("X-Forwarded-For")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        })
-        .flatten();
-    let source_ip = forwarded.or_else(|| req.peer_addr().map(|a| a.ip().to_string()));
+    let source_ip = req.peer_addr().map(|peer| {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("X-Forwarded-For")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        state
+            .info
+            .trusted_proxies
+            .client_address(peer.ip(), &forwarded)
+            .to_string()
+    });
     Actor {
         user_name: None,
         token_id: None,
@@ -204,20 +204,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
                 } else {
                     "missing or wrong CSRF token"
                 };
-                audit::record_alone(
-                    &state.services.pool,
-                    audit::Event {
+                state
+                    .services
+                    .audit_alone(audit::Event {
                         actor: &user.caller.actor,
-                        event_name: "sluice:CsrfCheck",
+                        event_name: SessionEvent::CsrfCheck.into(),
                         resource_arn: None,
                         request_parameters: serde_json::json!({"path": req.path(), "method": req.method().as_str()}),
                         outcome: "Forbidden",
                         error_message: Some(why.into()),
-                    },
-                    state.services.clock.now(),
-                )
-                .await
-                .map_err(|e| ConsoleError::Internal(e.into()))?;
+                    })
+                    .await?;
                 return Err(ConsoleError::CsrfRejected);
             }
             Ok(CsrfForm {

@@ -38,7 +38,7 @@ pub struct ServerInfo {
     pub database_mode: DatabaseMode,
     pub workers: WorkerCount,
     pub public_url: PublicUrl,
-    pub trust_proxy: bool,
+    pub trusted_proxies: crate::config::TrustedProxies,
 }
 
 /// Shared state handed to every handler.

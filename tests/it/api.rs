@@ -15,16 +15,10 @@ async fn admin_api() -> (TestApp, String) {
     (app, token)
 }
 
-/// Creates an API token through the account page and reads it from the page.
+/// Creates an API token for the administrator through the account page.
 async fn console_token(app: &TestApp, client: &reqwest::Client, extra: &[(&str, &str)]) -> String {
-    let res = app.post_form(client, "/account/tokens", extra).await;
-    assert_eq!(res.status(), 200);
-    let html = res.text().await.unwrap();
-    html.split(r#"id="new-token">"#)
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .expect("the new token is shown once")
-        .to_string()
+    app.console_token_as(client, crate::harness::ADMIN_PASSWORD, extra)
+        .await
 }
 
 async fn call(app: &TestApp, token: &str, op: &str, body: Value) -> (u16, Value) {
@@ -447,7 +441,7 @@ async fn a_read_only_user_is_denied_every_write_and_each_denial_is_audited() {
     .await;
     let viewer_client = app.sign_in("viewer", PASSWORD).await;
     // Self-service: the viewer may create their own token despite having no iam: permission.
-    let viewer = console_token(&app, &viewer_client, &[]).await;
+    let viewer = app.console_token_as(&viewer_client, PASSWORD, &[]).await;
     ok(&app, &viewer, "GetCallerIdentity", json!({})).await;
 
     let doc =
@@ -694,16 +688,21 @@ async fn audit_rows_cannot_be_changed_and_verify_finds_tampering() {
     ok(&app, &t, "CreateUser", json!({"userName": "dave"})).await;
     ok(&app, &t, "CreateGroup", json!({"groupName": "ops"})).await;
     let url = app.db.url();
-    let (code, stdout, stderr) = {
+    let key = app.master_key.clone();
+    let verify = move || {
         let url = url.clone();
+        let key = key.clone();
         tokio::task::spawn_blocking(move || {
-            run_sluice(&["audit", "verify", "--database-url", &url], &[])
+            run_sluice(
+                &["audit", "verify", "--database-url", &url],
+                &[("SLUICE_MASTER_KEY", &key)],
+            )
         })
-        .await
-        .unwrap()
     };
+    let (code, stdout, stderr) = verify().await.unwrap();
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("audit log intact"), "{stdout}");
+    assert!(stdout.contains("head: event #"), "{stdout}");
 
     let mut conn = PgConnection::connect_with(&app.db.options).await.unwrap();
     let refused = conn
@@ -720,14 +719,19 @@ async fn audit_rows_cannot_be_changed_and_verify_finds_tampering() {
     conn.execute("UPDATE audit_events SET user_name = 'someone-else' WHERE event_name = 'iam:CreateUser' AND resource_arn LIKE '%dave'")
         .await
         .unwrap();
-    conn.close().await.unwrap();
-    let (code, _, stderr) = tokio::task::spawn_blocking(move || {
-        run_sluice(&["audit", "verify", "--database-url", &url], &[])
-    })
+    conn.execute(
+        "UPDATE audit_events SET outcome = 'changed' WHERE event_name = 'iam:CreateGroup'",
+    )
     .await
     .unwrap();
+    conn.close().await.unwrap();
+    let (code, _, stderr) = verify().await.unwrap();
     assert_eq!(code, 1);
-    assert!(stderr.contains("audit log broken at event #"), "{stderr}");
+    assert_eq!(
+        stderr.matches("audit log broken at event #").count(),
+        2,
+        "every altered event is reported, once each: {stderr}"
+    );
     assert!(stderr.contains("altered"), "{stderr}");
 }
 
@@ -905,8 +909,12 @@ async fn concurrent_changes_keep_one_unbroken_chain() {
     });
     futures_util::future::join_all(calls).await;
     let url = app.db.url();
+    let key = app.master_key.clone();
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        run_sluice(&["audit", "verify", "--database-url", &url], &[])
+        run_sluice(
+            &["audit", "verify", "--database-url", &url],
+            &[("SLUICE_MASTER_KEY", &key)],
+        )
     })
     .await
     .unwrap();

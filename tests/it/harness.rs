@@ -204,6 +204,8 @@ pub struct TestApp {
     pub db: TestDatabase,
     /// The server's clock; tests move it forward instead of sleeping.
     pub clock: Clock,
+    /// The server's master key (base64), for `sluice audit verify` and other commands.
+    pub master_key: String,
 }
 
 impl TestApp {
@@ -235,7 +237,8 @@ pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
     spawn(db, Some(public_url.parse::<PublicUrl>().unwrap()), false).await
 }
 
-/// Runs the real server behind a (pretend) reverse proxy: `X-Forwarded-For` is trusted.
+/// Runs the real server behind a (pretend) reverse proxy on 127.0.0.1: `X-Forwarded-For` entries
+/// added by that address are believed.
 pub async fn spawn_app_behind_proxy() -> TestApp {
     spawn(TestDatabase::migrated().await, None, true).await
 }
@@ -244,7 +247,12 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url,
-        trust_proxy,
+        trusted_proxies: if trust_proxy {
+            sluice::config::TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()])
+        } else {
+            Default::default()
+        },
+        token_default_expiry_days: Some(90),
         session_idle_minutes: 30,
         session_lifetime_hours: 12,
         data_dir: std::env::temp_dir(),
@@ -260,7 +268,11 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
     let clock = Clock::default();
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let master_key = sluice::secrets::MasterKey::from_bytes(key);
+    let master_key = sluice::sealing::MasterKey::from_bytes(key);
+    let master_key_text = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(key)
+    };
     let app = Application::build(
         &settings,
         pool,
@@ -276,6 +288,7 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
         client: client(),
         db,
         clock,
+        master_key: master_key_text,
     }
 }
 
@@ -514,6 +527,34 @@ impl TestApp {
             .nth(1)
             .and_then(|rest| rest.split('"').next())
             .expect("a form with a CSRF token")
+            .to_string()
+    }
+
+    /// Creates an API token for `client`'s user through the account page (confirming
+    /// `password`), follows the redirect and reads the token shown once.
+    pub async fn console_token_as(
+        &self,
+        client: &reqwest::Client,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut fields = vec![("name", "test"), ("password", password)];
+        fields.extend_from_slice(extra);
+        let res = self.post_form(client, "/account/tokens", &fields).await;
+        assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        let html = client
+            .get(self.url(&location))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        html.split(r#"id="new-token">"#)
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .expect("the new token is shown once")
             .to_string()
     }
 

@@ -9,14 +9,9 @@ use crate::harness::{TestApp, spawn_app};
 async fn admin_api() -> (TestApp, String) {
     let app = spawn_app().await;
     app.setup_admin().await;
-    let res = app.post_form(&app.client, "/account/tokens", &[]).await;
-    let html = res.text().await.unwrap();
-    let token = html
-        .split(r#"id="new-token">"#)
-        .nth(1)
-        .and_then(|r| r.split('<').next())
-        .unwrap()
-        .to_string();
+    let token = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
     (app, token)
 }
 
@@ -53,7 +48,7 @@ async fn err(app: &TestApp, token: &str, op: &str, body: Value) -> (String, Stri
 }
 
 /// CodePipeline's documented example, adapted to Sluice's action types.
-fn web_app(name: &str) -> Value {
+pub fn web_app(name: &str) -> Value {
     json!({
         "name": name,
         "roleArn": "arn:aws:iam::111122223333:role/CodePipelineServiceRole",

@@ -69,7 +69,7 @@ pub async fn call(
             json!({
                 "user": user_json(&d.user),
                 "groups": d.groups,
-                "attachedPolicies": attached_json(&d.policies),
+                "attachedPolicies": d.policies.as_deref().map(attached_json),
             })
         }
         "ListUsers" => {
@@ -100,8 +100,8 @@ pub async fn call(
             let d = iam::get_group(s, c, &i.group_name).await?;
             json!({
                 "group": group_json(&d.group.group_name, d.group.id, d.group.created_at),
-                "users": d.members.iter().map(|m| json!({"userName": m, "arn": Resource::user(m).to_string()})).collect::<Vec<_>>(),
-                "attachedPolicies": attached_json(&d.policies),
+                "users": d.members.iter().flatten().map(|m| json!({"userName": m, "arn": Resource::user(m).to_string()})).collect::<Vec<_>>(),
+                "attachedPolicies": d.policies.as_deref().map(attached_json),
             })
         }
         "ListGroups" => {
@@ -231,17 +231,32 @@ pub async fn call(
         }
         "CreateAccessKey" => {
             let i: CreateAccessKey = parse(input)?;
+            let expiry = match (i.expires_in_days, i.never_expires) {
+                (Some(_), Some(true)) => {
+                    return Err(AppError::validation(
+                        "neverExpires",
+                        "send either expiresInDays or neverExpires, not both",
+                    )
+                    .into());
+                }
+                (Some(days), _) => iam::TokenExpiry::Days(days),
+                (None, Some(true)) => iam::TokenExpiry::Never,
+                (None, _) => iam::TokenExpiry::Default,
+            };
             let k = iam::create_access_key(
                 s,
                 c,
                 i.user_name.as_deref(),
-                i.expires_in_days,
+                i.name.as_deref().unwrap_or_default(),
+                expiry,
                 i.policy_document.as_deref(),
+                None,
             )
             .await?;
             json!({
                 "accessKey": {
                     "tokenId": k.key.token_id,
+                    "name": k.key.name,
                     "token": k.token.expose(),
                     "userName": k.key.user_name,
                     "createDate": epoch(k.key.created_at),
@@ -256,6 +271,7 @@ pub async fn call(
             json!({
                 "accessKeys": keys.iter().map(|k| json!({
                     "tokenId": k.token_id,
+                    "name": k.name,
                     "userName": k.user_name,
                     "createDate": epoch(k.created_at),
                     "expirationDate": k.expires_at.map(epoch),
@@ -309,7 +325,7 @@ pub async fn call(
                 start_time: time("startTime", i.start_time)?,
                 end_time: time("endTime", i.end_time)?,
             };
-            let page = iam::lookup_audit_events(
+            let page = crate::ops::audit_log::lookup_audit_events(
                 s,
                 c,
                 &filter,
@@ -329,7 +345,7 @@ pub async fn call(
                     "userAgent": e.user_agent,
                     "eventName": e.event_name,
                     "resourceArn": e.resource_arn,
-                    "requestParameters": e.request_parameters,
+                    "requestParameters": e.parameters(),
                     "outcome": e.outcome,
                     "errorMessage": e.error_message,
                     "requestId": e.request_id,
@@ -500,7 +516,9 @@ struct GroupPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateAccessKey {
     user_name: Option<String>,
+    name: Option<String>,
     expires_in_days: Option<i64>,
+    never_expires: Option<bool>,
     policy_document: Option<String>,
 }
 

@@ -104,6 +104,8 @@ impl From<AppError> for ApiError {
                 (StatusCode::BAD_REQUEST, "EntityAlreadyExistsException")
             }
             AppError::DeleteConflict(_) => (StatusCode::BAD_REQUEST, "DeleteConflictException"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "ConflictException"),
+            AppError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException"),
             AppError::Rejected { code, .. } => (StatusCode::BAD_REQUEST, *code),
             AppError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "internal error");

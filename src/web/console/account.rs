@@ -23,6 +23,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(revoke_session),
         )
         .route("/account/tokens", web::post().to(create_token))
+        .service(crate::web::get_only(
+            "/account/tokens/{id}/created",
+            token_created,
+        ))
         .route("/account/tokens/{id}/revoke", web::post().to(revoke_token));
 }
 
@@ -37,6 +41,7 @@ struct SessionView {
 
 struct TokenView {
     token_id: Uuid,
+    name: String,
     created_at: String,
     expires_at: String,
     last_used_at: String,
@@ -51,16 +56,22 @@ struct PasswordErrors {
 
 #[derive(Default)]
 struct TokenForm {
+    name: String,
+    /// `default`, `days` or `never` (empty: default).
+    expiry: String,
     expires_in_days: String,
     policy_document: String,
+    name_error: Option<String>,
     expires_error: Option<String>,
     policy_error: Option<String>,
+    password_error: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "account.html", blocks = ["content"])]
 struct AccountPage {
     layout: Layout,
+    default_expiry_days: Option<i64>,
     user_name: String,
     notice: Option<String>,
     new_token: Option<String>,
@@ -91,6 +102,7 @@ async fn page(
     let never = || "—".to_string();
     Ok(AccountPage {
         layout: Layout::signed_in(user, Section::Account),
+        default_expiry_days: s.token_default_expiry_days,
         user_name: user.caller.user_name().to_string(),
         notice: extras.notice,
         new_token: extras.new_token,
@@ -110,6 +122,11 @@ async fn page(
             .into_iter()
             .map(|t| TokenView {
                 token_id: t.token_id,
+                name: if t.name.is_empty() {
+                    "(unnamed)".into()
+                } else {
+                    t.name
+                },
                 created_at: display_time(t.created_at),
                 expires_at: t.expires_at.map_or_else(|| "Never".into(), display_time),
                 last_used_at: t.last_used_at.map_or_else(never, display_time),
@@ -230,11 +247,20 @@ async fn revoke_session(
 #[derive(Deserialize)]
 struct TokenRequest {
     #[serde(default)]
+    name: String,
+    /// `default`, `days` or `never`.
+    #[serde(default)]
+    expiry: String,
+    #[serde(default)]
     expires_in_days: String,
     #[serde(default)]
     policy_document: String,
+    #[serde(default)]
+    password: String,
 }
 
+/// Creates a token (after the password is confirmed again) and redirects to the page that shows
+/// it once, so a reload can never mint a second one.
 async fn create_token(
     state: web::Data<AppState>,
     form: CsrfForm<TokenRequest>,
@@ -242,40 +268,48 @@ async fn create_token(
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
     let mut token_form = TokenForm {
+        name: form.name.clone(),
+        expiry: form.expiry.clone(),
         expires_in_days: form.expires_in_days.trim().to_string(),
         policy_document: form.policy_document.clone(),
         ..Default::default()
     };
-    let days = match token_form.expires_in_days.as_str() {
-        "" => Ok(None),
-        raw => raw
+    let expiry = match form.expiry.as_str() {
+        "never" => Ok(iam::TokenExpiry::Never),
+        "days" => token_form
+            .expires_in_days
             .parse::<i64>()
-            .map(Some)
+            .map(iam::TokenExpiry::Days)
             .map_err(|_| "must be a whole number of days".to_string()),
+        _ => Ok(iam::TokenExpiry::Default),
     };
     let policy = Some(form.policy_document.trim()).filter(|p| !p.is_empty());
-    let result = match days {
+    let result = match expiry {
         Err(message) => Err(AppError::validation("expiresInDays", message)),
-        Ok(days) => iam::create_access_key(&state.services, &user.caller, None, days, policy).await,
+        Ok(expiry) => {
+            iam::create_access_key(
+                &state.services,
+                &user.caller,
+                None,
+                &form.name,
+                expiry,
+                policy,
+                Some(&form.password),
+            )
+            .await
+        }
     };
     match result {
-        Ok(created) => {
-            let page = page(
-                &state,
-                &user,
-                Extras {
-                    new_token: Some(created.token.expose().to_string()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            render_with_status(hx, &page, StatusCode::OK)
-        }
+        Ok(created) => Ok(see_other(&format!(
+            "/account/tokens/{}/created",
+            created.key.token_id
+        ))),
         Err(AppError::Validation { field, message }) => {
-            if field == "expiresInDays" {
-                token_form.expires_error = Some(message);
-            } else {
-                token_form.policy_error = Some(message);
+            match field.as_str() {
+                "expiresInDays" => token_form.expires_error = Some(message),
+                "password" => token_form.password_error = Some(message),
+                "name" => token_form.name_error = Some(message),
+                _ => token_form.policy_error = Some(message),
             }
             let page = page(
                 &state,
@@ -290,6 +324,36 @@ async fn create_token(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The page after creating a token: shows it once. A reload finds it already shown.
+async fn token_created(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let id = uuid_param(&path)?;
+    let token = iam::reveal_new_access_key(&state.services, &user.caller, id).await?;
+    let notice = token.is_none().then(|| {
+        "That token was shown once, when it was created, and cannot be shown again. Revoke it and create another if you did not keep it.".to_string()
+    });
+    let page = page(
+        &state,
+        &user,
+        Extras {
+            notice,
+            new_token: token,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut response = render_with_status(hx, &page, StatusCode::OK)?;
+    response.headers_mut().insert(
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 async fn revoke_token(

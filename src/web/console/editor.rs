@@ -154,12 +154,13 @@ async fn show(
     path: web::Path<String>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    let me = Resource::pipeline(&path);
-    if let crate::access::Decision::Denied(d) =
-        crate::access::authorize(&user.caller.principal, Action::UpdatePipeline, &me)
-    {
-        return Err(ConsoleError::Forbidden(d));
-    }
+    super::require(
+        &state,
+        &user,
+        Action::UpdatePipeline,
+        &Resource::pipeline(&path),
+    )
+    .await?;
     let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
     render_with_status(hx, &page(&user, &decl), StatusCode::OK)
 }

@@ -32,6 +32,9 @@ pub enum ConsoleError {
     CsrfRejected,
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts; the answer says when to try again.
+    #[error("too many attempts")]
+    Throttled { retry_after_secs: i64 },
     /// Anything unexpected. Its cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -49,8 +52,11 @@ impl From<AppError> for ConsoleError {
             AppError::AccessDenied(d) => ConsoleError::Forbidden(d),
             AppError::Validation { message, .. } => ConsoleError::BadRequest(message),
             AppError::NoSuchEntity(m) => ConsoleError::NotFoundWith(m),
-            AppError::EntityAlreadyExists(m) | AppError::DeleteConflict(m) => {
-                ConsoleError::Conflict(m)
+            AppError::EntityAlreadyExists(m)
+            | AppError::DeleteConflict(m)
+            | AppError::Conflict(m) => ConsoleError::Conflict(m),
+            AppError::Throttled { retry_after_secs } => {
+                ConsoleError::Throttled { retry_after_secs }
             }
             AppError::Rejected { message, .. } => ConsoleError::BadRequest(message),
             AppError::Internal(cause) => ConsoleError::Internal(cause),
@@ -77,6 +83,13 @@ impl ConsoleError {
                 ),
             ),
             ConsoleError::Conflict(m) => (ErrorKind::Conflict, Some(m.clone())),
+            ConsoleError::Throttled { retry_after_secs } => (
+                ErrorKind::TooManyRequests,
+                Some(format!(
+                    "Too many failed attempts. Try again in {} minute(s).",
+                    (retry_after_secs + 59) / 60
+                )),
+            ),
             ConsoleError::Internal(_) => (ErrorKind::Internal, None),
         }
     }
@@ -108,6 +121,9 @@ impl ResponseError for ConsoleError {
         let mut response = HttpResponse::build(self.status_code());
         if let ConsoleError::MethodNotAllowed = self {
             response.insert_header((header::ALLOW, "GET, HEAD"));
+        }
+        if let ConsoleError::Throttled { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.max(&1).to_string()));
         }
         response
             .content_type("text/plain; charset=utf-8")

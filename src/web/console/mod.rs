@@ -110,7 +110,8 @@ impl Layout {
     /// The layout of pages anyone may see (sign-in, set-up, errors).
     pub fn public() -> Self {
         Self {
-            version: crate::VERSION,
+            // The exact version helps attackers more than anonymous visitors.
+            version: "",
             current: None,
             nav: Vec::new(),
             stylesheet: super::asset_url("app.css"),
@@ -136,7 +137,12 @@ impl Layout {
         if admin::may_administer(&user.caller) {
             nav.push(ADMIN);
         }
+        let may_see_version = user.caller.can(
+            crate::access::Action::GetServerStatus,
+            &crate::access::Resource::All,
+        );
         Self {
+            version: if may_see_version { crate::VERSION } else { "" },
             current: Some(current),
             nav,
             user_name: Some(user.caller.user_name().to_string()),
@@ -230,4 +236,24 @@ pub fn display_time(at: time::OffsetDateTime) -> String {
 /// Percent-encodes a path segment (user, group and policy names in links).
 pub fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Refuses unless the caller may do `action` on `resource`, for a page that is not itself one
+/// operation (the editor before anything is saved, the wizard). The refusal is audited exactly
+/// as an operation's is (`ops::require`).
+pub async fn require(
+    state: &super::AppState,
+    user: &SignedIn,
+    action: crate::access::Action,
+    resource: &crate::access::Resource,
+) -> Result<(), ConsoleError> {
+    crate::ops::require(
+        &state.services,
+        &user.caller,
+        action,
+        resource,
+        serde_json::json!({"console": true}),
+    )
+    .await
+    .map_err(ConsoleError::from)
 }

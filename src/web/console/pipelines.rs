@@ -79,8 +79,17 @@ pub async fn list(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let q = query.q.trim().chars().take(100).collect::<String>();
-    if !user.caller.can(Action::ListPipelines, &Resource::All) {
-        // The home page of someone who may not list pipelines: say so instead of a 403.
+    if let Err(AppError::AccessDenied(_)) = crate::ops::require(
+        &state.services,
+        &user.caller,
+        Action::ListPipelines,
+        &Resource::All,
+        serde_json::json!({"page": "/"}),
+    )
+    .await
+    {
+        // The home page of someone who may not list pipelines: say so instead of a 403 (the
+        // refusal is audited all the same).
         let page = ListPage {
             layout: Layout::signed_in(&user, Section::Pipelines),
             notice: Some("You may not list pipelines (codepipeline:ListPipelines). Ask an administrator for access.".into()),
@@ -328,7 +337,24 @@ fn import_page(user: &SignedIn, document: String) -> EditPage {
     }
 }
 
-async fn import_form(user: SignedIn, hx: HxRequest) -> Result<HttpResponse, ConsoleError> {
+/// Import and clone are forms for those who may create pipelines; others are refused (audited)
+/// rather than shown a form whose every use would fail.
+async fn may_create(state: &AppState, user: &SignedIn) -> Result<(), ConsoleError> {
+    super::require(
+        state,
+        user,
+        Action::CreatePipeline,
+        &Resource::pipeline("*"),
+    )
+    .await
+}
+
+async fn import_form(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    may_create(&state, &user).await?;
     render_with_status(hx, &import_page(&user, String::new()), StatusCode::OK)
 }
 
@@ -344,6 +370,7 @@ async fn clone_form(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let (mut decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
+    may_create(&state, &user).await?;
     decl.name = format!("{}-copy", decl.name).chars().take(100).collect();
     decl.version = None;
     let mut page = import_page(&user, pretty(&decl));
@@ -416,6 +443,7 @@ async fn import(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
+    may_create(&state, &user).await?;
     let mut page = import_page(&user, form.document.clone());
     let decl = match parse_document(&form.document) {
         Ok(d) => d,
@@ -458,15 +486,13 @@ async fn edit_form(
     path: web::Path<String>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    let me = Resource::pipeline(&path);
-    if !user.caller.can(Action::UpdatePipeline, &me) {
-        return Err(
-            match crate::access::authorize(&user.caller.principal, Action::UpdatePipeline, &me) {
-                crate::access::Decision::Denied(d) => ConsoleError::Forbidden(d),
-                crate::access::Decision::Allowed => ConsoleError::NotFound,
-            },
-        );
-    }
+    super::require(
+        &state,
+        &user,
+        Action::UpdatePipeline,
+        &Resource::pipeline(&path),
+    )
+    .await?;
     let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
     render_with_status(hx, &edit_page(&user, &path, pretty(&decl)), StatusCode::OK)
 }

@@ -6,6 +6,7 @@ use askama::Template;
 use time::format_description::well_known::Rfc3339;
 
 use super::{ConsoleError, Layout, Section, console_page, display_time, render};
+use crate::access::{Action, Resource};
 use crate::db::{self, NotReady};
 use crate::web::auth::SignedIn;
 use crate::web::htmx::HxRequest;
@@ -24,6 +25,8 @@ struct MigrationRow {
 #[template(path = "console/status.html", blocks = ["content"])]
 struct StatusPage {
     layout: Layout,
+    /// Versions, database and migrations: only for those allowed `sluice:GetServerStatus`.
+    details: bool,
     ready: bool,
     not_ready_reason: Option<String>,
     version: &'static str,
@@ -41,6 +44,24 @@ pub async fn show(
     user: SignedIn,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
+    let details = user.caller.can(Action::GetServerStatus, &Resource::All);
+    let readiness = db::readiness(state.pool()).await;
+    if !details {
+        let page = StatusPage {
+            layout: Layout::signed_in(&user, Section::Status),
+            details,
+            ready: readiness.is_ok(),
+            not_ready_reason: None,
+            version: "",
+            database_mode: "",
+            postgres_version: String::new(),
+            workers: 0,
+            public_url: String::new(),
+            migrations: Vec::new(),
+            migrations_known: 0,
+        };
+        return render(hx, &page);
+    }
     let postgres_version = db::status::server_version(state.pool()).await?;
     let migrations = db::status::applied_migrations(state.pool())
         .await?
@@ -52,9 +73,9 @@ pub async fn show(
             applied_at_display: display_time(m.installed_on),
         })
         .collect();
-    let readiness = db::readiness(state.pool()).await;
     let page = StatusPage {
         layout: Layout::signed_in(&user, Section::Status),
+        details,
         ready: readiness.is_ok(),
         not_ready_reason: readiness.err().as_ref().map(NotReady::reason),
         version: crate::VERSION,

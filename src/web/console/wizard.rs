@@ -183,19 +183,23 @@ fn page(user: &SignedIn, step: u8, f: Fields, errors: HashMap<&'static str, Stri
     }
 }
 
-fn may_create(user: &SignedIn) -> Result<(), ConsoleError> {
-    match crate::access::authorize(
-        &user.caller.principal,
+/// The wizard is for those who may create pipelines; a refusal is audited like any operation's.
+async fn may_create(state: &AppState, user: &SignedIn) -> Result<(), ConsoleError> {
+    super::require(
+        state,
+        user,
         Action::CreatePipeline,
         &Resource::pipeline("*"),
-    ) {
-        crate::access::Decision::Allowed => Ok(()),
-        crate::access::Decision::Denied(d) => Err(ConsoleError::Forbidden(d)),
-    }
+    )
+    .await
 }
 
-async fn start(user: SignedIn, hx: HxRequest) -> Result<HttpResponse, ConsoleError> {
-    may_create(&user)?;
+async fn start(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    may_create(&state, &user).await?;
     let fields = Fields {
         execution_mode: "SUPERSEDED".into(),
         source_provider: "Git".into(),
@@ -383,7 +387,7 @@ async fn step(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
-    may_create(&user)?;
+    may_create(&state, &user).await?;
     let current: u8 = form.step.parse().unwrap_or(1).clamp(1, 5);
     let fields = form.fields;
     match form.go.as_str() {

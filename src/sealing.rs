@@ -34,6 +34,10 @@ impl fmt::Debug for MasterKey {
 pub enum KeyError {
     #[error("SLUICE_MASTER_KEY must be the base64 encoding of exactly 32 bytes")]
     BadEnvironmentKey,
+    #[error(
+        "there is no master key at {path}: set SLUICE_MASTER_KEY, or --data-dir to the server's data directory"
+    )]
+    Missing { path: String },
     #[error("the master key file {path} is not 32 bytes of base64; restore it from your backup")]
     BadKeyFile { path: String },
     #[error("cannot read or create the master key file {path}: {source}")]
@@ -58,6 +62,26 @@ impl MasterKey {
         let bytes = B64.decode(text.trim()).ok()?;
         let key: [u8; 32] = bytes.try_into().ok()?;
         Some(Self::from_bytes(key))
+    }
+
+    /// The key of `SLUICE_MASTER_KEY` if given, else `<dir>/master.key`; never creates one
+    /// (for commands that only read, such as `sluice audit verify`).
+    pub fn load(from_env: Option<&str>, dir: &Path) -> Result<Self, KeyError> {
+        if let Some(text) = from_env {
+            return Self::from_base64(text).ok_or(KeyError::BadEnvironmentKey);
+        }
+        let path = dir.join("master.key");
+        let shown = path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::from_base64(&text).ok_or(KeyError::BadKeyFile { path: shown }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(KeyError::Missing { path: shown })
+            }
+            Err(source) => Err(KeyError::Io {
+                path: shown,
+                source,
+            }),
+        }
     }
 
     /// The key of `SLUICE_MASTER_KEY` if given, else `<dir>/master.key`, created on first use.
@@ -107,6 +131,15 @@ impl MasterKey {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// A key for another purpose (`label` names it), derived one way: HMAC-SHA256(master, label).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC accepts any key length");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
     }
 
     /// Encrypts a secret value into its stored form.
