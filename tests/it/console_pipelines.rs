@@ -250,7 +250,12 @@ async fn import_view_edit_versions_diff_export_and_delete() {
         .post_form(&app.client, "/pipelines/imported/delete", &[])
         .await;
     assert_eq!(res.status(), 303);
-    assert_eq!(app.get("/pipelines/imported").await.status(), 400);
+    assert_eq!(
+        app.get("/pipelines/imported").await.status(),
+        404,
+        "a missing pipeline is a missing page"
+    );
+    assert_eq!(app.get("/pipelines/imported/versions").await.status(), 404);
 }
 
 #[tokio::test]

@@ -58,6 +58,11 @@ impl From<AppError> for ConsoleError {
             AppError::Throttled { retry_after_secs } => {
                 ConsoleError::Throttled { retry_after_secs }
             }
+            // A pipeline (or version) that does not exist is a missing page, not a bad request.
+            AppError::Rejected {
+                code: "PipelineNotFoundException" | "PipelineVersionNotFoundException",
+                message,
+            } => ConsoleError::NotFoundWith(message),
             AppError::Rejected { message, .. } => ConsoleError::BadRequest(message),
             AppError::Internal(cause) => ConsoleError::Internal(cause),
         }
