@@ -13,10 +13,6 @@ use crate::db;
 use crate::error::AppError;
 use crate::identity::{NewPassword, Secret, UserName, looks_like_api_token, token_hash};
 
-pub use super::throttle::{
-    MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_USER, WINDOW as THROTTLE_WINDOW,
-};
-
 /// A new console session: the cookie's secret and the CSRF token.
 #[derive(Debug, Clone)]
 pub struct NewSession {

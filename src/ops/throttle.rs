@@ -128,6 +128,31 @@ pub async fn admit(
     Ok(Ok(()))
 }
 
+/// Checks a signed-in user's own password (to change it, to create a token), throttled like
+/// sign-in: `Ok(true)` when correct (the attempt then no longer counts), `Ok(false)` when wrong,
+/// [`AppError::Throttled`] when refused without a check.
+pub async fn check_own_password(
+    s: &Services,
+    user_name: &str,
+    actor: &Actor,
+    event: crate::access::EventName,
+    password: &str,
+    stored_hash: Option<&str>,
+) -> Result<bool, AppError> {
+    let key = user_key(user_name);
+    if let Err(t) = admit(s, &key, actor, event).await? {
+        return Err(AppError::Throttled {
+            retry_after_secs: t.retry_after.whole_seconds(),
+        });
+    }
+    if !s.hasher.verify(password, stored_hash).await? {
+        return Ok(false);
+    }
+    let mut conn = s.pool.acquire().await?;
+    succeeded(&mut conn, &key, actor).await?;
+    Ok(true)
+}
+
 /// After a correct password: this account's attempts from this address no longer count.
 pub async fn succeeded(
     conn: &mut sqlx::PgConnection,

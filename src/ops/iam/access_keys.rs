@@ -154,24 +154,28 @@ async fn verify_own_password(
     caller: &Caller,
     password: &str,
 ) -> Result<(), AppError> {
-    let key = throttle::user_key(caller.user_name());
-    if let Err(t) = throttle::admit(s, &key, &caller.actor, Action::CreateAccessKey.into()).await? {
-        return Err(AppError::Throttled {
-            retry_after_secs: t.retry_after.whole_seconds(),
-        });
-    }
     let mut conn = s.pool.acquire().await?;
     let me = db::users::find_by_id(&mut conn, caller.user_id).await?;
     drop(conn);
     let stored = me.as_ref().and_then(|u| u.password_hash.as_deref());
-    if !s.hasher.verify(password, stored).await? {
-        return Err(AppError::validation(
+    let event = Action::CreateAccessKey.into();
+    if throttle::check_own_password(
+        s,
+        caller.user_name(),
+        &caller.actor,
+        event,
+        password,
+        stored,
+    )
+    .await?
+    {
+        Ok(())
+    } else {
+        Err(AppError::validation(
             "password",
             "the password is not correct",
-        ));
+        ))
     }
-    let mut conn = s.pool.acquire().await?;
-    throttle::succeeded(&mut conn, &key, &caller.actor).await
 }
 
 pub async fn list_access_keys(

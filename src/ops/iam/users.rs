@@ -317,27 +317,21 @@ pub async fn change_password(
         &name,
         json!({"userName": name, "currentPassword": "****", "newPassword": "****"}),
         async |user: &UserRow| {
-            let key = throttle::user_key(&user.user_name);
-            if let Err(throttled) =
-                throttle::admit(s, &key, &caller.actor, Action::ChangePassword.into()).await?
-            {
-                return Err(AppError::Throttled {
-                    retry_after_secs: throttled.retry_after.whole_seconds(),
-                });
-            }
-            if !s
-                .hasher
-                .verify(current, user.password_hash.as_deref())
-                .await?
-            {
+            let correct = throttle::check_own_password(
+                s,
+                &user.user_name,
+                &caller.actor,
+                Action::ChangePassword.into(),
+                current,
+                user.password_hash.as_deref(),
+            )
+            .await?;
+            if !correct {
                 return Err(AppError::validation(
                     "currentPassword",
                     "the current password is not correct",
                 ));
             }
-            let mut conn = s.pool.acquire().await?;
-            throttle::succeeded(&mut conn, &key, &caller.actor).await?;
-            drop(conn);
             let new = NewPassword::parse(new, &user.user_name)
                 .map_err(|m| AppError::validation("newPassword", m))?;
             if current == new.expose() {

@@ -257,3 +257,18 @@ pub async fn require(
     .await
     .map_err(ConsoleError::from)
 }
+
+/// The wizard, import and clone are forms for those who may create pipelines; others are refused
+/// (audited) rather than shown a form whose every use would fail.
+pub async fn may_create_pipelines(
+    state: &super::AppState,
+    user: &SignedIn,
+) -> Result<(), ConsoleError> {
+    require(
+        state,
+        user,
+        crate::access::Action::CreatePipeline,
+        &crate::access::Resource::pipeline("*"),
+    )
+    .await
+}

@@ -337,24 +337,12 @@ fn import_page(user: &SignedIn, document: String) -> EditPage {
     }
 }
 
-/// Import and clone are forms for those who may create pipelines; others are refused (audited)
-/// rather than shown a form whose every use would fail.
-async fn may_create(state: &AppState, user: &SignedIn) -> Result<(), ConsoleError> {
-    super::require(
-        state,
-        user,
-        Action::CreatePipeline,
-        &Resource::pipeline("*"),
-    )
-    .await
-}
-
 async fn import_form(
     state: web::Data<AppState>,
     user: SignedIn,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    may_create(&state, &user).await?;
+    super::may_create_pipelines(&state, &user).await?;
     render_with_status(hx, &import_page(&user, String::new()), StatusCode::OK)
 }
 
@@ -370,7 +358,7 @@ async fn clone_form(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let (mut decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
-    may_create(&state, &user).await?;
+    super::may_create_pipelines(&state, &user).await?;
     decl.name = format!("{}-copy", decl.name).chars().take(100).collect();
     decl.version = None;
     let mut page = import_page(&user, pretty(&decl));
@@ -443,7 +431,7 @@ async fn import(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
-    may_create(&state, &user).await?;
+    super::may_create_pipelines(&state, &user).await?;
     let mut page = import_page(&user, form.document.clone());
     let decl = match parse_document(&form.document) {
         Ok(d) => d,

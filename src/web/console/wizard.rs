@@ -12,7 +12,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
-use crate::access::{Action, Resource};
 use crate::error::AppError;
 use crate::ops::pipelines;
 use crate::pipeline::wire::PipelineDeclaration;
@@ -183,23 +182,12 @@ fn page(user: &SignedIn, step: u8, f: Fields, errors: HashMap<&'static str, Stri
     }
 }
 
-/// The wizard is for those who may create pipelines; a refusal is audited like any operation's.
-async fn may_create(state: &AppState, user: &SignedIn) -> Result<(), ConsoleError> {
-    super::require(
-        state,
-        user,
-        Action::CreatePipeline,
-        &Resource::pipeline("*"),
-    )
-    .await
-}
-
 async fn start(
     state: web::Data<AppState>,
     user: SignedIn,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    may_create(&state, &user).await?;
+    super::may_create_pipelines(&state, &user).await?;
     let fields = Fields {
         execution_mode: "SUPERSEDED".into(),
         source_provider: "Git".into(),
@@ -387,7 +375,7 @@ async fn step(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
-    may_create(&state, &user).await?;
+    super::may_create_pipelines(&state, &user).await?;
     let current: u8 = form.step.parse().unwrap_or(1).clamp(1, 5);
     let fields = form.fields;
     match form.go.as_str() {
