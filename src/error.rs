@@ -2,6 +2,7 @@
 //! map it to HTTP in one place (`web::console::ConsoleError`, `web::api::ApiError`).
 
 use crate::access::Denied;
+use crate::pipeline::Problems;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -11,8 +12,15 @@ pub enum AppError {
     /// A field's value is invalid; `field` is its wire name (`userName`, `policyDocument`).
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// A pipeline declaration broke rules; every problem, with its path and exception name.
+    #[error("{0}")]
+    Declaration(Problems),
     #[error("{0}")]
     NoSuchEntity(String),
+    /// A named thing that does not exist, with the service's exception name
+    /// (`PipelineNotFoundException`, `PipelineVersionNotFoundException`, …).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
     #[error("{0}")]
     EntityAlreadyExists(String),
     /// The entity is in use (a policy still attached, …).
@@ -46,7 +54,9 @@ impl AppError {
         match self {
             AppError::AccessDenied(_) => "AccessDenied",
             AppError::Validation { .. } => "ValidationException",
+            AppError::Declaration(problems) => problems.exception(),
             AppError::NoSuchEntity(_) => "NoSuchEntityException",
+            AppError::NotFound { code, .. } => code,
             AppError::EntityAlreadyExists(_) => "EntityAlreadyExistsException",
             AppError::DeleteConflict(_) => "DeleteConflictException",
             AppError::Conflict(_) => "ConflictException",

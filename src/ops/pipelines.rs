@@ -59,11 +59,14 @@ impl DeclarationCache {
     }
 }
 
+/// CodePipeline's exception for a pipeline name that is taken (the wizard shows it on the name).
+pub const NAME_IN_USE: &str = "PipelineNameInUseException";
+
 /// The mask secret values are shown as, and that keeps a stored secret when sent back.
 pub const MASK: &str = "****";
 
 fn not_found(name: &str) -> AppError {
-    AppError::Rejected {
+    AppError::NotFound {
         code: "PipelineNotFoundException",
         message: format!("Sluice does not have a pipeline with name '{name}'"),
     }
@@ -87,10 +90,7 @@ fn existing_name(name: &str) -> Result<&str, AppError> {
 }
 
 fn checked(decl: PipelineDeclaration) -> Result<Pipeline, AppError> {
-    pipeline::validate(decl).map_err(|problems| AppError::Rejected {
-        code: problems.exception(),
-        message: problems.to_string(),
-    })
+    pipeline::validate(decl).map_err(AppError::Declaration)
 }
 
 /// The action type of an action, if built in.
@@ -219,7 +219,7 @@ pub async fn create_pipeline(
             .await?
             {
                 return Err(AppError::Rejected {
-                    code: "PipelineNameInUseException",
+                    code: NAME_IN_USE,
                     message: format!("A pipeline with the name '{name}' already exists"),
                 });
             }
@@ -275,7 +275,7 @@ pub async fn get_pipeline_shared(
                 None => {
                     let v = db::pipelines::version(op.conn(), row.id, version)
                         .await?
-                        .ok_or_else(|| AppError::Rejected {
+                        .ok_or_else(|| AppError::NotFound {
                             code: "PipelineVersionNotFoundException",
                             message: format!(
                                 "The pipeline '{name}' has no version {version} (its latest is {})",
@@ -319,12 +319,9 @@ pub async fn update_pipeline(
             .version
             .ok_or_else(|| AppError::validation("pipeline.version", "is required: send the version you are updating"))?;
         let row = db::pipelines::find(op.conn(), existing_name(&name)?).await?.ok_or_else(|| not_found(&name))?;
-        let conflict = |current: i32| AppError::Rejected {
-            code: "ConflictException",
-            message: format!(
-                "Someone else saved version {current} of the pipeline '{name}' since you read version {expected}; reload it and apply your change again"
-            ),
-        };
+        let conflict = |current: i32| AppError::Conflict(format!(
+            "Someone else saved version {current} of the pipeline '{name}' since you read version {expected}; reload it and apply your change again"
+        ));
         if i64::from(row.current_version) != expected {
             return Err(conflict(row.current_version));
         }

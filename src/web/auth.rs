@@ -8,12 +8,12 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
-use tracing_actix_web::RequestId;
 
 use super::AppState;
-use super::console::ConsoleError;
+use super::error::ConsoleError;
+use super::request::{actor, state};
 use crate::access::SessionEvent;
-use crate::audit::{self, Actor};
+use crate::audit;
 use crate::ops::Caller;
 use crate::ops::auth::{self, ActiveSession};
 
@@ -41,39 +41,6 @@ pub fn removal_cookie(state: &AppState) -> Cookie<'static> {
     let mut cookie = session_cookie(state, "");
     cookie.make_removal();
     cookie
-}
-
-/// The audit facts of a request: client address, user agent, request id.
-pub fn actor(req: &HttpRequest, state: &AppState) -> Actor {
-    let source_ip = req.peer_addr().map(|peer| {
-        let forwarded: Vec<&str> = req
-            .headers()
-            .get_all("X-Forwarded-For")
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        state
-            .info
-            .trusted_proxies
-            .client_address(peer.ip(), &forwarded)
-            .to_string()
-    });
-    Actor {
-        user_name: None,
-        token_id: None,
-        source_ip,
-        user_agent: req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(512).collect()),
-        request_id: req.extensions().get::<RequestId>().map(|id| id.to_string()),
-    }
-}
-
-pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ConsoleError> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| ConsoleError::Internal(anyhow::anyhow!("application state missing")))
 }
 
 /// The session of the request, looked up once and cached in the request's extensions.

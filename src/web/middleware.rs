@@ -9,7 +9,8 @@ use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::{Error, HttpMessage, HttpResponse, web};
 use tracing_actix_web::RequestId;
 
-use super::console::{ConsoleError, ErrorKind};
+use super::console::ErrorKind;
+use super::error::ConsoleError;
 use super::htmx;
 use crate::config::BodyLimit;
 

@@ -7,9 +7,11 @@
 mod api;
 mod auth;
 mod console;
+mod error;
 mod health;
 mod htmx;
 mod middleware;
+mod request;
 mod static_files;
 
 use std::net::TcpListener;

@@ -12,7 +12,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use rust_embed::Embed;
 
-use super::console::ConsoleError;
+use super::error::ConsoleError;
 
 #[derive(Embed)]
 #[folder = "static/"]

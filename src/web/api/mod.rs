@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::actor;
+use super::request::actor;
 use crate::error::AppError;
 use crate::ops::Caller;
 use crate::ops::auth::{self, TokenError};
@@ -99,7 +99,9 @@ impl From<AppError> for ApiError {
         let (status, kind) = match &e {
             AppError::AccessDenied(_) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
             AppError::Validation { .. } => (StatusCode::BAD_REQUEST, "ValidationException"),
+            AppError::Declaration(problems) => (StatusCode::BAD_REQUEST, problems.exception()),
             AppError::NoSuchEntity(_) => (StatusCode::BAD_REQUEST, "NoSuchEntityException"),
+            AppError::NotFound { code, .. } => (StatusCode::BAD_REQUEST, *code),
             AppError::EntityAlreadyExists(_) => {
                 (StatusCode::BAD_REQUEST, "EntityAlreadyExistsException")
             }

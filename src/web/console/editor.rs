@@ -11,7 +11,6 @@ use askama::Template;
 
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
 use crate::access::{Action, Resource};
-use crate::error::AppError;
 use crate::ops::pipelines;
 use crate::pipeline::action_types::{self, BUILT_IN};
 use crate::pipeline::wire::{
@@ -351,29 +350,13 @@ async fn apply(
             "/pipelines/{}?done=saved",
             segment(&saved.name)
         ))),
-        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
-        Err(AppError::Rejected {
-            code: "ConflictException",
-            message,
-        }) => {
+        Err(e) => {
+            let refusal = super::Refusal::of(e)?;
             let mut view = page(&user, &working);
-            view.error = Some(message);
-            render_with_status(hx, &view, StatusCode::CONFLICT)
+            view.problems = refusal.problems;
+            view.error = refusal.message;
+            render_with_status(hx, &view, refusal.status)
         }
-        Err(AppError::Rejected { message, .. }) | Err(AppError::Validation { message, .. }) => {
-            let mut view = page(&user, &working);
-            view.problems = message
-                .split_once(" found: ")
-                .map_or(message.as_str(), |(_, rest)| rest)
-                .split("; ")
-                .map(|p| match p.split_once(": ") {
-                    Some((path, m)) => (path.to_string(), m.to_string()),
-                    None => (String::new(), p.to_string()),
-                })
-                .collect();
-            render_with_status(hx, &view, StatusCode::BAD_REQUEST)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

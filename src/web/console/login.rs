@@ -8,8 +8,9 @@ use serde::Deserialize;
 use super::{ConsoleError, Layout, console_page, render_with_status, see_other};
 use crate::ops::auth::{self, SignInError};
 use crate::web::AppState;
-use crate::web::auth::{CsrfForm, actor, removal_cookie, safe_next, same_origin, session_cookie};
+use crate::web::auth::{CsrfForm, removal_cookie, safe_next, same_origin, session_cookie};
 use crate::web::htmx::HxRequest;
+use crate::web::request::actor;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -16,7 +16,8 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
-pub use error::{ConsoleError, ErrorKind, render_error};
+pub use crate::web::error::{ConsoleError, ErrorKind};
+pub use error::render_error;
 
 /// The layout for an error page: the signed-in user's, when the request had a valid session.
 pub fn error_layout(req: &actix_web::HttpRequest) -> Option<Layout> {
@@ -33,6 +34,7 @@ pub fn error_layout(req: &actix_web::HttpRequest) -> Option<Layout> {
 
 use super::auth::SignedIn;
 use super::htmx::HxRequest;
+use crate::error::AppError;
 
 /// The console's routes (`/` itself is registered by `web::routes`, as the API shares it).
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -271,4 +273,50 @@ pub async fn may_create_pipelines(
         &crate::access::Resource::pipeline("*"),
     )
     .await
+}
+
+/// A save the operations layer refused, as a form shows it: the form comes back with everything
+/// the user typed, and either the problems by path or one message.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub problems: Vec<(String, String)>,
+    pub message: Option<String>,
+}
+
+impl Refusal {
+    /// Sorts a refusal into what the form shows; anything a form cannot show (a missing pipeline,
+    /// an internal error) stays an error page.
+    pub fn of(error: AppError) -> Result<Refusal, ConsoleError> {
+        let (status, problems, message) = match error {
+            AppError::Declaration(problems) => (
+                StatusCode::BAD_REQUEST,
+                problems
+                    .all()
+                    .iter()
+                    .map(|p| (p.path.clone(), p.message.clone()))
+                    .collect(),
+                None,
+            ),
+            AppError::Validation { field, message } => {
+                (StatusCode::BAD_REQUEST, vec![(field, message)], None)
+            }
+            AppError::AccessDenied(denied) => (
+                StatusCode::FORBIDDEN,
+                Vec::new(),
+                Some(denied.console_message()),
+            ),
+            AppError::Conflict(message) | AppError::EntityAlreadyExists(message) => {
+                (StatusCode::CONFLICT, Vec::new(), Some(message))
+            }
+            AppError::Rejected { message, .. } => {
+                (StatusCode::BAD_REQUEST, Vec::new(), Some(message))
+            }
+            other => return Err(other.into()),
+        };
+        Ok(Refusal {
+            status,
+            problems,
+            message,
+        })
+    }
 }

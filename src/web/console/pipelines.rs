@@ -386,37 +386,12 @@ fn parse_document(text: &str) -> Result<PipelineDeclaration, (String, String)> {
     })
 }
 
-/// Splits the operations layer's declaration problems ("N problems found: path: message; …").
-fn problem_list(message: &str) -> Vec<(String, String)> {
-    let body = message
-        .split_once(" found: ")
-        .map_or(message, |(_, rest)| rest);
-    body.split("; ")
-        .map(|part| match part.split_once(": ") {
-            Some((path, msg)) if !path.contains(' ') => (path.to_string(), msg.to_string()),
-            _ => (String::new(), part.to_string()),
-        })
-        .collect()
-}
-
-/// Shows the form again with the problems of a failed save.
+/// Shows the form again, with what the user sent, and why the save was refused.
 fn with_problems(mut page: EditPage, error: AppError) -> Result<HttpResponse, ConsoleError> {
-    match error {
-        AppError::Rejected { code, message }
-            if code.ends_with("DeclarationException")
-                || code == "InvalidStructureException"
-                || code == "ValidationException"
-                || code == "LimitExceededException" =>
-        {
-            page.problems = problem_list(&message);
-        }
-        AppError::Validation { field, message } => page.problems = vec![(field, message)],
-        AppError::Rejected { message, .. } | AppError::EntityAlreadyExists(message) => {
-            page.error = Some(message)
-        }
-        other => return Err(other.into()),
-    }
-    render_with_status(HxRequest(false), &page, StatusCode::BAD_REQUEST)
+    let refusal = super::Refusal::of(error)?;
+    page.problems = refusal.problems;
+    page.error = refusal.message;
+    render_with_status(HxRequest(false), &page, refusal.status)
 }
 
 #[derive(Deserialize)]
@@ -445,7 +420,6 @@ async fn import(
             "/pipelines/{}?done=created",
             segment(&created.name)
         ))),
-        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
         Err(e) => with_problems(page, e),
     }
 }
@@ -515,15 +489,6 @@ async fn save(
             "/pipelines/{}?done=saved",
             segment(&saved.name)
         ))),
-        Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
-        Err(AppError::Rejected {
-            code: "ConflictException",
-            message,
-        }) => {
-            // Keep the user's edit and say what happened.
-            page.error = Some(message);
-            render_with_status(HxRequest(false), &page, StatusCode::CONFLICT)
-        }
         Err(e) => with_problems(page, e),
     }
 }
@@ -709,18 +674,6 @@ mod tests {
         assert_eq!(kinds, ["equal", "change", "equal", "insert"]);
         assert_eq!(changes, 2);
         assert_eq!((rows[1].left.as_str(), rows[1].right.as_str()), ("b", "B"));
-    }
-
-    #[test]
-    fn problems_split_into_path_and_message() {
-        let list = problem_list("2 problems found: stages[1].name: bad; stages: too few");
-        assert_eq!(
-            list,
-            [
-                ("stages[1].name".to_string(), "bad".to_string()),
-                ("stages".to_string(), "too few".to_string())
-            ]
-        );
     }
 
     #[test]

@@ -410,30 +410,21 @@ async fn step(
                     "/pipelines/{}?done=created",
                     segment(&created.name)
                 ))),
-                Err(AppError::AccessDenied(d)) => Err(ConsoleError::Forbidden(d)),
                 Err(AppError::Rejected {
-                    code: "PipelineNameInUseException",
+                    code: pipelines::NAME_IN_USE,
                     message,
                 }) => {
                     let mut errors = HashMap::new();
                     errors.insert("name", message);
                     render_with_status(hx, &page(&user, 1, fields, errors), StatusCode::BAD_REQUEST)
                 }
-                Err(AppError::Rejected { message, .. })
-                | Err(AppError::Validation { message, .. }) => {
+                Err(e) => {
+                    let refusal = super::Refusal::of(e)?;
                     let mut review = page(&user, 5, fields, HashMap::new());
-                    review.problems = message
-                        .split_once(" found: ")
-                        .map_or(message.as_str(), |(_, rest)| rest)
-                        .split("; ")
-                        .map(|p| match p.split_once(": ") {
-                            Some((path, m)) => (path.to_string(), m.to_string()),
-                            None => (String::new(), p.to_string()),
-                        })
-                        .collect();
-                    render_with_status(hx, &review, StatusCode::BAD_REQUEST)
+                    review.problems = refusal.problems;
+                    review.error = refusal.message;
+                    render_with_status(hx, &review, refusal.status)
                 }
-                Err(e) => Err(e.into()),
             }
         }
         _ => {
