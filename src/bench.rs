@@ -237,7 +237,7 @@ pub fn largest_declaration() -> serde_json::Value {
         let mut a = json!({
             "name": name,
             "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
-            "configuration": {"BuildSpec": "phases: {build: {commands: [make]}}",
+            "configuration": {"BuildSpec": "version: 0.2\nphases: {build: {commands: [make]}}",
                               "EnvironmentVariables": "[{\"name\":\"COMMIT\",\"value\":\"#{Src.CommitId}\"}]"},
             "inputArtifacts": [{"name": input}]
         });

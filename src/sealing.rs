@@ -2,20 +2,25 @@
 //!
 //! The key comes from `SLUICE_MASTER_KEY` (base64 of 32 bytes) or, when unset, from
 //! `<data-dir>/master.key` (generated once, mode 0600). Every ciphertext names the key it was made
-//! with (`sluice:enc:v1:<key id>:<base64 nonce ‖ ciphertext>`), so keys can be rotated later.
+//! with (`sluice:enc:v2:<key id>:<base64 nonce ‖ ciphertext>`), so keys can be rotated later, and
+//! is bound to the place it belongs (its *context*, authenticated as associated data: a pipeline
+//! secret's pipeline id, stage, action and property): copied anywhere else, it does not open.
+//! `v1` values (no context, from before contexts) still open.
 
 use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
-const PREFIX: &str = "sluice:enc:v1:";
+const PREFIX: &str = "sluice:enc:";
+const V1: &str = "sluice:enc:v1:";
+const V2: &str = "sluice:enc:v2:";
 
 /// The master key. `Debug` shows only its id.
 #[derive(Clone)]
@@ -142,22 +147,32 @@ impl MasterKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Encrypts a secret value into its stored form.
-    pub fn seal(&self, plaintext: &str) -> String {
+    /// Encrypts a secret value into its stored form, bound to `context` (where it belongs).
+    pub fn seal(&self, plaintext: &str, context: &str) -> String {
         let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.key));
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).expect("the operating system's random source is unavailable");
         let sealed = cipher
-            .encrypt(&Nonce::from(nonce), plaintext.as_bytes())
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: context.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of a bounded value cannot fail");
         let mut blob = nonce.to_vec();
         blob.extend_from_slice(&sealed);
-        format!("{PREFIX}{}:{}", self.id, B64.encode(blob))
+        format!("{V2}{}:{}", self.id, B64.encode(blob))
     }
 
-    /// Decrypts a stored value; `None` when it is not ours, made with another key, or tampered with.
-    pub fn open(&self, stored: &str) -> Option<String> {
-        let rest = stored.strip_prefix(PREFIX)?;
+    /// Decrypts a stored value sealed for `context`; `None` when it is not ours, made with another
+    /// key, sealed for another context, or tampered with.
+    pub fn open(&self, stored: &str, context: &str) -> Option<String> {
+        let (rest, aad) = match stored.strip_prefix(V2) {
+            Some(rest) => (rest, context.as_bytes()),
+            None => (stored.strip_prefix(V1)?, &b""[..]),
+        };
         let (id, data) = rest.split_once(':')?;
         if id != self.id {
             return None;
@@ -169,7 +184,9 @@ impl MasterKey {
         let (nonce, sealed) = blob.split_at(12);
         let nonce: [u8; 12] = nonce.try_into().ok()?;
         let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.key));
-        let plain = cipher.decrypt(&Nonce::from(nonce), sealed).ok()?;
+        let plain = cipher
+            .decrypt(&Nonce::from(nonce), Payload { msg: sealed, aad })
+            .ok()?;
         String::from_utf8(plain).ok()
     }
 
@@ -186,18 +203,39 @@ mod tests {
     #[test]
     fn seal_and_open() {
         let key = MasterKey::from_bytes([7u8; 32]);
-        let sealed = key.seal("hunter2");
-        assert!(sealed.starts_with(&format!("sluice:enc:v1:{}:", key.id())));
+        let sealed = key.seal("hunter2", "here");
+        assert!(sealed.starts_with(&format!("sluice:enc:v2:{}:", key.id())));
         assert!(!sealed.contains("hunter2"));
-        assert_ne!(sealed, key.seal("hunter2"), "a fresh nonce every time");
-        assert_eq!(key.open(&sealed).as_deref(), Some("hunter2"));
+        assert_ne!(
+            sealed,
+            key.seal("hunter2", "here"),
+            "a fresh nonce every time"
+        );
+        assert_eq!(key.open(&sealed, "here").as_deref(), Some("hunter2"));
+        assert_eq!(key.open(&sealed, "there"), None, "bound to its context");
         let other = MasterKey::from_bytes([8u8; 32]);
-        assert_eq!(other.open(&sealed), None, "another key cannot open it");
+        assert_eq!(
+            other.open(&sealed, "here"),
+            None,
+            "another key cannot open it"
+        );
         let mut tampered = sealed.clone();
         tampered.pop();
         tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
-        assert_eq!(key.open(&tampered), None);
+        assert_eq!(key.open(&tampered, "here"), None);
         assert!(format!("{key:?}").starts_with("MasterKey("));
+    }
+
+    #[test]
+    fn values_sealed_before_contexts_still_open() {
+        let key = MasterKey::from_bytes([7u8; 32]);
+        let cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(key.key));
+        let nonce = [3u8; 12];
+        let mut blob = nonce.to_vec();
+        blob.extend(cipher.encrypt(&Nonce::from(nonce), &b"old"[..]).unwrap());
+        let v1 = format!("{V1}{}:{}", key.id(), B64.encode(blob));
+        assert!(MasterKey::is_sealed(&v1));
+        assert_eq!(key.open(&v1, "anything").as_deref(), Some("old"));
     }
 
     #[test]

@@ -65,10 +65,21 @@ impl ActionPattern {
                 "{text:?} has an invalid operation (letters, digits, * and ? only)"
             ));
         }
-        Ok(Self {
+        let pattern = Self {
             service: Some(service),
             operation: Glob::new(&operation.to_ascii_lowercase()),
-        })
+        };
+        // A statement whose action names nothing would silently grant (or deny) nothing.
+        if !Action::ALL.iter().any(|a| pattern.matches(*a)) {
+            return Err(match closest_action(service, operation) {
+                Some(near) => format!(
+                    "{text:?} is not an action of {}; did you mean {near}?",
+                    service.prefix()
+                ),
+                None => format!("{text:?} matches no action of {}", service.prefix()),
+            });
+        }
+        Ok(pattern)
     }
 
     /// Whether the pattern matches `action`.
@@ -80,6 +91,36 @@ impl ActionPattern {
             }
         }
     }
+}
+
+/// The catalog action of `service` nearest to `operation` (by edit distance, ignoring case), if
+/// any is near enough to be what was meant.
+fn closest_action(service: Service, operation: &str) -> Option<Action> {
+    let wanted = operation.to_ascii_lowercase();
+    Action::ALL
+        .iter()
+        .copied()
+        .filter(|a| a.service() == service)
+        .map(|a| (edit_distance(&wanted, a.lowercase_name()), a))
+        .filter(|(d, a)| *d <= (a.name().len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+/// Levenshtein distance over bytes (names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Which actions a statement applies to.
@@ -496,6 +537,47 @@ mod tests {
         assert_eq!(doc.statements().len(), 3);
         assert_eq!(doc.statements()[0].sid(), Some("ReadEverything"));
         assert_eq!(doc.statements()[2].effect(), Effect::Deny);
+    }
+
+    #[test]
+    fn a_misspelt_action_is_an_error_naming_the_real_one() {
+        let doc = |action: &str| {
+            format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"{action}","Resource":"*"}}]}}"#
+            )
+        };
+        let errors = errors_of(&doc("codepipeline:PutApprovalResul"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .1
+                .contains("did you mean codepipeline:PutApprovalResult"),
+            "{errors:?}"
+        );
+        assert!(
+            errors_of(&doc("iam:CreateUsr"))[0]
+                .1
+                .contains("iam:CreateUser")
+        );
+        assert!(
+            errors_of(&doc("iam:Frobnicate"))[0]
+                .1
+                .contains("matches no action of iam")
+        );
+        assert!(
+            errors_of(&doc("iam:Zz*"))[0]
+                .1
+                .contains("matches no action")
+        );
+        for fine in [
+            "iam:createuser",
+            "iam:Get*",
+            "codepipeline:*",
+            "*",
+            "sluice:Get?erverStatus",
+        ] {
+            assert!(PolicyDocument::parse(&doc(fine)).is_ok(), "{fine}");
+        }
     }
 
     #[test]

@@ -99,38 +99,124 @@ fn type_of(action: &crate::pipeline::wire::ActionDeclaration) -> Option<&'static
     action_types::find(&id.category, &id.owner, &id.provider, &id.version)
 }
 
-/// Seals every secret configuration value; `****` keeps the value stored for the same stage,
-/// action and property in `previous`.
+/// What a pipeline secret is sealed for: its pipeline, stage, action and property. A ciphertext
+/// copied to another place (another pipeline, another action) does not open there.
+pub fn secret_context(pipeline_id: Uuid, stage: &str, action: &str, property: &str) -> String {
+    format!("pipeline-secret:{pipeline_id}:{stage}:{action}:{property}")
+}
+
+/// New secret values typed into the console's editor before the pipeline is saved. The editor's
+/// working copy travels in the page, so a typed secret travels in it sealed (for this user and
+/// pipeline only), never as text; saving opens it again just before the save.
+#[derive(Clone)]
+pub struct SecretDrafts {
+    key: MasterKey,
+    context: String,
+}
+
+impl SecretDrafts {
+    pub fn new(key: MasterKey, user_name: &str, pipeline: &str) -> Self {
+        SecretDrafts {
+            key,
+            context: format!("editor-draft:{user_name}:{pipeline}"),
+        }
+    }
+
+    /// The drafts of `caller` for the pipeline `name`.
+    pub fn of(s: &Services, caller: &Caller, name: &str) -> Self {
+        SecretDrafts::new((*s.master_key).clone(), caller.user_name(), name)
+    }
+
+    pub fn seal(&self, plaintext: &str) -> String {
+        self.key.seal(plaintext, &self.context)
+    }
+
+    /// Whether a working-copy value is a typed, not yet saved secret.
+    pub fn is_draft(value: &str) -> bool {
+        MasterKey::is_sealed(value)
+    }
+
+    /// Replaces every draft in `decl` with the value typed; `Err` names a draft that does not
+    /// open (a page from another user or pipeline, or damaged).
+    pub fn open_all(&self, decl: &mut PipelineDeclaration) -> Result<(), String> {
+        for stage in &mut decl.stages {
+            for action in &mut stage.actions {
+                for (key, value) in action.configuration.iter_mut().flatten() {
+                    if Self::is_draft(value) {
+                        *value = self.key.open(value, &self.context).ok_or_else(|| {
+                            format!(
+                                "the typed {key} of {} cannot be read back; type it again",
+                                action.name
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seals every secret configuration value. `****` keeps the value stored for the same stage,
+/// action and property in `previous`, but only while the action is of the same type and every
+/// property that says where its secrets go (a webhook's `Url`) is unchanged: otherwise whoever
+/// changed the destination would receive a secret they were never told.
 fn seal_secrets(
     decl: &mut PipelineDeclaration,
     key: &MasterKey,
+    pipeline_id: Uuid,
     previous: Option<&PipelineDeclaration>,
 ) -> Result<(), AppError> {
     for (si, stage) in decl.stages.iter_mut().enumerate() {
         for (ai, action) in stage.actions.iter_mut().enumerate() {
             let Some(t) = type_of(action) else { continue };
+            let before = previous
+                .and_then(|p| p.stages.iter().find(|s| s.name == stage.name))
+                .and_then(|s| s.actions.iter().find(|a| a.name == action.name));
+            let empty = std::collections::BTreeMap::new();
+            let config_before = before
+                .and_then(|a| a.configuration.as_ref())
+                .unwrap_or(&empty);
+            let moved = before.map(|b| {
+                if b.action_type_id != action.action_type_id {
+                    return Some("its type changed".to_string());
+                }
+                let now = action.configuration.as_ref().unwrap_or(&empty);
+                t.properties
+                    .iter()
+                    .filter(|p| p.sends_secrets)
+                    .find(|p| now.get(p.name) != config_before.get(p.name))
+                    .map(|p| format!("its {} changed", p.name))
+            });
             let Some(config) = action.configuration.as_mut() else {
                 continue;
             };
-            for prop in t.properties.iter().filter(|p| p.secret) {
+            for prop in t.properties.iter().filter(|p| p.secret()) {
                 let Some(value) = config.get_mut(prop.name) else {
                     continue;
                 };
+                let path = format!(
+                    "pipeline.stages[{si}].actions[{ai}].configuration.{}",
+                    prop.name
+                );
                 if value == MASK {
-                    let kept = previous
-                        .and_then(|p| p.stages.iter().find(|s| s.name == stage.name))
-                        .and_then(|s| s.actions.iter().find(|a| a.name == action.name))
-                        .and_then(|a| a.configuration.as_ref())
-                        .and_then(|c| c.get(prop.name))
+                    let kept = config_before
+                        .get(prop.name)
                         .filter(|v| MasterKey::is_sealed(v));
-                    match kept {
-                        Some(sealed) => *value = sealed.clone(),
-                        None => {
+                    match (kept, moved.as_ref()) {
+                        (Some(sealed), Some(None)) => *value = sealed.clone(),
+                        (Some(_), Some(Some(why))) => {
                             return Err(AppError::validation(
-                                &format!(
-                                    "pipeline.stages[{si}].actions[{ai}].configuration.{}",
-                                    prop.name
+                                &path,
+                                format!(
+                                    "{MASK} would keep the stored {} of {}, but {why}; type the {} again",
+                                    prop.name, action.name, prop.name
                                 ),
+                            ));
+                        }
+                        _ => {
+                            return Err(AppError::validation(
+                                &path,
                                 format!(
                                     "{MASK} keeps a stored secret, but {} has none stored for {}; send the value",
                                     action.name, prop.name
@@ -139,7 +225,15 @@ fn seal_secrets(
                         }
                     }
                 } else {
-                    *value = key.seal(value);
+                    let context = secret_context(pipeline_id, &stage.name, &action.name, prop.name);
+                    // The same secret typed again is no change: keep its stored text.
+                    let same = config_before
+                        .get(prop.name)
+                        .filter(|old| key.open(old, &context).as_deref() == Some(value.as_str()));
+                    *value = match same {
+                        Some(old) => old.clone(),
+                        None => key.seal(value, &context),
+                    };
                 }
             }
         }
@@ -178,7 +272,7 @@ fn audit_params(decl: &PipelineDeclaration) -> serde_json::Value {
         for action in &mut stage.actions {
             let Some(t) = type_of(action) else { continue };
             if let Some(config) = action.configuration.as_mut() {
-                for prop in t.properties.iter().filter(|p| p.secret) {
+                for prop in t.properties.iter().filter(|p| p.secret()) {
                     if let Some(v) = config.get_mut(prop.name) {
                         *v = MASK.to_string();
                     }
@@ -205,18 +299,12 @@ pub async fn create_pipeline(
         async |op| {
             let pipeline = checked(decl)?.with_version(1);
             let mut declaration = pipeline.declaration().clone();
-            seal_secrets(&mut declaration, &s.master_key, None)?;
+            let id = Uuid::new_v4();
+            seal_secrets(&mut declaration, &s.master_key, id, None)?;
             let now = op.now();
             let author = op.caller().user_name().to_string();
-            if !db::pipelines::insert(
-                op.conn(),
-                Uuid::new_v4(),
-                &name,
-                &to_json(&declaration),
-                &author,
-                now,
-            )
-            .await?
+            if !db::pipelines::insert(op.conn(), id, &name, &to_json(&declaration), &author, now)
+                .await?
             {
                 return Err(AppError::Rejected {
                     code: NAME_IN_USE,
@@ -300,12 +388,30 @@ pub async fn get_pipeline_shared(
     .await
 }
 
+/// What an update did.
+#[derive(Debug, Clone)]
+pub enum Saved {
+    /// A new version was stored; the declaration as stored (masked).
+    NewVersion(PipelineDeclaration),
+    /// The declaration equals the current version: nothing was stored, and this is the current
+    /// version (a save that changes nothing makes no version).
+    Unchanged(PipelineDeclaration),
+}
+
+impl Saved {
+    pub fn declaration(self) -> PipelineDeclaration {
+        match self {
+            Saved::NewVersion(d) | Saved::Unchanged(d) => d,
+        }
+    }
+}
+
 /// Saves a new version. The declaration's `version` must be the current one.
 pub async fn update_pipeline(
     s: &Services,
     c: &Caller,
     decl: PipelineDeclaration,
-) -> Result<PipelineDeclaration, AppError> {
+) -> Result<Saved, AppError> {
     let name = decl.name.clone();
     Op::run(
         s,
@@ -332,11 +438,17 @@ pub async fn update_pipeline(
             .transpose()?;
         let next = row.current_version + 1;
         let mut declaration = pipeline.with_version(next.into()).declaration().clone();
-        seal_secrets(&mut declaration, &s.master_key, previous.as_ref())?;
+        seal_secrets(&mut declaration, &s.master_key, row.id, previous.as_ref())?;
+        if let Some(previous) = previous
+            && (PipelineDeclaration { version: previous.version, ..declaration.clone() }) == previous
+        {
+            op.add_audit_param("unchanged", json!(true));
+            return Ok(Saved::Unchanged(masked(previous)));
+        }
         let now = op.now();
         let author = op.caller().user_name().to_string();
         match db::pipelines::update(op.conn(), row.id, row.current_version, &to_json(&declaration), &author, now).await? {
-            Some(_) => Ok(masked(declaration)),
+            Some(_) => Ok(Saved::NewVersion(masked(declaration))),
             None => {
                 let current = db::pipelines::find(op.conn(), &name).await?.map_or(row.current_version, |r| r.current_version);
                 Err(conflict(current))
@@ -489,14 +601,34 @@ mod tests {
         decl.stages[1].actions[0].configuration.as_ref().unwrap()["Secret"].clone()
     }
 
+    fn with_hook(url: &str, value: &str) -> PipelineDeclaration {
+        let mut d = with_secret(value);
+        d.stages[1].actions[0]
+            .configuration
+            .as_mut()
+            .unwrap()
+            .insert("Url".into(), url.into());
+        d
+    }
+
     #[test]
-    fn secrets_are_sealed_masked_and_kept_by_the_mask() {
+    fn secrets_are_sealed_for_their_place_masked_and_kept_by_the_mask() {
         let key = MasterKey::from_bytes([3u8; 32]);
+        let id = Uuid::new_v4();
+        let here = secret_context(id, "Notify", "Hook", "Secret");
         let mut first = with_secret("s3cr3t");
-        seal_secrets(&mut first, &key, None).unwrap();
+        seal_secrets(&mut first, &key, id, None).unwrap();
         let sealed = secret_of(&first);
         assert!(MasterKey::is_sealed(&sealed));
-        assert_eq!(key.open(&sealed).as_deref(), Some("s3cr3t"));
+        assert_eq!(key.open(&sealed, &here).as_deref(), Some("s3cr3t"));
+        for elsewhere in [
+            secret_context(Uuid::new_v4(), "Notify", "Hook", "Secret"),
+            secret_context(id, "Other", "Hook", "Secret"),
+            secret_context(id, "Notify", "Other", "Secret"),
+            secret_context(id, "Notify", "Hook", "Url"),
+        ] {
+            assert_eq!(key.open(&sealed, &elsewhere), None, "{elsewhere}");
+        }
         assert_eq!(secret_of(&masked(first.clone())), MASK);
         assert!(
             !to_json(&masked(first.clone()))
@@ -505,24 +637,116 @@ mod tests {
         );
 
         let mut kept = with_secret(MASK);
-        seal_secrets(&mut kept, &key, Some(&first)).unwrap();
+        seal_secrets(&mut kept, &key, id, Some(&first)).unwrap();
         assert_eq!(secret_of(&kept), sealed, "the mask keeps the stored value");
 
         let mut changed = with_secret("new-secret");
-        seal_secrets(&mut changed, &key, Some(&first)).unwrap();
+        seal_secrets(&mut changed, &key, id, Some(&first)).unwrap();
         assert_eq!(
-            key.open(&secret_of(&changed)).as_deref(),
+            key.open(&secret_of(&changed), &here).as_deref(),
             Some("new-secret")
         );
 
         let mut nothing_stored = with_secret(MASK);
-        assert!(seal_secrets(&mut nothing_stored, &key, None).is_err());
+        assert!(seal_secrets(&mut nothing_stored, &key, id, None).is_err());
         assert_eq!(
             audit_params(&with_secret("s3cr3t"))["pipeline"]["stages"][1]["actions"][0]["configuration"]
                 ["Secret"],
             MASK
         );
     }
+
+    #[test]
+    fn a_kept_secret_is_dropped_when_its_destination_or_type_changes() {
+        let key = MasterKey::from_bytes([3u8; 32]);
+        let id = Uuid::new_v4();
+        let mut first = with_secret("s3cr3t");
+        seal_secrets(&mut first, &key, id, None).unwrap();
+
+        let mut redirected = with_hook("https://attacker.example.net", MASK);
+        let err = seal_secrets(&mut redirected, &key, id, Some(&first)).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("its Url changed"), "{message}");
+        assert!(message.contains("configuration.Secret"), "{message}");
+
+        // The stored action was of another type under the same name.
+        let mut other_type = first.clone();
+        other_type.stages[1].actions[0].action_type_id.category = "Build".into();
+        let mut back = with_secret(MASK);
+        let err = seal_secrets(&mut back, &key, id, Some(&other_type)).unwrap_err();
+        assert!(err.to_string().contains("its type changed"), "{err}");
+
+        // A new secret with a new destination is fine, and so is the same destination.
+        let mut fresh = with_hook("https://attacker.example.net", "new");
+        seal_secrets(&mut fresh, &key, id, Some(&first)).unwrap();
+        let mut same = with_hook("https://hooks.example.com", MASK);
+        seal_secrets(&mut same, &key, id, Some(&first)).unwrap();
+        assert_eq!(secret_of(&same), secret_of(&first));
+    }
+}
+
+/// What a secret shows as in a comparison when its value differs from the older version's.
+pub const MASK_CHANGED: &str = "**** (secret changed)";
+
+/// Two versions of a pipeline to compare, masked; a secret whose stored value differs between
+/// them shows as [`MASK_CHANGED`] in the newer one (each new value is sealed afresh, a kept one is
+/// copied, so the stored texts differ exactly when the secret was set again).
+pub async fn compare_versions(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    from: i64,
+    to: i64,
+) -> Result<(PipelineDeclaration, PipelineDeclaration), AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipeline,
+        Resource::pipeline(name),
+        json!({"name": name, "from": from, "to": to}),
+        async |op| {
+            let row = db::pipelines::find(op.conn(), existing_name(name)?)
+                .await?
+                .ok_or_else(|| not_found(name))?;
+            let mut read = async |v: i64| -> Result<PipelineDeclaration, AppError> {
+                let missing = || AppError::NotFound {
+                    code: "PipelineVersionNotFoundException",
+                    message: format!(
+                        "The pipeline '{name}' has no version {v} (its latest is {})",
+                        row.current_version
+                    ),
+                };
+                let version = i32::try_from(v)
+                    .ok()
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(missing)?;
+                let stored_version = db::pipelines::version(op.conn(), row.id, version)
+                    .await?
+                    .ok_or_else(missing)?;
+                stored(stored_version.declaration)
+            };
+            let old = read(from).await?;
+            let mut new = read(to).await?;
+            for stage in &mut new.stages {
+                let old_stage = old.stages.iter().find(|s| s.name == stage.name);
+                for action in &mut stage.actions {
+                    let old_config = old_stage
+                        .and_then(|s| s.actions.iter().find(|a| a.name == action.name))
+                        .and_then(|a| a.configuration.as_ref());
+                    for (key, value) in action.configuration.iter_mut().flatten() {
+                        if MasterKey::is_sealed(value)
+                            && old_config.and_then(|c| c.get(key)) != Some(&*value)
+                        {
+                            *value = MASK_CHANGED.to_string();
+                        }
+                    }
+                }
+            }
+            Ok((masked(old), masked(new)))
+        },
+    )
+    .await
 }
 
 /// A version of a pipeline, for the versions list.

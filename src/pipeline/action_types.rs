@@ -1,14 +1,64 @@
 //! The registry of built-in action types: identity, configuration properties, artifact bounds and
 //! output variables. Validation, the console's forms and `ListActionTypes` all read it.
 
+/// What a configuration property holds: how it is checked, shown and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line of text.
+    Line,
+    /// Text that may span lines (a textarea; its newlines are kept byte for byte).
+    MultiLine,
+    /// Stored encrypted, never returned (shown as `****`), never quoted in a message.
+    Secret,
+    /// An `http://` or `https://` URL.
+    HttpUrl,
+    /// A Git remote: `https://`, `ssh://`, `user@host:path`, or an absolute local path.
+    RepositoryUrl,
+    /// An absolute path on the worker's host.
+    AbsolutePath,
+    /// An inline buildspec: YAML with `version: 0.2` and `phases` (multi-line).
+    BuildSpec,
+    /// A JSON list of `{"name": …, "value": …}` objects (multi-line).
+    EnvironmentVariables,
+    /// A whole number in the range.
+    Number { min: u32, max: u32 },
+}
+
 /// One configuration property of an action type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Property {
     pub name: &'static str,
     pub required: bool,
-    /// Stored encrypted, never returned (shown as `****`).
-    pub secret: bool,
+    pub format: Format,
+    /// The action's secrets are sent where this property says (a webhook's `Url`): a stored
+    /// secret is kept only while this value stays the same.
+    pub sends_secrets: bool,
     pub description: &'static str,
+}
+
+impl Property {
+    pub fn secret(&self) -> bool {
+        self.format == Format::Secret
+    }
+
+    /// Shown in a textarea rather than a one-line input.
+    pub fn multi_line(&self) -> bool {
+        matches!(
+            self.format,
+            Format::MultiLine | Format::BuildSpec | Format::EnvironmentVariables
+        )
+    }
+
+    const fn of(self, format: Format) -> Self {
+        Property { format, ..self }
+    }
+
+    const fn sending_secrets(self) -> Self {
+        Property {
+            sends_secrets: true,
+            ..self
+        }
+    }
 }
 
 /// What output variables an action type produces.
@@ -63,17 +113,16 @@ const fn req(name: &'static str, description: &'static str) -> Property {
     Property {
         name,
         required: true,
-        secret: false,
+        format: Format::Line,
+        sends_secrets: false,
         description,
     }
 }
 
 const fn opt(name: &'static str, description: &'static str) -> Property {
     Property {
-        name,
         required: false,
-        secret: false,
-        description,
+        ..req(name, description)
     }
 }
 
@@ -81,7 +130,8 @@ const COMMAND_PROPERTIES: &[Property] = &[
     opt(
         "BuildSpec",
         "An inline buildspec (YAML); overrides BuildSpecPath.",
-    ),
+    )
+    .of(Format::BuildSpec),
     opt(
         "BuildSpecPath",
         "Path of the buildspec in the primary input artifact (default buildspec.yml).",
@@ -89,12 +139,14 @@ const COMMAND_PROPERTIES: &[Property] = &[
     opt(
         "EnvironmentVariables",
         "A JSON list of {\"name\", \"value\"} objects.",
-    ),
+    )
+    .of(Format::EnvironmentVariables),
     opt(
         "PrimarySource",
         "The input artifact the commands run in, when there are several.",
     ),
-    opt("TimeoutInMinutes", "How long the commands may run."),
+    opt("TimeoutInMinutes", "How long the commands may run (5-480).")
+        .of(Format::Number { min: 5, max: 480 }),
 ];
 
 /// Every built-in action type.
@@ -107,8 +159,9 @@ pub const BUILT_IN: &[ActionType] = &[
         properties: &[
             req(
                 "RepositoryUrl",
-                "The repository to clone (https, ssh or a local path).",
-            ),
+                "The repository to clone (https, ssh, git@host:path or an absolute local path).",
+            )
+            .of(Format::RepositoryUrl),
             req("Branch", "The branch to build."),
             opt("ConnectionName", "Stored credentials to clone with."),
         ],
@@ -166,8 +219,13 @@ pub const BUILT_IN: &[ActionType] = &[
         provider: "Directory",
         version: "1",
         properties: &[
-            req("TargetDirectory", "Where to deploy, on the worker's host."),
-            opt("KeepReleases", "How many earlier releases to keep."),
+            req(
+                "TargetDirectory",
+                "Where to deploy, on the worker's host (an absolute path).",
+            )
+            .of(Format::AbsolutePath),
+            opt("KeepReleases", "How many earlier releases to keep (0-100).")
+                .of(Format::Number { min: 0, max: 100 }),
         ],
         inputs: (1, 1),
         outputs: (0, 0),
@@ -180,14 +238,15 @@ pub const BUILT_IN: &[ActionType] = &[
         provider: "Webhook",
         version: "1",
         properties: &[
-            req("Url", "The endpoint to call."),
-            Property {
-                name: "Secret",
-                required: false,
-                secret: true,
-                description: "Signs the request (HMAC); stored encrypted, never shown.",
-            },
-            opt("UserParameters", "Passed to the endpoint as is."),
+            req("Url", "The endpoint to call (http or https).")
+                .of(Format::HttpUrl)
+                .sending_secrets(),
+            opt(
+                "Secret",
+                "Signs the request (HMAC); stored encrypted, never shown.",
+            )
+            .of(Format::Secret),
+            opt("UserParameters", "Passed to the endpoint as is.").of(Format::MultiLine),
         ],
         inputs: (0, 5),
         outputs: (0, 5),
@@ -200,8 +259,12 @@ pub const BUILT_IN: &[ActionType] = &[
         provider: "Manual",
         version: "1",
         properties: &[
-            opt("CustomData", "Text shown to approvers."),
-            opt("ExternalEntityLink", "A link for approvers to review."),
+            opt("CustomData", "Text shown to approvers.").of(Format::MultiLine),
+            opt(
+                "ExternalEntityLink",
+                "A link for approvers to review (http or https).",
+            )
+            .of(Format::HttpUrl),
             opt("NotificationArn", "Where to announce the approval request."),
         ],
         inputs: (0, 0),
@@ -277,10 +340,43 @@ mod tests {
             .flat_map(|t| {
                 t.properties
                     .iter()
-                    .filter(|p| p.secret)
+                    .filter(|p| p.secret())
                     .map(move |p| format!("{}:{}", t.id(), p.name))
             })
             .collect();
         assert_eq!(secrets, ["Invoke/Sluice/Webhook/1:Secret"]);
+    }
+
+    #[test]
+    fn every_type_with_a_secret_says_where_it_is_sent() {
+        for t in BUILT_IN {
+            if t.properties.iter().any(Property::secret) {
+                assert!(t.properties.iter().any(|p| p.sends_secrets), "{}", t.id());
+            }
+        }
+    }
+
+    #[test]
+    fn the_multi_line_properties_are_the_ones_people_write_on_several_lines() {
+        let mut multi: Vec<&str> = BUILT_IN
+            .iter()
+            .flat_map(|t| {
+                t.properties
+                    .iter()
+                    .filter(|p| p.multi_line())
+                    .map(|p| p.name)
+            })
+            .collect();
+        multi.sort();
+        multi.dedup();
+        assert_eq!(
+            multi,
+            [
+                "BuildSpec",
+                "CustomData",
+                "EnvironmentVariables",
+                "UserParameters"
+            ]
+        );
     }
 }

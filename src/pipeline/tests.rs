@@ -42,7 +42,7 @@ fn build(name: &str, input: &str, output: Option<&str>) -> Value {
     let mut a = json!({
         "name": name,
         "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
-        "configuration": {"BuildSpec": "phases: {build: {commands: [make]}}"},
+        "configuration": {"BuildSpec": "version: 0.2\nphases: {build: {commands: [make]}}"},
         "inputArtifacts": [{"name": input}]
     });
     if let Some(o) = output {
@@ -632,4 +632,140 @@ fn the_benchmarks_declaration_is_the_largest_legal_one() {
         .sum();
     assert_eq!(actions, MAX_ACTIONS);
     validate(parse(decl)).unwrap();
+}
+
+/// Sets one configuration value of the valid pipeline and returns the problem at its path, if any.
+fn config_problem(stage: usize, key: &str, value: &str) -> Option<String> {
+    let mut v = valid();
+    v["stages"][stage]["actions"][0]["configuration"][key] = json!(value);
+    let path = format!("stages[{stage}].actions[0].configuration.{key}");
+    match validate(parse(v)) {
+        Ok(_) => None,
+        Err(p) => p
+            .all()
+            .iter()
+            .find(|p| p.path == path)
+            .map(|p| p.message.clone()),
+    }
+}
+
+#[test]
+fn repository_urls_are_https_ssh_scp_like_or_absolute_paths() {
+    for good in [
+        "https://git.example.com/team/app.git",
+        "ssh://git@git.example.com:2222/team/app.git",
+        "git@github.com:team/app.git",
+        "/srv/git/app.git",
+    ] {
+        assert_eq!(config_problem(0, "RepositoryUrl", good), None, "{good}");
+    }
+    for bad in [
+        "app.git",
+        "http://git.example.com/app.git",
+        "ftp://x/y",
+        "git@:path",
+        "relative/path",
+        "/srv/../etc",
+    ] {
+        let m = config_problem(0, "RepositoryUrl", bad).unwrap_or_else(|| panic!("{bad}"));
+        assert!(!m.contains(bad), "messages do not quote values: {m}");
+    }
+}
+
+#[test]
+fn directories_are_absolute_and_urls_are_http() {
+    assert!(
+        config_problem(3, "TargetDirectory", "srv/app")
+            .unwrap()
+            .contains("absolute")
+    );
+    assert!(config_problem(3, "TargetDirectory", "/srv/../etc").is_some());
+    assert_eq!(config_problem(3, "TargetDirectory", "/srv/app-2"), None);
+    assert!(
+        config_problem(3, "KeepReleases", "many")
+            .unwrap()
+            .contains("0 to 100")
+    );
+    assert_eq!(config_problem(3, "KeepReleases", "5"), None);
+    assert!(config_problem(1, "TimeoutInMinutes", "1").is_some());
+    let mut v = valid();
+    v["stages"][2]["actions"][0]["configuration"]["ExternalEntityLink"] =
+        json!("javascript:alert(1)");
+    assert!(
+        message_of(v, "stages[2].actions[0].configuration.ExternalEntityLink").contains("http")
+    );
+    assert_eq!(
+        config_problem(2, "ExternalEntityLink", "#{SourceVariables.CommitId}"),
+        None,
+        "a reference is checked once resolved"
+    );
+}
+
+#[test]
+fn an_inline_buildspec_must_be_a_buildspec() {
+    let ok = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n";
+    assert_eq!(config_problem(1, "BuildSpec", ok), None);
+    assert_eq!(
+        config_problem(
+            1,
+            "BuildSpec",
+            "version: \"0.2\"\nphases: {build: {commands: [make]}}"
+        ),
+        None
+    );
+    assert!(
+        config_problem(1, "BuildSpec", "phases: {build: {commands: [make]}}")
+            .unwrap()
+            .contains("version: 0.2")
+    );
+    assert!(
+        config_problem(1, "BuildSpec", "version: 0.2")
+            .unwrap()
+            .contains("phases")
+    );
+    let flattened = "version: 0.2 phases: build: commands: - make";
+    assert!(
+        config_problem(1, "BuildSpec", flattened).is_some(),
+        "a flattened buildspec is refused"
+    );
+    assert!(
+        config_problem(1, "BuildSpec", "version: 0.2\nphases: [\n")
+            .unwrap()
+            .contains("line")
+    );
+    assert!(
+        config_problem(
+            1,
+            "EnvironmentVariables",
+            r#"[{"name": "A", "value": "1"}]"#
+        )
+        .is_none()
+    );
+    assert!(config_problem(1, "EnvironmentVariables", "A=1").is_some());
+    assert!(
+        config_problem(
+            1,
+            "EnvironmentVariables",
+            r#"[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]"#
+        )
+        .unwrap()
+        .contains("twice")
+    );
+}
+
+#[test]
+fn a_secret_is_never_quoted_nor_read_for_references() {
+    let mut v = valid();
+    v["stages"].as_array_mut().unwrap().push(json!({"name": "Notify", "actions": [{
+        "name": "Hook",
+        "actionTypeId": {"category": "Invoke", "owner": "Sluice", "provider": "Webhook", "version": "1"},
+        "configuration": {"Url": "ftp://nope", "Secret": "#{hunter2.x}"}
+    }]}));
+    let err = validate(parse(v)).unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        err.all()
+            .iter()
+            .any(|p| p.path == "stages[4].actions[0].configuration.Url")
+    );
 }

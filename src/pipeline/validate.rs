@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use super::action_types::{self, ActionType};
+use super::action_types::{self, ActionType, Format};
 use super::wire::{ActionDeclaration, PatternFilter, PipelineDeclaration, StageDeclaration};
 use super::{ExecutionMode, Pipeline, PipelineType};
 
@@ -866,7 +866,11 @@ fn check_configuration(p: &mut Problems, ap: &str, action: &ActionDeclaration, t
                 "configuration values must be 1-1000 characters",
             );
         }
-        if t.property(key).is_none() {
+        if let Some(prop) = t.property(key) {
+            if let Err(message) = check_format(prop.format, value) {
+                p.push(InvalidActionDeclaration, kp, message);
+            }
+        } else {
             let known: Vec<&str> = t.properties.iter().map(|p| p.name).collect();
             p.push(
                 InvalidActionDeclaration,
@@ -888,6 +892,141 @@ fn check_configuration(p: &mut Problems, ap: &str, action: &ActionDeclaration, t
             );
         }
     }
+}
+
+/// Checks a value against its property's format. Messages never quote the value (it may be a
+/// secret, or a buildspec too long to read in a message). A value holding a `#{…}` reference is
+/// checked after it is resolved, when the action runs, unless it is a document.
+fn check_format(format: Format, value: &str) -> Result<(), String> {
+    let deferred = value.contains("#{");
+    match format {
+        Format::Line | Format::MultiLine | Format::Secret => Ok(()),
+        _ if deferred && !matches!(format, Format::BuildSpec | Format::EnvironmentVariables) => {
+            Ok(())
+        }
+        Format::HttpUrl => match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+            _ => Err("must be an http:// or https:// URL".into()),
+        },
+        Format::RepositoryUrl => {
+            if repository_url_ok(value) {
+                Ok(())
+            } else {
+                Err(
+                    "must be an https:// or ssh:// URL, user@host:path, or an absolute local path"
+                        .into(),
+                )
+            }
+        }
+        Format::AbsolutePath => {
+            if !value.starts_with('/') {
+                Err("must be an absolute path (starting with /)".into())
+            } else if value.split('/').any(|part| part == "..") {
+                Err("must not go up with ..; name the directory itself".into())
+            } else {
+                Ok(())
+            }
+        }
+        Format::Number { min, max } => match value.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!("must be a whole number from {min} to {max}")),
+        },
+        Format::BuildSpec => check_buildspec(value),
+        Format::EnvironmentVariables => check_environment_variables(value),
+    }
+}
+
+fn repository_url_ok(value: &str) -> bool {
+    if value.starts_with('/') {
+        return !value.split('/').any(|part| part == "..");
+    }
+    if let Ok(u) = url::Url::parse(value) {
+        return matches!(u.scheme(), "https" | "ssh") && u.host().is_some();
+    }
+    // scp-like: user@host:path (no scheme, a host, a non-empty path).
+    match value.split_once(':') {
+        Some((user_host, path)) => match user_host.split_once('@') {
+            Some((user, host)) => {
+                !user.is_empty()
+                    && !host.is_empty()
+                    && !path.is_empty()
+                    && !user_host.contains('/')
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+            }
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// An inline buildspec: a YAML mapping with `version: 0.2` and a `phases` mapping.
+fn check_buildspec(value: &str) -> Result<(), String> {
+    let doc: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(value).map_err(|e| match e.location() {
+            Some(at) => format!(
+                "is not valid YAML (line {}, column {})",
+                at.line(),
+                at.column()
+            ),
+            None => "is not valid YAML".to_string(),
+        })?;
+    let map = doc
+        .as_mapping()
+        .ok_or("must be a YAML mapping with version and phases")?;
+    let version_ok = match map.get("version") {
+        Some(serde_yaml_ng::Value::Number(n)) => n.as_f64() == Some(0.2),
+        Some(serde_yaml_ng::Value::String(s)) => s == "0.2",
+        _ => false,
+    };
+    if !version_ok {
+        return Err("needs version: 0.2".into());
+    }
+    match map.get("phases") {
+        Some(serde_yaml_ng::Value::Mapping(phases)) if !phases.is_empty() => Ok(()),
+        _ => {
+            Err("needs phases (install, pre_build, build or post_build, each with commands)".into())
+        }
+    }
+}
+
+/// `[{"name": "A", "value": "1"}, …]`, names unique and non-empty.
+fn check_environment_variables(value: &str) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Variable {
+        name: String,
+        #[allow(dead_code)]
+        value: String,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    let list: Vec<Variable> = serde_json::from_str(value).map_err(|e| {
+        format!(
+            "must be a JSON list of {{\"name\": …, \"value\": …}} objects (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let mut seen = HashSet::new();
+    for (i, v) in list.iter().enumerate() {
+        if v.name.is_empty()
+            || !v
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!("[{i}].name must be letters, digits and _"));
+        }
+        if !seen.insert(v.name.as_str()) {
+            return Err(format!("[{i}].name {} is set twice", v.name));
+        }
+        if v.kind.as_deref().is_some_and(|k| k != "PLAINTEXT") {
+            return Err(format!("[{i}].type must be PLAINTEXT (or left out)"));
+        }
+    }
+    Ok(())
 }
 
 fn check_action_fields(
@@ -959,7 +1098,13 @@ fn check_references(
     namespaces: &HashMap<String, (usize, i64, Option<&'static ActionType>, String)>,
     variables: &HashSet<String>,
 ) {
+    let id = &action.action_type_id;
+    let t = action_types::find(&id.category, &id.owner, &id.provider, &id.version);
     for (key, value) in action.configuration.iter().flatten() {
+        // A secret is taken literally, and never quoted back.
+        if t.and_then(|t| t.property(key)).is_some_and(|p| p.secret()) {
+            continue;
+        }
         for reference in references(value) {
             let kp = format!("{ap}.configuration.{key}");
             let Some((ns, var)) = reference.split_once('.') else {

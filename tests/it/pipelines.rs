@@ -137,14 +137,16 @@ async fn create_get_update_versions_and_delete() {
     )
     .await;
     assert_eq!(updated["pipeline"]["version"], 2);
-    let (kind, message) = err(
+    let (status, out) = call(
         &app,
         &t,
         "UpdatePipeline",
         json!({"pipeline": next.clone()}),
     )
     .await;
-    assert_eq!(kind, "ConflictException");
+    assert_eq!(status, 409, "{out}");
+    assert_eq!(out["__type"], "ConflictException");
+    let message = out["message"].as_str().unwrap();
     assert!(
         message.contains("Someone else saved version 2"),
         "{message}"
@@ -271,18 +273,40 @@ async fn secrets_are_masked_encrypted_at_rest_and_kept_by_the_mask() {
         }
     };
     let v1 = stored(1).await;
-    assert!(v1.starts_with("sluice:enc:v1:"), "{v1}");
+    assert!(v1.starts_with("sluice:enc:v2:"), "{v1}");
     assert!(!v1.contains("hook-signing-secret"));
 
-    // Sending the mask back keeps the stored secret.
-    ok(
+    // Sending back what was read changes nothing: no new version.
+    let same = ok(
         &app,
         &t,
         "UpdatePipeline",
         json!({"pipeline": got["pipeline"]}),
     )
     .await;
+    assert_eq!(same["pipeline"]["version"], 1);
+    // The mask keeps the stored secret when something else changes.
+    let mut edited = got["pipeline"].clone();
+    edited["stages"][2]["actions"][0]["configuration"]["CustomData"] = json!("Ship it now?");
+    let saved = ok(
+        &app,
+        &t,
+        "UpdatePipeline",
+        json!({"pipeline": edited.clone()}),
+    )
+    .await;
+    assert_eq!(saved["pipeline"]["version"], 2);
     assert_eq!(stored(2).await, v1);
+    // ... but not when the webhook would send it somewhere else.
+    let mut redirected = saved["pipeline"].clone();
+    redirected["stages"][3]["actions"][1]["configuration"]["Url"] =
+        json!("https://collector.attacker.example/hook");
+    let (kind, message) = err(&app, &t, "UpdatePipeline", json!({"pipeline": redirected})).await;
+    assert_eq!(kind, "ValidationException");
+    assert!(
+        message.contains("its Url changed") && message.contains("configuration.Secret"),
+        "{message}"
+    );
     // A new value replaces it.
     let mut changed =
         ok(&app, &t, "GetPipeline", json!({"name": "secretive"})).await["pipeline"].clone();

@@ -53,7 +53,10 @@ pub async fn call(
         }
         "UpdatePipeline" => {
             let i: UpdatePipeline = parse(input)?;
-            let updated = pipelines::update_pipeline(s, c, i.pipeline).await?;
+            // A declaration equal to the current version stores nothing and returns the current one.
+            let updated = pipelines::update_pipeline(s, c, i.pipeline)
+                .await?
+                .declaration();
             json!({ "pipeline": updated })
         }
         "DeletePipeline" => {
@@ -97,7 +100,7 @@ pub async fn call(
                             "name": p.name,
                             "required": p.required,
                             "key": false,
-                            "secret": p.secret,
+                            "secret": p.secret(),
                             "queryable": false,
                             "description": p.description,
                             "type": "String",

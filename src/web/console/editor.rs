@@ -11,7 +11,7 @@ use askama::Template;
 
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
 use crate::access::{Action, Resource};
-use crate::ops::pipelines;
+use crate::ops::pipelines::{self, SecretDrafts};
 use crate::pipeline::action_types::{self, BUILT_IN};
 use crate::pipeline::wire::{
     ActionDeclaration, ActionTypeId, InputArtifact, OutputArtifact, PipelineDeclaration,
@@ -34,8 +34,16 @@ struct PropertyView {
     name: &'static str,
     required: bool,
     secret: bool,
+    /// Shown in a textarea (a multi-line property, or any value that holds a newline, which a
+    /// one-line input would drop).
+    multi_line: bool,
     description: &'static str,
+    /// The value to show; always empty for a secret.
     value: String,
+    /// For a secret: one is stored (`****`).
+    stored: bool,
+    /// For a secret: a new value was typed and will be saved with the pipeline.
+    typed: bool,
 }
 
 struct ActionView {
@@ -73,6 +81,10 @@ struct EditorPage {
 console_page!(EditorPage);
 
 fn page(user: &SignedIn, decl: &PipelineDeclaration) -> EditorPage {
+    view_of(decl, Layout::signed_in(user, Section::Pipelines))
+}
+
+fn view_of(decl: &PipelineDeclaration, layout: Layout) -> EditorPage {
     let count = decl.stages.len();
     let stages = decl
         .stages
@@ -94,12 +106,19 @@ fn page(user: &SignedIn, decl: &PipelineDeclaration) -> EditorPage {
                             .map(|t| {
                                 t.properties
                                     .iter()
-                                    .map(|p| PropertyView {
-                                        name: p.name,
-                                        required: p.required,
-                                        secret: p.secret,
-                                        description: p.description,
-                                        value: config.get(p.name).cloned().unwrap_or_default(),
+                                    .map(|p| {
+                                        let value = config.get(p.name).cloned().unwrap_or_default();
+                                        PropertyView {
+                                            name: p.name,
+                                            required: p.required,
+                                            secret: p.secret(),
+                                            multi_line: !p.secret()
+                                                && (p.multi_line() || value.contains(['\n', '\r'])),
+                                            description: p.description,
+                                            stored: p.secret() && value == pipelines::MASK,
+                                            typed: p.secret() && SecretDrafts::is_draft(&value),
+                                            value: if p.secret() { String::new() } else { value },
+                                        }
                                     })
                                     .collect()
                             })
@@ -134,7 +153,7 @@ fn page(user: &SignedIn, decl: &PipelineDeclaration) -> EditorPage {
         })
         .collect();
     EditorPage {
-        layout: Layout::signed_in(user, Section::Pipelines),
+        layout,
         link: segment(&decl.name),
         name: decl.name.clone(),
         next_version: decl.version.unwrap_or(1) + 1,
@@ -184,11 +203,24 @@ fn names(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// What a submitted field means for the value it was shown with. Browsers send a textarea's line
+/// breaks as CRLF whatever they were; a value that differs from the stored one only in that is
+/// the stored one, byte for byte. A changed value gets the line breaks the stored one used.
+fn untouched_or(stored: Option<&str>, sent: &str) -> String {
+    let lf = sent.replace("\r\n", "\n");
+    match stored {
+        Some(stored) if stored.replace("\r\n", "\n") == lf => stored.to_string(),
+        Some(stored) if stored.contains("\r\n") => lf.replace('\n', "\r\n"),
+        _ => lf,
+    }
+}
+
 /// Applies one editing operation to the working declaration; returns what to tell the user.
 fn edit(
     decl: &mut PipelineDeclaration,
     op: &str,
     form: &HashMap<String, String>,
+    drafts: &SecretDrafts,
 ) -> Result<String, String> {
     let stages = decl.stages.len();
     match op {
@@ -300,12 +332,22 @@ fn edit(
             {
                 let config = action.configuration.get_or_insert_with(Default::default);
                 for p in t.properties {
-                    let value = field(form, &format!("config.{}", p.name));
-                    if value.is_empty() {
-                        config.remove(p.name);
-                    } else {
-                        config.insert(p.name.to_string(), value.to_string());
+                    let sent = field(form, &format!("config.{}", p.name));
+                    if p.secret() {
+                        // Empty keeps what is stored (or typed before); only the box removes it.
+                        if form.contains_key(&format!("remove.{}", p.name)) {
+                            config.remove(p.name);
+                        } else if !sent.is_empty() {
+                            config.insert(p.name.to_string(), drafts.seal(sent));
+                        }
+                        continue;
                     }
+                    if sent.is_empty() {
+                        config.remove(p.name);
+                        continue;
+                    }
+                    let value = untouched_or(config.get(p.name).map(String::as_str), sent);
+                    config.insert(p.name.to_string(), value);
                 }
             }
             Ok(format!("Action {} updated.", action.name))
@@ -329,8 +371,16 @@ async fn apply(
         ));
     }
     let op = field(&form, "op").to_string();
+    let drafts = SecretDrafts::of(&state.services, &user.caller, &path);
     if op != "save" {
-        let outcome = edit(&mut decl, &op, &form);
+        super::require(
+            &state,
+            &user,
+            Action::UpdatePipeline,
+            &Resource::pipeline(&path),
+        )
+        .await?;
+        let outcome = edit(&mut decl, &op, &form, &drafts);
         let mut view = page(&user, &decl);
         let status = match outcome {
             Ok(message) => {
@@ -345,11 +395,24 @@ async fn apply(
         return render_with_status(hx, &view, status);
     }
     let working = decl.clone();
+    if let Err(message) = drafts.open_all(&mut decl) {
+        let mut view = page(&user, &working);
+        view.error = Some(message);
+        return render_with_status(hx, &view, StatusCode::BAD_REQUEST);
+    }
     match pipelines::update_pipeline(&state.services, &user.caller, decl).await {
-        Ok(saved) => Ok(see_other(&format!(
+        Ok(pipelines::Saved::NewVersion(saved)) => Ok(see_other(&format!(
             "/pipelines/{}?done=saved",
             segment(&saved.name)
         ))),
+        Ok(pipelines::Saved::Unchanged(current)) => {
+            let mut view = page(&user, &current);
+            view.notice = Some(format!(
+                "No changes to save: version {} stays the latest.",
+                current.version.unwrap_or(1)
+            ));
+            render_with_status(hx, &view, StatusCode::OK)
+        }
         Err(e) => {
             let refusal = super::Refusal::of(e)?;
             let mut view = page(&user, &working);
@@ -369,12 +432,20 @@ mod tests {
             "name": "p", "version": 3,
             "stages": [
                 {"name": "Source", "actions": [{"name": "Src", "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-                    "configuration": {"RepositoryUrl": "r", "Branch": "main"}, "outputArtifacts": [{"name": "S"}]}]},
+                    "configuration": {"RepositoryUrl": "https://git.example.com/p.git", "Branch": "main"}, "outputArtifacts": [{"name": "S"}]}]},
                 {"name": "Build", "actions": [{"name": "B", "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
                     "inputArtifacts": [{"name": "S"}]}]}
             ]
         }))
         .unwrap()
+    }
+
+    fn drafts() -> SecretDrafts {
+        SecretDrafts::new(
+            crate::sealing::MasterKey::from_bytes([5u8; 32]),
+            "alice",
+            "p",
+        )
     }
 
     fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -387,20 +458,27 @@ mod tests {
     #[test]
     fn stages_are_added_renamed_moved_and_removed() {
         let mut d = decl();
-        edit(&mut d, "add_stage", &form(&[("new_name", "Deploy")])).unwrap();
+        edit(
+            &mut d,
+            "add_stage",
+            &form(&[("new_name", "Deploy")]),
+            &drafts(),
+        )
+        .unwrap();
         edit(
             &mut d,
             "rename_stage",
             &form(&[("stage", "2"), ("new_name", "Staging")]),
+            &drafts(),
         )
         .unwrap();
-        edit(&mut d, "move_up", &form(&[("stage", "2")])).unwrap();
+        edit(&mut d, "move_up", &form(&[("stage", "2")]), &drafts()).unwrap();
         let names: Vec<&str> = d.stages.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["Source", "Staging", "Build"]);
-        assert!(edit(&mut d, "move_up", &form(&[("stage", "0")])).is_err());
-        edit(&mut d, "remove_stage", &form(&[("stage", "1")])).unwrap();
+        assert!(edit(&mut d, "move_up", &form(&[("stage", "0")]), &drafts()).is_err());
+        edit(&mut d, "remove_stage", &form(&[("stage", "1")]), &drafts()).unwrap();
         assert_eq!(d.stages.len(), 2);
-        assert!(edit(&mut d, "remove_stage", &form(&[("stage", "9")])).is_err());
+        assert!(edit(&mut d, "remove_stage", &form(&[("stage", "9")]), &drafts()).is_err());
     }
 
     #[test]
@@ -414,6 +492,7 @@ mod tests {
                 ("type_id", "Deploy/Sluice/Directory/1"),
                 ("action_name", "Install"),
             ]),
+            &drafts(),
         )
         .unwrap();
         edit(
@@ -430,6 +509,7 @@ mod tests {
                 ("config.TargetDirectory", "/srv/p"),
                 ("config.KeepReleases", ""),
             ]),
+            &drafts(),
         )
         .unwrap();
         let pipeline = crate::pipeline::validate(d.clone()).unwrap();
@@ -456,6 +536,7 @@ mod tests {
             &mut d,
             "remove_action",
             &form(&[("stage", "1"), ("action", "1")]),
+            &drafts(),
         )
         .unwrap();
         assert_eq!(d.stages[1].actions.len(), 1);
@@ -467,9 +548,173 @@ mod tests {
                     ("stage", "1"),
                     ("type_id", "Nope/X/Y/1"),
                     ("action_name", "Z")
-                ])
+                ]),
+                &drafts()
             )
             .is_err()
         );
+    }
+
+    const BUILDSPEC: &str =
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - make   \n      - make test\n";
+
+    fn with_build_spec() -> PipelineDeclaration {
+        let mut d = decl();
+        let config = d.stages[1].actions[0]
+            .configuration
+            .get_or_insert_with(Default::default);
+        config.insert("BuildSpec".into(), BUILDSPEC.into());
+        config.insert(
+            "EnvironmentVariables".into(),
+            "[\n  {\"name\": \"A\", \"value\": \"1\"}\n]".into(),
+        );
+        d
+    }
+
+    /// What a browser sends back for the Build action's form, as the page showed it, with one field
+    /// changed: textareas come back with CRLF line breaks.
+    fn build_form(run_order: &str, d: &PipelineDeclaration) -> HashMap<String, String> {
+        let config = d.stages[1].actions[0]
+            .configuration
+            .clone()
+            .unwrap_or_default();
+        let crlf = |k: &str| {
+            config
+                .get(k)
+                .cloned()
+                .unwrap_or_default()
+                .replace('\n', "\r\n")
+        };
+        form(&[
+            ("stage", "1"),
+            ("action", "0"),
+            ("action_name", "B"),
+            ("run_order", run_order),
+            ("namespace", ""),
+            ("inputs", "S"),
+            ("outputs", ""),
+            ("config.BuildSpec", &crlf("BuildSpec")),
+            ("config.EnvironmentVariables", &crlf("EnvironmentVariables")),
+        ])
+    }
+
+    #[test]
+    fn editing_one_field_keeps_every_other_value_byte_identical() {
+        let before = with_build_spec();
+        let mut after = before.clone();
+        edit(
+            &mut after,
+            "edit_action",
+            &build_form("2", &before),
+            &drafts(),
+        )
+        .unwrap();
+        let (b, a) = (&before.stages[1].actions[0], &after.stages[1].actions[0]);
+        assert_eq!(a.run_order, Some(2));
+        assert_eq!(
+            a.configuration, b.configuration,
+            "untouched values are byte-identical"
+        );
+        assert_eq!(a.configuration.as_ref().unwrap()["BuildSpec"], BUILDSPEC);
+        assert_eq!(after.stages[0], before.stages[0]);
+    }
+
+    #[test]
+    fn a_changed_multi_line_value_keeps_its_line_breaks() {
+        let before = with_build_spec();
+        let mut after = before.clone();
+        let mut f = build_form("1", &before);
+        f.insert(
+            "config.BuildSpec".into(),
+            "version: 0.2\r\nphases:\r\n  build:\r\n    commands: [make]\r\n".into(),
+        );
+        edit(&mut after, "edit_action", &f, &drafts()).unwrap();
+        assert_eq!(
+            after.stages[1].actions[0].configuration.as_ref().unwrap()["BuildSpec"],
+            "version: 0.2\nphases:\n  build:\n    commands: [make]\n"
+        );
+        assert_eq!(
+            untouched_or(Some("a\r\nb"), "a\r\nc"),
+            "a\r\nc",
+            "CRLF values stay CRLF"
+        );
+        assert_eq!(untouched_or(None, "x\r\ny"), "x\ny");
+    }
+
+    #[test]
+    fn a_typed_secret_travels_sealed_and_an_empty_field_keeps_it() {
+        let mut d = decl();
+        edit(
+            &mut d,
+            "add_action",
+            &form(&[
+                ("stage", "1"),
+                ("type_id", "Invoke/Sluice/Webhook/1"),
+                ("action_name", "Hook"),
+            ]),
+            &drafts(),
+        )
+        .unwrap();
+        let hook = |secret: &str, remove: bool| {
+            let mut f = form(&[
+                ("stage", "1"),
+                ("action", "1"),
+                ("action_name", "Hook"),
+                ("run_order", "1"),
+                ("config.Url", "https://hooks.example.com/x"),
+                ("config.Secret", secret),
+            ]);
+            if remove {
+                f.insert("remove.Secret".into(), "1".into());
+            }
+            f
+        };
+        edit(&mut d, "edit_action", &hook("hunter2", false), &drafts()).unwrap();
+        let stored = |d: &PipelineDeclaration| {
+            d.stages[1].actions[1]
+                .configuration
+                .as_ref()
+                .unwrap()
+                .get("Secret")
+                .cloned()
+        };
+        let typed = stored(&d).unwrap();
+        assert!(SecretDrafts::is_draft(&typed) && !typed.contains("hunter2"));
+        let html = page_html(&d);
+        assert!(
+            !html.contains("hunter2"),
+            "the page never holds the typed secret"
+        );
+        assert!(html.contains(r#"autocomplete="new-password""#));
+
+        edit(&mut d, "edit_action", &hook("", false), &drafts()).unwrap();
+        assert_eq!(
+            stored(&d),
+            Some(typed),
+            "an empty secret field keeps the value"
+        );
+
+        let mut opened = d.clone();
+        drafts().open_all(&mut opened).unwrap();
+        assert_eq!(
+            opened.stages[1].actions[1].configuration.as_ref().unwrap()["Secret"],
+            "hunter2"
+        );
+        let other = SecretDrafts::new(
+            crate::sealing::MasterKey::from_bytes([5u8; 32]),
+            "mallory",
+            "p",
+        );
+        assert!(
+            other.open_all(&mut d.clone()).is_err(),
+            "a draft opens only for its user"
+        );
+
+        edit(&mut d, "edit_action", &hook("", true), &drafts()).unwrap();
+        assert_eq!(stored(&d), None, "the box removes it");
+    }
+
+    fn page_html(d: &PipelineDeclaration) -> String {
+        view_of(d, Layout::public()).render().unwrap()
     }
 }

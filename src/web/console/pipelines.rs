@@ -260,6 +260,9 @@ async fn view(
         notice: match query.done.as_deref() {
             Some("created") => Some("The pipeline was created.".to_string()),
             Some("saved") => Some(format!("Saved as version {version}.")),
+            Some("unchanged") => Some(format!(
+                "No changes to save: version {version} stays the latest."
+            )),
             _ => None,
         },
         stages: stage_views(&decl),
@@ -485,9 +488,13 @@ async fn save(
     }
     decl.name = path.to_string();
     match pipelines::update_pipeline(&state.services, &user.caller, decl).await {
-        Ok(saved) => Ok(see_other(&format!(
+        Ok(pipelines::Saved::NewVersion(saved)) => Ok(see_other(&format!(
             "/pipelines/{}?done=saved",
             segment(&saved.name)
+        ))),
+        Ok(pipelines::Saved::Unchanged(current)) => Ok(see_other(&format!(
+            "/pipelines/{}?done=unchanged",
+            segment(&current.name)
         ))),
         Err(e) => with_problems(page, e),
     }
@@ -644,8 +651,8 @@ async fn diff(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let s = &state.services;
-    let (old, _) = pipelines::get_pipeline(s, &user.caller, &path, Some(query.from)).await?;
-    let (new, _) = pipelines::get_pipeline(s, &user.caller, &path, Some(query.to)).await?;
+    let (old, new) =
+        pipelines::compare_versions(s, &user.caller, &path, query.from, query.to).await?;
     let without_version = |mut d: PipelineDeclaration| {
         d.version = None;
         pretty(&d)
