@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
 use time::Duration;
 
-use crate::harness::{TestApp, run_sluice, spawn_app};
+use crate::harness::{TestApp, api_call as call, api_ok as ok, run_sluice, spawn_app};
 
 /// An app with an administrator and an API token for them.
 async fn admin_api() -> (TestApp, String) {
@@ -19,29 +19,6 @@ async fn admin_api() -> (TestApp, String) {
 async fn console_token(app: &TestApp, client: &reqwest::Client, extra: &[(&str, &str)]) -> String {
     app.console_token_as(client, crate::harness::ADMIN_PASSWORD, extra)
         .await
-}
-
-async fn call(app: &TestApp, token: &str, op: &str, body: Value) -> (u16, Value) {
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/{op}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{op}: not JSON: {text}")),
-    )
-}
-
-async fn ok(app: &TestApp, token: &str, op: &str, body: Value) -> Value {
-    let (status, out) = call(app, token, op, body).await;
-    assert_eq!(status, 200, "{op}: {out}");
-    out
 }
 
 async fn err(app: &TestApp, token: &str, op: &str, body: Value) -> (u16, String, String) {

@@ -1,7 +1,7 @@
 //! Pipelines in the console, through plain form posts (the browser tests drive the same pages
 //! with htmx).
 
-use crate::harness::{TestApp, spawn_app};
+use crate::harness::{TestApp, admin_api, api_ok as ok, spawn_app};
 
 async fn admin_app() -> TestApp {
     let app = spawn_app().await;
@@ -417,5 +417,183 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
     assert!(
         view.contains("Version 2") && view.contains(r#"<h2 id="stage-4">Staging</h2>"#),
         "{view}"
+    );
+}
+
+/// The editor's working copy, as the page holds it (unescaped).
+fn working_of(html: &str) -> String {
+    html.split(r#"name="working" value=""#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+const BUILDSPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - make   # trailing spaces stay\n      - make test\n";
+const ENVIRONMENT: &str = "[\n  {\"name\": \"PROFILE\", \"value\": \"release\"}\n]";
+
+fn multi_line_declaration(name: &str) -> String {
+    serde_json::json!({"pipeline": {
+        "name": name,
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Checkout",
+                "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+                "configuration": {"RepositoryUrl": "https://git.example.com/x.git", "Branch": "main"},
+                "outputArtifacts": [{"name": "Src"}]}]},
+            {"name": "Build", "actions": [
+                {"name": "Compile", "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                 "configuration": {"BuildSpec": BUILDSPEC, "EnvironmentVariables": ENVIRONMENT},
+                 "inputArtifacts": [{"name": "Src"}]},
+                {"name": "Notify", "actionTypeId": {"category": "Invoke", "owner": "Sluice", "provider": "Webhook", "version": "1"},
+                 "configuration": {"Url": "https://hooks.example.com/built", "Secret": "first-signing-secret"}}
+            ]}
+        ]
+    }})
+    .to_string()
+}
+
+#[tokio::test]
+async fn editing_one_field_keeps_every_other_value_byte_identical_and_no_secret_is_echoed() {
+    let (app, token) = admin_api().await;
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/import",
+            &[("document", &multi_line_declaration("careful"))],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let get = |version: i64| {
+        let (app, token) = (&app, &token);
+        async move {
+            ok(
+                app,
+                token,
+                "GetPipeline",
+                serde_json::json!({"name": "careful", "version": version}),
+            )
+            .await["pipeline"]
+                .clone()
+        }
+    };
+    let v1 = get(1).await;
+
+    let html = body(app.get("/pipelines/careful/edit").await).await;
+    assert!(
+        html.contains(r#"name="config.BuildSpec" rows="8""#) && html.contains("<textarea"),
+        "multi-line properties are textareas"
+    );
+    assert!(html.contains(r#"autocomplete="new-password""#));
+    // Post the Compile form back as a browser would (textareas come back with CRLF), with only
+    // the run order changed.
+    let crlf = |s: &str| s.replace('\n', "\r\n");
+    let post = |fields: Vec<(&'static str, String)>, html: String| {
+        let app = &app;
+        async move {
+            let w = working_of(&html);
+            let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            all.push(("working", &w));
+            let res = app
+                .post_form(&app.client, "/pipelines/careful/edit", &all)
+                .await;
+            (res.status().as_u16(), body(res).await)
+        }
+    };
+    let (status, html) = post(
+        vec![
+            ("op", "edit_action".into()),
+            ("stage", "1".into()),
+            ("action", "0".into()),
+            ("action_name", "Compile".into()),
+            ("run_order", "2".into()),
+            ("namespace", "".into()),
+            ("inputs", "Src".into()),
+            ("outputs", "".into()),
+            ("config.BuildSpec", crlf(BUILDSPEC)),
+            ("config.EnvironmentVariables", crlf(ENVIRONMENT)),
+            ("config.BuildSpecPath", "".into()),
+        ],
+        html,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    let (status, html) = post(vec![("op", "save".into())], html).await;
+    assert_eq!(status, 303, "{html}");
+    let v2 = get(2).await;
+    let compile = |v: &serde_json::Value| v["stages"][1]["actions"][0].clone();
+    assert_eq!(compile(&v2)["runOrder"], 2);
+    assert_eq!(compile(&v2)["configuration"], compile(&v1)["configuration"]);
+    assert_eq!(compile(&v2)["configuration"]["BuildSpec"], BUILDSPEC);
+    assert_eq!(v2["stages"][0], v1["stages"][0]);
+    assert_eq!(v2["stages"][1]["actions"][1], v1["stages"][1]["actions"][1]);
+
+    // Saving again with no change makes no version.
+    let html = body(app.get("/pipelines/careful/edit").await).await;
+    let (status, html) = post(vec![("op", "save".into())], html).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No changes to save"), "{html}");
+    let versions = ok(&app, &token, "ListPipelines", serde_json::json!({})).await;
+    assert_eq!(versions["pipelines"][0]["version"], 2);
+
+    // A newly typed secret never comes back in the page, and the diff says it changed.
+    let (status, html) = post(
+        vec![
+            ("op", "edit_action".into()),
+            ("stage", "1".into()),
+            ("action", "1".into()),
+            ("action_name", "Notify".into()),
+            ("run_order", "1".into()),
+            ("config.Url", "https://hooks.example.com/built".into()),
+            ("config.Secret", "second-signing-secret".into()),
+        ],
+        html,
+    )
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        !html.contains("second-signing-secret"),
+        "the typed secret is not echoed"
+    );
+    assert!(html.contains("new value typed"), "{html}");
+    let (status, _) = post(vec![("op", "save".into())], html).await;
+    assert_eq!(status, 303);
+    let diff = body(app.get("/pipelines/careful/diff?from=2&to=3").await).await;
+    assert!(diff.contains("secret changed"), "{diff}");
+    assert!(!diff.contains("second-signing-secret"));
+}
+
+#[tokio::test]
+async fn a_refused_import_shows_the_pasted_json_back() {
+    let (app, admin) = admin_api().await;
+    let token = crate::harness::user_with_policy(
+        &app,
+        &admin,
+        "builder",
+        Some(serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "codepipeline:*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "codepipeline:CreatePipeline", "Resource": "arn:sluice:codepipeline:::prod-*"}
+        ]})),
+    )
+    .await;
+    let _ = token;
+    let builder = app.sign_in("builder", crate::harness::USER_PASSWORD).await;
+    let pasted = multi_line_declaration("prod-web");
+    let res = app
+        .post_form(&builder, "/pipelines/import", &[("document", &pasted)])
+        .await;
+    assert_eq!(res.status(), 403);
+    let html = body(res).await;
+    assert!(html.contains("codepipeline:CreatePipeline"), "{html}");
+    assert!(
+        html.contains("prod-web") && html.contains("first-signing-secret"),
+        "what the user pasted comes back to them"
     );
 }

@@ -6,38 +6,10 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::harness::{ADMIN, ADMIN_PASSWORD, TestApp, client, spawn_app};
-
-const PASSWORD: &str = "a long and unusual passphrase 42";
-
-async fn admin_api() -> (TestApp, String) {
-    let app = spawn_app().await;
-    app.setup_admin().await;
-    let token = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
-    (app, token)
-}
-
-async fn call(app: &TestApp, token: &str, op: &str, body: Value) -> (u16, Value) {
-    let res = client()
-        .post(app.url(&format!("/api/v1/{op}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{op}: not JSON: {text}")),
-    )
-}
-
-async fn ok(app: &TestApp, token: &str, op: &str, body: Value) -> Value {
-    let (status, out) = call(app, token, op, body).await;
-    assert_eq!(status, 200, "{op}: {out}");
-    out
-}
+use crate::harness::{
+    ADMIN, ADMIN_PASSWORD, TestApp, USER_PASSWORD as PASSWORD, admin_api, api_call as call,
+    api_ok as ok, client, spawn_app, user_with_policy,
+};
 
 async fn db(app: &TestApp) -> PgConnection {
     PgConnection::connect_with(&app.db.options).await.unwrap()
@@ -48,36 +20,6 @@ async fn denials(app: &TestApp) -> i64 {
         .fetch_one(&mut db(app).await)
         .await
         .unwrap()
-}
-
-/// A user with a password and, optionally, one customer policy; returns their API token.
-async fn user_with_policy(app: &TestApp, admin: &str, name: &str, policy: Option<Value>) -> String {
-    ok(
-        app,
-        admin,
-        "CreateUser",
-        json!({"userName": name, "password": PASSWORD}),
-    )
-    .await;
-    if let Some(doc) = policy {
-        let policy_name = format!("{name}-policy");
-        ok(
-            app,
-            admin,
-            "CreatePolicy",
-            json!({"policyName": policy_name, "policyDocument": doc.to_string()}),
-        )
-        .await;
-        ok(
-            app,
-            admin,
-            "AttachUserPolicy",
-            json!({"userName": name, "policyName": policy_name}),
-        )
-        .await;
-    }
-    let signed_in = app.sign_in(name, PASSWORD).await;
-    app.console_token_as(&signed_in, PASSWORD, &[]).await
 }
 
 #[tokio::test]

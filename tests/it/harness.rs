@@ -577,3 +577,85 @@ impl TestApp {
             .unwrap()
     }
 }
+
+// ---- The API, as a client calls it --------------------------------------------------------------
+
+/// A fresh app with the administrator set up, and an API token of theirs.
+pub async fn admin_api() -> (TestApp, String) {
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    let token = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    (app, token)
+}
+
+/// Calls one API operation; the status and the JSON answer.
+pub async fn api_call(
+    app: &TestApp,
+    token: &str,
+    op: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let res = client()
+        .post(app.url(&format!("/api/v1/{op}")))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{op}: not JSON: {text}")),
+    )
+}
+
+/// Calls one API operation that must succeed.
+pub async fn api_ok(
+    app: &TestApp,
+    token: &str,
+    op: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let (status, out) = api_call(app, token, op, body).await;
+    assert_eq!(status, 200, "{op}: {out}");
+    out
+}
+
+/// The password of the users [`user_with_policy`] makes.
+pub const USER_PASSWORD: &str = "a long and unusual passphrase 42";
+
+/// A user with a password and, optionally, one customer policy; returns their API token.
+pub async fn user_with_policy(
+    app: &TestApp,
+    admin: &str,
+    name: &str,
+    policy: Option<serde_json::Value>,
+) -> String {
+    api_ok(
+        app,
+        admin,
+        "CreateUser",
+        serde_json::json!({"userName": name, "password": USER_PASSWORD}),
+    )
+    .await;
+    if let Some(doc) = policy {
+        let policy_name = format!("{name}-policy");
+        api_ok(
+            app,
+            admin,
+            "CreatePolicy",
+            serde_json::json!({"policyName": policy_name, "policyDocument": doc.to_string()}),
+        )
+        .await;
+        api_ok(
+            app,
+            admin,
+            "AttachUserPolicy",
+            serde_json::json!({"userName": name, "policyName": policy_name}),
+        )
+        .await;
+    }
+    let signed_in = app.sign_in(name, USER_PASSWORD).await;
+    app.console_token_as(&signed_in, USER_PASSWORD, &[]).await
+}

@@ -4,39 +4,7 @@
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::harness::{TestApp, spawn_app};
-
-async fn admin_api() -> (TestApp, String) {
-    let app = spawn_app().await;
-    app.setup_admin().await;
-    let token = app
-        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
-        .await;
-    (app, token)
-}
-
-async fn call(app: &TestApp, token: &str, op: &str, body: Value) -> (u16, Value) {
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/{op}")))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{op}: {text}")),
-    )
-}
-
-async fn ok(app: &TestApp, token: &str, op: &str, body: Value) -> Value {
-    let (status, out) = call(app, token, op, body).await;
-    assert_eq!(status, 200, "{op}: {out}");
-    out
-}
+use crate::harness::{TestApp, admin_api, api_call as call, api_ok as ok};
 
 async fn err(app: &TestApp, token: &str, op: &str, body: Value) -> (String, String) {
     let (status, out) = call(app, token, op, body).await;
