@@ -212,3 +212,68 @@ pub async fn versions(
     .fetch_all(conn)
     .await
 }
+
+/// A pipeline's row, locked until the transaction ends (tag changes serialize on it, so the
+/// per-pipeline tag limit holds however many requests race).
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<PipelineRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PipelineRow,
+        "SELECT id, name, current_version, created_at, updated_at FROM pipelines WHERE name = $1 FOR UPDATE",
+        name
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A pipeline's tags, by key.
+pub async fn tags(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT key, value FROM pipeline_tags WHERE pipeline_id = $1 ORDER BY key",
+        pipeline_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.key, r.value)).collect())
+}
+
+/// Adds tags or replaces the values of existing keys.
+pub async fn put_tags(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    tags: &[(String, String)],
+) -> Result<(), sqlx::Error> {
+    let (keys, values): (Vec<String>, Vec<String>) = tags.iter().cloned().unzip();
+    sqlx::query!(
+        r#"INSERT INTO pipeline_tags (pipeline_id, key, value)
+           SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS t(k, v)
+           ON CONFLICT (pipeline_id, key) DO UPDATE SET value = EXCLUDED.value"#,
+        pipeline_id,
+        &keys,
+        &values
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the tags with these keys (absent keys are no error).
+pub async fn remove_tags(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM pipeline_tags WHERE pipeline_id = $1 AND key = ANY($2::text[])",
+        pipeline_id,
+        keys
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

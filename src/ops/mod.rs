@@ -10,6 +10,7 @@ pub mod audit_log;
 pub mod auth;
 pub mod iam;
 pub mod pipelines;
+pub mod tags;
 pub mod throttle;
 
 use std::sync::Arc;

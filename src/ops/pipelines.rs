@@ -15,12 +15,26 @@ use crate::pipeline::wire::PipelineDeclaration;
 use crate::pipeline::{self, Pipeline};
 use crate::sealing::MasterKey;
 
+pub use super::tags::Tag;
+
 /// What `GetPipeline` returns besides the declaration.
 #[derive(Debug, Clone)]
 pub struct Metadata {
     pub pipeline_arn: String,
     pub created: OffsetDateTime,
     pub updated: OffsetDateTime,
+}
+
+impl Metadata {
+    /// CodePipeline's `metadata` object: the ARN, and the times as epoch seconds.
+    pub fn wire(&self) -> serde_json::Value {
+        let epoch = |t: OffsetDateTime| t.unix_timestamp_nanos() as f64 / 1e9;
+        json!({
+            "pipelineArn": self.pipeline_arn,
+            "created": epoch(self.created),
+            "updated": epoch(self.updated),
+        })
+    }
 }
 
 /// A pipeline in a listing.
@@ -74,7 +88,7 @@ fn not_found(name: &str) -> AppError {
 
 /// A pipeline name as sent by a caller, checked before it reaches the database (a NUL or any
 /// other character no pipeline name can hold is a clear error, never a database failure).
-fn existing_name(name: &str) -> Result<&str, AppError> {
+pub(super) fn existing_name(name: &str) -> Result<&str, AppError> {
     let valid = (1..=100).contains(&name.chars().count())
         && name
             .chars()
@@ -283,20 +297,40 @@ fn audit_params(decl: &PipelineDeclaration) -> serde_json::Value {
     json!({ "pipeline": to_json(&shown) })
 }
 
+/// Creates a pipeline at version 1, with `tags`. Tagging needs `codepipeline:TagResource` on the
+/// pipeline too, as in CodePipeline.
 pub async fn create_pipeline(
     s: &Services,
     c: &Caller,
     decl: PipelineDeclaration,
+    tags: Vec<Tag>,
 ) -> Result<PipelineDeclaration, AppError> {
     let name = decl.name.clone();
+    if !tags.is_empty() {
+        super::require(
+            s,
+            c,
+            Action::TagResource,
+            &Resource::pipeline(&name),
+            json!({"name": name, "tags": tags}),
+        )
+        .await?;
+    }
     Op::run(
         s,
         c,
         Kind::Change,
         Action::CreatePipeline,
         Resource::pipeline(&name),
-        audit_params(&decl),
+        {
+            let mut params = audit_params(&decl);
+            if !tags.is_empty() {
+                params["tags"] = json!(tags);
+            }
+            params
+        },
         async |op| {
+            super::tags::check_tags(&tags)?;
             let pipeline = checked(decl)?.with_version(1);
             let mut declaration = pipeline.declaration().clone();
             let id = Uuid::new_v4();
@@ -311,6 +345,7 @@ pub async fn create_pipeline(
                     message: format!("A pipeline with the name '{name}' already exists"),
                 });
             }
+            super::tags::put_new(op.conn(), id, &tags).await?;
             Ok(masked(declaration))
         },
     )

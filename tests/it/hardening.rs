@@ -213,7 +213,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "{page}: one AccessDenied event"
         );
     }
-    let forms: [(&str, &[(&str, &str)]); 16] = [
+    let forms: [(&str, &[(&str, &str)]); 19] = [
         (
             "/admin/users",
             &[("user_name", "x"), ("password", PASSWORD)],
@@ -248,6 +248,15 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("/admin/policies/AdministratorAccess/delete", &[]),
         ("/pipelines/web/delete", &[]),
         ("/pipelines/import", &[("document", "{}")]),
+        (
+            "/pipelines/new",
+            &[("step", "1"), ("go", "next"), ("name", "x")],
+        ),
+        (
+            "/pipelines/web/edit",
+            &[("op", "add_stage"), ("working", "{}")],
+        ),
+        ("/pipelines/web/edit/json", &[("document", "{}")]),
     ];
     for (path, fields) in forms {
         let before = denials(&app).await;
@@ -331,6 +340,18 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("DeletePipeline", json!({"name": "web"})),
         ("ListPipelines", json!({})),
         ("ListActionTypes", json!({})),
+        (
+            "TagResource",
+            json!({"resourceArn": "arn:sluice:codepipeline:::web", "tags": [{"key": "k", "value": "v"}]}),
+        ),
+        (
+            "UntagResource",
+            json!({"resourceArn": "arn:sluice:codepipeline:::web", "tagKeys": ["k"]}),
+        ),
+        (
+            "ListTagsForResource",
+            json!({"resourceArn": "arn:sluice:codepipeline:::web"}),
+        ),
     ];
     for (op, body) in operations {
         let before = denials(&app).await;

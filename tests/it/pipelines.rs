@@ -546,3 +546,127 @@ async fn list_action_types_describes_the_registry() {
     .await;
     assert_eq!(approvals["actionTypes"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn tags_are_stored_listed_changed_removed_and_limited_under_a_crowd() {
+    let (app, t) = admin_api().await;
+    let created = ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": web_app("tagged"), "tags": [{"key": "team", "value": "web"}, {"key": "tier", "value": ""}]}),
+    )
+    .await;
+    assert_eq!(created["tags"][0]["key"], "team");
+    let arn = "arn:sluice:codepipeline:::tagged";
+    let list = || {
+        let (app, t) = (&app, t.clone());
+        async move {
+            ok(app, &t, "ListTagsForResource", json!({"resourceArn": arn})).await["tags"].clone()
+        }
+    };
+    assert_eq!(
+        list().await,
+        json!([{"key": "team", "value": "web"}, {"key": "tier", "value": ""}])
+    );
+    ok(
+        &app,
+        &t,
+        "TagResource",
+        json!({"resourceArn": "arn:aws:codepipeline:eu-west-1:111122223333:tagged", "tags": [{"key": "team", "value": "platform"}]}),
+    )
+    .await;
+    ok(
+        &app,
+        &t,
+        "UntagResource",
+        json!({"resourceArn": arn, "tagKeys": ["tier", "absent"]}),
+    )
+    .await;
+    assert_eq!(list().await, json!([{"key": "team", "value": "platform"}]));
+
+    for (body, kind) in [
+        (
+            json!({"resourceArn": arn, "tags": [{"key": "aws:x", "value": "1"}]}),
+            "InvalidTagsException",
+        ),
+        (
+            json!({"resourceArn": arn, "tags": [{"key": "k", "value": "v", "extra": 1}]}),
+            "SerializationException",
+        ),
+        (
+            json!({"resourceArn": "tagged", "tags": []}),
+            "InvalidArnException",
+        ),
+        (
+            json!({"resourceArn": "arn:sluice:codepipeline:::missing", "tags": []}),
+            "ResourceNotFoundException",
+        ),
+    ] {
+        let (kind_got, _) = err(&app, &t, "TagResource", body.clone()).await;
+        assert_eq!(kind_got, kind, "{body}");
+    }
+
+    // 60 callers at once each add a tag to a pipeline that has 1: exactly 49 fit.
+    let results = futures_util::future::join_all((0..60).map(|i| {
+        let (app, t) = (&app, t.clone());
+        async move {
+            call(
+                app,
+                &t,
+                "TagResource",
+                json!({"resourceArn": arn, "tags": [{"key": format!("k{i}"), "value": "v"}]}),
+            )
+            .await
+        }
+    }))
+    .await;
+    let fitted = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(fitted, 49, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(_, out)| out["__type"] == "TooManyTagsException")
+    );
+    assert_eq!(list().await.as_array().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn creating_with_tags_needs_tag_resource_too() {
+    let (app, admin) = admin_api().await;
+    let token = crate::harness::user_with_policy(
+        &app,
+        &admin,
+        "creator",
+        Some(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["codepipeline:CreatePipeline", "codepipeline:GetPipeline"], "Resource": "*"}
+        ]})),
+    )
+    .await;
+    let (status, out) = call(
+        &app,
+        &token,
+        "CreatePipeline",
+        json!({"pipeline": web_app("labelled"), "tags": [{"key": "team", "value": "web"}]}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["__type"].as_str()),
+        (400, Some("AccessDeniedException")),
+        "{out}"
+    );
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap()
+            .contains("codepipeline:TagResource")
+    );
+    ok(
+        &app,
+        &token,
+        "CreatePipeline",
+        json!({"pipeline": web_app("labelled")}),
+    )
+    .await;
+}

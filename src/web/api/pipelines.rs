@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, epoch, parse};
-use crate::error::AppError;
 use crate::ops::pipelines;
+use crate::ops::tags::{self, Tag};
 use crate::ops::{Caller, Page, Services};
 use crate::pipeline::wire::PipelineDeclaration;
 
@@ -18,6 +18,9 @@ pub const OPERATIONS: &[&str] = &[
     "DeletePipeline",
     "ListPipelines",
     "ListActionTypes",
+    "TagResource",
+    "UntagResource",
+    "ListTagsForResource",
 ];
 
 pub async fn call(
@@ -29,27 +32,14 @@ pub async fn call(
     Ok(match operation {
         "CreatePipeline" => {
             let i: CreatePipeline = parse(input)?;
-            if i.tags.as_ref().is_some_and(|t| !t.is_empty()) {
-                return Err(AppError::validation(
-                    "tags",
-                    "tags are not supported yet; leave them out",
-                )
-                .into());
-            }
-            let created = pipelines::create_pipeline(s, c, i.pipeline).await?;
-            json!({ "pipeline": created, "tags": [] })
+            let tags = i.tags.unwrap_or_default();
+            let created = pipelines::create_pipeline(s, c, i.pipeline, tags.clone()).await?;
+            json!({ "pipeline": created, "tags": tags })
         }
         "GetPipeline" => {
             let i: GetPipeline = parse(input)?;
             let (declaration, metadata) = pipelines::get_pipeline(s, c, &i.name, i.version).await?;
-            json!({
-                "pipeline": declaration,
-                "metadata": {
-                    "pipelineArn": metadata.pipeline_arn,
-                    "created": epoch(metadata.created),
-                    "updated": epoch(metadata.updated),
-                }
-            })
+            json!({ "pipeline": declaration, "metadata": metadata.wire() })
         }
         "UpdatePipeline" => {
             let i: UpdatePipeline = parse(input)?;
@@ -86,6 +76,22 @@ pub async fn call(
                 })).collect::<Vec<_>>(),
                 "nextToken": page.next,
             })
+        }
+        "TagResource" => {
+            let i: TagResource = parse(input)?;
+            tags::tag_resource(s, c, &i.resource_arn, i.tags).await?;
+            json!({})
+        }
+        "UntagResource" => {
+            let i: UntagResource = parse(input)?;
+            tags::untag_resource(s, c, &i.resource_arn, i.tag_keys).await?;
+            json!({})
+        }
+        "ListTagsForResource" => {
+            let i: ListTagsForResource = parse(input)?;
+            // A pipeline has at most 50 tags: one page, whatever maxResults says.
+            let _ = (i.next_token, i.max_results);
+            json!({ "tags": tags::list_tags_for_resource(s, c, &i.resource_arn).await? })
         }
         "ListActionTypes" => {
             let i: ListActionTypes = parse(input)?;
@@ -125,7 +131,7 @@ pub async fn call(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreatePipeline {
     pipeline: PipelineDeclaration,
-    tags: Option<Vec<Value>>,
+    tags: Option<Vec<Tag>>,
     /// What `get-pipeline` prints beside the declaration; ignored.
     #[serde(rename = "metadata")]
     _metadata: Option<Value>,
@@ -168,4 +174,26 @@ struct ListActionTypes {
     _next_token: Option<String>,
     #[serde(rename = "regionFilter")]
     _region_filter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TagResource {
+    resource_arn: String,
+    tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UntagResource {
+    resource_arn: String,
+    tag_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListTagsForResource {
+    resource_arn: String,
+    next_token: Option<String>,
+    max_results: Option<i64>,
 }

@@ -363,6 +363,14 @@ async fn apply(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
+    // Refused (and audited) before the page's content is even read.
+    super::require(
+        &state,
+        &user,
+        Action::UpdatePipeline,
+        &Resource::pipeline(&path),
+    )
+    .await?;
     let mut decl: PipelineDeclaration = serde_json::from_str(field(&form, "working"))
         .map_err(|_| ConsoleError::BadRequest("the editor's page is damaged; reload it".into()))?;
     if decl.name != *path {
@@ -373,13 +381,6 @@ async fn apply(
     let op = field(&form, "op").to_string();
     let drafts = SecretDrafts::of(&state.services, &user.caller, &path);
     if op != "save" {
-        super::require(
-            &state,
-            &user,
-            Action::UpdatePipeline,
-            &Resource::pipeline(&path),
-        )
-        .await?;
         let outcome = edit(&mut decl, &op, &form, &drafts);
         let mut view = page(&user, &decl);
         let status = match outcome {

@@ -287,10 +287,14 @@ async fn export(
     path: web::Path<String>,
     query: web::Query<VersionQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let (decl, _) =
+    let (decl, metadata) =
         pipelines::get_pipeline(&state.services, &user.caller, &path, query.version).await?;
-    let body =
-        serde_json::to_string_pretty(&serde_json::json!({ "pipeline": decl })).unwrap_or_default();
+    // As `aws codepipeline get-pipeline` prints it; CreatePipeline and import ignore `metadata`.
+    let body = serde_json::to_string_pretty(&serde_json::json!({
+        "pipeline": decl,
+        "metadata": metadata.wire(),
+    }))
+    .unwrap_or_default();
     let filename: String = decl
         .name
         .chars()
@@ -418,7 +422,7 @@ async fn import(
             return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
         }
     };
-    match pipelines::create_pipeline(&state.services, &user.caller, decl).await {
+    match pipelines::create_pipeline(&state.services, &user.caller, decl, Vec::new()).await {
         Ok(created) => Ok(see_other(&format!(
             "/pipelines/{}?done=created",
             segment(&created.name)
@@ -468,6 +472,13 @@ async fn save(
     form: CsrfForm<DocumentForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
+    super::require(
+        &state,
+        &user,
+        Action::UpdatePipeline,
+        &Resource::pipeline(&path),
+    )
+    .await?;
     let mut page = edit_page(&user, &path, form.document.clone());
     let mut decl = match parse_document(&form.document) {
         Ok(d) => d,

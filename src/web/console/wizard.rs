@@ -405,7 +405,8 @@ async fn step(
                         anyhow::Error::new(e).context("the wizard built an unreadable declaration"),
                     )
                 })?;
-            match pipelines::create_pipeline(&state.services, &user.caller, decl).await {
+            match pipelines::create_pipeline(&state.services, &user.caller, decl, Vec::new()).await
+            {
                 Ok(created) => Ok(see_other(&format!(
                     "/pipelines/{}?done=created",
                     segment(&created.name)
