@@ -157,49 +157,36 @@ pub(super) async fn audit(
     render_with_status(hx, &page, StatusCode::OK)
 }
 
-/// The filtered events as JSON Lines, newest first (at most 100,000 events per export).
+/// The filtered events as JSON Lines, newest first, streamed page by page: the export holds one
+/// page in memory however long the log is. The first page is read before the answer starts, so
+/// a refusal is a proper error page; a failure later ends the stream early (and is logged).
 pub(super) async fn audit_export(
     state: web::Data<AppState>,
     user: SignedIn,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
     let filter = query.filter().map_err(ConsoleError::BadRequest)?;
-    let mut body = String::new();
-    let mut next = None;
-    for _ in 0..100 {
-        let page = crate::ops::audit_log::lookup_audit_events(
-            &state.services,
-            &user.caller,
-            &filter,
-            &Page {
-                next: next.clone(),
-                max: Some(1000),
-            },
-        )
-        .await?;
-        for e in &page.items {
-            let line = serde_json::json!({
-                "eventId": e.event_id,
-                "eventTime": e.event_time.format(&Rfc3339).unwrap_or_default(),
-                "userName": e.user_name,
-                "tokenId": e.token_id,
-                "sourceIpAddress": e.source_ip,
-                "userAgent": e.user_agent,
-                "eventName": e.event_name,
-                "resourceArn": e.resource_arn,
-                "requestParameters": e.request_parameters,
-                "outcome": e.outcome,
-                "errorMessage": e.error_message,
-                "requestId": e.request_id,
-            });
-            body.push_str(&line.to_string());
-            body.push('\n');
-        }
-        match page.next {
-            Some(n) => next = Some(n),
-            None => break,
-        }
-    }
+    let first = export_page(&state, &user, &filter, None).await?;
+    let pages = futures_util::stream::unfold(
+        (Some(first), state, user, filter),
+        |(page, state, user, filter)| async move {
+            let (lines, next) = page?;
+            let following = match next {
+                None => None,
+                Some(cursor) => match export_page(&state, &user, &filter, Some(cursor)).await {
+                    Ok(page) => Some(page),
+                    Err(e) => {
+                        tracing::error!(error = %e, "the audit export stopped early");
+                        None
+                    }
+                },
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(web::Bytes::from(lines)),
+                (following, state, user, filter),
+            ))
+        },
+    );
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson; charset=utf-8")
         .insert_header((
@@ -207,5 +194,44 @@ pub(super) async fn audit_export(
             "attachment; filename=\"sluice-audit.jsonl\"",
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body))
+        .streaming(pages))
+}
+
+/// One page of the export as JSON Lines, and the cursor of the next page.
+async fn export_page(
+    state: &AppState,
+    user: &SignedIn,
+    filter: &crate::db::audit::AuditFilter,
+    next: Option<String>,
+) -> Result<(String, Option<String>), ConsoleError> {
+    let page = crate::ops::audit_log::lookup_audit_events(
+        &state.services,
+        &user.caller,
+        filter,
+        &Page {
+            next,
+            max: Some(crate::ops::audit_log::EXPORT_PAGE),
+        },
+    )
+    .await?;
+    let mut lines = String::new();
+    for e in &page.items {
+        let line = serde_json::json!({
+            "eventId": e.event_id,
+            "eventTime": e.event_time.format(&Rfc3339).unwrap_or_default(),
+            "userName": e.user_name,
+            "tokenId": e.token_id,
+            "sourceIpAddress": e.source_ip,
+            "userAgent": e.user_agent,
+            "eventName": e.event_name,
+            "resourceArn": e.resource_arn,
+            "requestParameters": e.request_parameters,
+            "outcome": e.outcome,
+            "errorMessage": e.error_message,
+            "requestId": e.request_id,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+    }
+    Ok((lines, page.next))
 }
