@@ -134,11 +134,37 @@ fn namespace_ok(s: &str) -> bool {
     name_ok(s, 100, &['@', '-', '_'])
 }
 
-/// Converts a declaration into a valid pipeline, or reports every problem.
+/// Converts a declaration into a valid pipeline, or reports every problem. Each rule family is
+/// one function below; they share only what one family declares and another consumes (the
+/// artifacts, namespaces and variables a pipeline declares).
 pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
     let mut p = Problems::default();
+    let (execution_mode, pipeline_type) = check_pipeline_fields(&mut p, &decl);
+    let variable_names = check_variables(&mut p, &decl, pipeline_type, execution_mode);
+    check_stage_counts(&mut p, &decl);
+    let declared = check_declarations(&mut p, &decl, pipeline_type, execution_mode);
+    check_consumers(&mut p, &decl, &declared, &variable_names);
+    check_triggers(&mut p, &decl, pipeline_type, &declared.source_actions);
 
-    entity_name(&mut p, "name", &decl.name, "the pipeline name");
+    if !p.0.is_empty() {
+        // Shape problems first, then the structural ones, each group in document order.
+        p.0.sort_by_key(|x| x.kind != Validation);
+        return Err(p);
+    }
+    normalize(&mut decl);
+    Ok(Pipeline {
+        declaration: decl,
+        execution_mode,
+        pipeline_type,
+    })
+}
+
+/// The pipeline's own fields: name, role, artifact store, version, execution mode and type.
+fn check_pipeline_fields(
+    p: &mut Problems,
+    decl: &PipelineDeclaration,
+) -> (ExecutionMode, PipelineType) {
+    entity_name(p, "name", &decl.name, "the pipeline name");
     if let Some(role) = &decl.role_arn
         && role.chars().count() > 1024
     {
@@ -210,7 +236,16 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
         }
     };
 
-    // Pipeline-level variables.
+    (execution_mode, pipeline_type)
+}
+
+/// Pipeline-level variables (V2), and what V1 pipelines may not have; the declared names.
+fn check_variables(
+    p: &mut Problems,
+    decl: &PipelineDeclaration,
+    pipeline_type: PipelineType,
+    execution_mode: ExecutionMode,
+) -> HashSet<String> {
     let mut variable_names = HashSet::new();
     if let Some(vars) = &decl.variables {
         if vars.len() > MAX_VARIABLES {
@@ -270,7 +305,11 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
         );
     }
 
-    // Stages and actions.
+    variable_names
+}
+
+/// CodePipeline's quotas on stages and actions.
+fn check_stage_counts(p: &mut Problems, decl: &PipelineDeclaration) {
     let stage_count = decl.stages.len();
     if stage_count < 2 {
         p.push(
@@ -293,20 +332,36 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
             format!("at most {MAX_ACTIONS} actions in a pipeline (got {total_actions})"),
         );
     }
+}
 
+/// What the stages and actions of a pipeline declare.
+struct Declared {
+    /// Output artifacts: name → (stage index, runOrder, path).
+    outputs: HashMap<String, (usize, i64, String)>,
+    /// Namespaces: name → (stage index, runOrder, action type, path).
+    namespaces: HashMap<String, (usize, i64, Option<&'static ActionType>, String)>,
+    /// Source actions by name, with their type.
+    source_actions: HashMap<String, &'static ActionType>,
+}
+
+/// Stage and action names, categories and placement, types, output artifacts and namespaces:
+/// everything an action declares, so that later checks can see all of it.
+fn check_declarations(
+    p: &mut Problems,
+    decl: &PipelineDeclaration,
+    pipeline_type: PipelineType,
+    execution_mode: ExecutionMode,
+) -> Declared {
     let mut stage_names = HashSet::new();
-    // Output artifacts: name → (stage index, runOrder, path).
     let mut outputs: HashMap<String, (usize, i64, String)> = HashMap::new();
-    // Namespaces: name → (stage index, runOrder, action type).
     let mut namespaces: HashMap<String, (usize, i64, Option<&'static ActionType>, String)> =
         HashMap::new();
     let mut any_non_source = false;
     let mut source_actions: HashMap<String, &'static ActionType> = HashMap::new();
 
-    // First pass: everything an action declares (so that later checks can see all outputs).
     for (si, stage) in decl.stages.iter().enumerate() {
         let sp = format!("stages[{si}]");
-        entity_name(&mut p, &format!("{sp}.name"), &stage.name, "a stage name");
+        entity_name(p, &format!("{sp}.name"), &stage.name, "a stage name");
         if !stage_names.insert(stage.name.clone()) {
             p.push(
                 InvalidStructure,
@@ -314,7 +369,7 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
                 format!("the stage name {} is used twice", stage.name),
             );
         }
-        check_stage_options(&mut p, &sp, stage, pipeline_type, execution_mode);
+        check_stage_options(p, &sp, stage, pipeline_type, execution_mode);
         let n = stage.actions.len();
         if n == 0 {
             p.push(
@@ -332,12 +387,7 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
         let mut action_names = HashSet::new();
         for (ai, action) in stage.actions.iter().enumerate() {
             let ap = format!("{sp}.actions[{ai}]");
-            entity_name(
-                &mut p,
-                &format!("{ap}.name"),
-                &action.name,
-                "an action name",
-            );
+            entity_name(p, &format!("{ap}.name"), &action.name, "an action name");
             if !action_names.insert(action.name.clone()) {
                 p.push(
                     InvalidStageDeclaration,
@@ -371,7 +421,7 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
                     );
                 }
             }
-            let action_type = resolve_type(&mut p, &ap, action);
+            let action_type = resolve_type(p, &ap, action);
             if let (true, Some(t)) = (is_source, action_type) {
                 source_actions.insert(action.name.clone(), t);
             }
@@ -428,7 +478,7 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
             }
         }
     }
-    if stage_count >= 2 && !any_non_source {
+    if decl.stages.len() >= 2 && !any_non_source {
         p.push(
             InvalidStructure,
             "stages",
@@ -445,7 +495,22 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
         }
     }
 
-    // Second pass: what an action consumes, and its configuration.
+    Declared {
+        outputs,
+        namespaces,
+        source_actions,
+    }
+}
+
+/// What each action consumes: run order, input artifacts, its type's counts and configuration,
+/// its fields, and the variables it references.
+fn check_consumers(
+    p: &mut Problems,
+    decl: &PipelineDeclaration,
+    declared: &Declared,
+    variable_names: &HashSet<String>,
+) {
+    let (outputs, namespaces) = (&declared.outputs, &declared.namespaces);
     for (si, stage) in decl.stages.iter().enumerate() {
         for (ai, action) in stage.actions.iter().enumerate() {
             let ap = format!("stages[{si}].actions[{ai}]");
@@ -492,23 +557,22 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
                 &action.action_type_id.version,
             );
             if let Some(t) = action_type {
-                check_counts(&mut p, &ap, action, t);
-                check_configuration(&mut p, &ap, action, t);
+                check_counts(p, &ap, action, t);
+                check_configuration(p, &ap, action, t);
             }
-            check_action_fields(&mut p, &ap, action, action_type);
-            check_references(
-                &mut p,
-                &ap,
-                action,
-                si,
-                run_order,
-                &namespaces,
-                &variable_names,
-            );
+            check_action_fields(p, &ap, action, action_type);
+            check_references(p, &ap, action, si, run_order, namespaces, variable_names);
         }
     }
+}
 
-    // Triggers.
+/// Triggers (V2): one per Git source action, with well-formed push and pull-request filters.
+fn check_triggers(
+    p: &mut Problems,
+    decl: &PipelineDeclaration,
+    pipeline_type: PipelineType,
+    source_actions: &HashMap<String, &'static ActionType>,
+) {
     if let Some(triggers) = &decl.triggers {
         if pipeline_type == PipelineType::V1 && !triggers.is_empty() {
             p.push(
@@ -582,7 +646,7 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
                         ("branches", &f.branches),
                         ("filePaths", &f.file_paths),
                     ] {
-                        check_patterns(&mut p, &format!("{fp}.{name}"), filter.as_ref());
+                        check_patterns(p, &format!("{fp}.{name}"), filter.as_ref());
                     }
                 }
             }
@@ -617,24 +681,12 @@ pub fn validate(mut decl: PipelineDeclaration) -> Result<Pipeline, Problems> {
                     }
                     for (name, filter) in [("branches", &f.branches), ("filePaths", &f.file_paths)]
                     {
-                        check_patterns(&mut p, &format!("{fp}.{name}"), filter.as_ref());
+                        check_patterns(p, &format!("{fp}.{name}"), filter.as_ref());
                     }
                 }
             }
         }
     }
-
-    if !p.0.is_empty() {
-        // Shape problems first, then the structural ones, each group in document order.
-        p.0.sort_by_key(|x| x.kind != Validation);
-        return Err(p);
-    }
-    normalize(&mut decl);
-    Ok(Pipeline {
-        declaration: decl,
-        execution_mode,
-        pipeline_type,
-    })
 }
 
 /// Fills CodePipeline's defaults so that outputs always carry them.
