@@ -10,7 +10,7 @@ mod tests;
 
 pub use validate::{
     MAX_ACTIONS, MAX_ACTIONS_PER_STAGE, MAX_STAGES, Problem, ProblemKind, Problems, REGION,
-    references, validate,
+    check_format, references, validate,
 };
 
 use wire::PipelineDeclaration;

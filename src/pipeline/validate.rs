@@ -949,7 +949,7 @@ fn check_configuration(p: &mut Problems, ap: &str, action: &ActionDeclaration, t
 /// Checks a value against its property's format. Messages never quote the value (it may be a
 /// secret, or a buildspec too long to read in a message). A value holding a `#{…}` reference is
 /// checked after it is resolved, when the action runs, unless it is a document.
-fn check_format(format: Format, value: &str) -> Result<(), String> {
+pub fn check_format(format: Format, value: &str) -> Result<(), String> {
     let deferred = value.contains("#{");
     match format {
         Format::Line | Format::MultiLine | Format::Secret => Ok(()),

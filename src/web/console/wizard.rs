@@ -14,6 +14,8 @@ use serde_json::json;
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
 use crate::error::AppError;
 use crate::ops::pipelines;
+use crate::pipeline::action_types::Format;
+use crate::pipeline::check_format;
 use crate::pipeline::wire::PipelineDeclaration;
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, SignedIn};
@@ -242,6 +244,19 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 e.insert(key, format!("{what} must be at most 1000 characters"));
             }
         };
+    // The same format rules the pipeline's validation applies, shown next to the field.
+    let formatted = |e: &mut HashMap<&'static str, String>,
+                     key: &'static str,
+                     value: &str,
+                     what: &str,
+                     format: Format| {
+        required(e, key, value, what);
+        if !e.contains_key(key)
+            && let Err(message) = check_format(format, value.trim())
+        {
+            e.insert(key, format!("{what} {message}"));
+        }
+    };
     match step {
         1 => {
             if !name_ok(f.name.trim()) {
@@ -262,7 +277,13 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 required(&mut e, "upload_bucket", &f.upload_bucket, "the bucket");
                 required(&mut e, "upload_key", &f.upload_key, "the object key");
             } else {
-                required(&mut e, "git_url", &f.git_url, "the repository URL");
+                formatted(
+                    &mut e,
+                    "git_url",
+                    &f.git_url,
+                    "the repository URL",
+                    Format::RepositoryUrl,
+                );
                 required(&mut e, "git_branch", &f.git_branch, "the branch");
             }
         }
@@ -271,6 +292,11 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 "build_spec",
                 "an inline buildspec must be at most 1000 characters".to_string(),
             );
+        }
+        3 if f.build_provider != "skip" && !f.build_spec.trim().is_empty() => {
+            if let Err(message) = check_format(Format::BuildSpec, &f.build_spec) {
+                e.insert("build_spec", format!("the buildspec {message}"));
+            }
         }
         4 => match f.deploy_provider.as_str() {
             "skip" if f.build_provider == "skip" => {
@@ -281,12 +307,19 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 );
             }
             "skip" => {}
-            "Webhook" => required(&mut e, "webhook_url", &f.webhook_url, "the endpoint URL"),
-            _ => required(
+            "Webhook" => formatted(
+                &mut e,
+                "webhook_url",
+                &f.webhook_url,
+                "the endpoint URL",
+                Format::HttpUrl,
+            ),
+            _ => formatted(
                 &mut e,
                 "target_directory",
                 &f.target_directory,
                 "the target directory",
+                Format::AbsolutePath,
             ),
         },
         _ => {}
@@ -514,5 +547,22 @@ mod tests {
         let mut bad_vars = complete();
         bad_vars.variables = "no equals sign".into();
         assert!(check(1, &bad_vars)["variables"].contains("NAME=default"));
+    }
+
+    #[test]
+    fn each_field_is_checked_by_its_property_format_next_to_it() {
+        let mut f = complete();
+        f.git_url = "demo.git".into();
+        assert!(check(2, &f)["git_url"].contains("https://"));
+        f.git_url = "git@git.example.com:team/demo.git".into();
+        assert!(check(2, &f).is_empty());
+        f.build_spec = "phases: {build: {commands: [make]}}".into();
+        assert!(check(3, &f)["build_spec"].contains("version: 0.2"));
+        f.deploy_provider = "Directory".into();
+        f.target_directory = "srv/demo".into();
+        assert!(check(4, &f)["target_directory"].contains("absolute"));
+        f.deploy_provider = "Webhook".into();
+        f.webhook_url = "deploy.example.com/hook".into();
+        assert!(check(4, &f)["webhook_url"].contains("http"));
     }
 }
