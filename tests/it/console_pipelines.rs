@@ -341,34 +341,8 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
     .await;
     let html = body(app.get("/pipelines/edited/edit").await).await;
     assert!(html.contains("Save as version 2"));
-    let working = |html: &str| {
-        let raw = html
-            .split(r#"name="working" value=""#)
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_string();
-        raw.replace("&#34;", "\"")
-            .replace("&quot;", "\"")
-            .replace("&#38;", "&")
-            .replace("&amp;", "&")
-            .replace("&#39;", "'")
-            .replace("&#60;", "<")
-            .replace("&#62;", ">")
-    };
     let step = |html: String, fields: Vec<(&'static str, String)>| {
-        let app = &app;
-        async move {
-            let w = working(&html);
-            let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            all.push(("working", &w));
-            let res = app
-                .post_form(&app.client, "/pipelines/edited/edit", &all)
-                .await;
-            (res.status().as_u16(), body(res).await)
-        }
+        editor_post(&app, "edited", fields, html)
     };
     let (status, html) = step(
         html,
@@ -418,6 +392,22 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
         view.contains("Version 2") && view.contains(r#"<h2 id="stage-4">Staging</h2>"#),
         "{view}"
     );
+}
+
+/// Posts one form of the editor page `html` (its working copy with it), as a browser would.
+async fn editor_post(
+    app: &TestApp,
+    pipeline: &str,
+    fields: Vec<(&'static str, String)>,
+    html: String,
+) -> (u16, String) {
+    let working = working_of(&html);
+    let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.push(("working", &working));
+    let res = app
+        .post_form(&app.client, &format!("/pipelines/{pipeline}/edit"), &all)
+        .await;
+    (res.status().as_u16(), body(res).await)
 }
 
 /// The editor's working copy, as the page holds it (unescaped).
@@ -496,16 +486,7 @@ async fn editing_one_field_keeps_every_other_value_byte_identical_and_no_secret_
     // the run order changed.
     let crlf = |s: &str| s.replace('\n', "\r\n");
     let post = |fields: Vec<(&'static str, String)>, html: String| {
-        let app = &app;
-        async move {
-            let w = working_of(&html);
-            let mut all: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            all.push(("working", &w));
-            let res = app
-                .post_form(&app.client, "/pipelines/careful/edit", &all)
-                .await;
-            (res.status().as_u16(), body(res).await)
-        }
+        editor_post(&app, "careful", fields, html)
     };
     let (status, html) = post(
         vec![

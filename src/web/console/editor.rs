@@ -10,7 +10,6 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
-use crate::access::{Action, Resource};
 use crate::ops::pipelines::{self, SecretDrafts};
 use crate::pipeline::action_types::{self, BUILT_IN};
 use crate::pipeline::wire::{
@@ -172,13 +171,7 @@ async fn show(
     path: web::Path<String>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    super::require(
-        &state,
-        &user,
-        Action::UpdatePipeline,
-        &Resource::pipeline(&path),
-    )
-    .await?;
+    super::may_update_pipeline(&state, &user, &path).await?;
     let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
     render_with_status(hx, &page(&user, &decl), StatusCode::OK)
 }
@@ -364,13 +357,7 @@ async fn apply(
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
     // Refused (and audited) before the page's content is even read.
-    super::require(
-        &state,
-        &user,
-        Action::UpdatePipeline,
-        &Resource::pipeline(&path),
-    )
-    .await?;
+    super::may_update_pipeline(&state, &user, &path).await?;
     let mut decl: PipelineDeclaration = serde_json::from_str(field(&form, "working"))
         .map_err(|_| ConsoleError::BadRequest("the editor's page is damaged; reload it".into()))?;
     if decl.name != *path {

@@ -260,6 +260,22 @@ pub async fn require(
     .map_err(ConsoleError::from)
 }
 
+/// The editors' pages and forms are for those who may update the pipeline; others are refused
+/// (audited) before anything of the page is read.
+pub async fn may_update_pipeline(
+    state: &super::AppState,
+    user: &SignedIn,
+    name: &str,
+) -> Result<(), ConsoleError> {
+    require(
+        state,
+        user,
+        crate::access::Action::UpdatePipeline,
+        &crate::access::Resource::pipeline(name),
+    )
+    .await
+}
+
 /// The wizard, import and clone are forms for those who may create pipelines; others are refused
 /// (audited) rather than shown a form whose every use would fail.
 pub async fn may_create_pipelines(

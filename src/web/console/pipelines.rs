@@ -455,13 +455,7 @@ async fn edit_form(
     path: web::Path<String>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    super::require(
-        &state,
-        &user,
-        Action::UpdatePipeline,
-        &Resource::pipeline(&path),
-    )
-    .await?;
+    super::may_update_pipeline(&state, &user, &path).await?;
     let (decl, _) = pipelines::get_pipeline(&state.services, &user.caller, &path, None).await?;
     render_with_status(hx, &edit_page(&user, &path, pretty(&decl)), StatusCode::OK)
 }
@@ -472,13 +466,7 @@ async fn save(
     form: CsrfForm<DocumentForm>,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
-    super::require(
-        &state,
-        &user,
-        Action::UpdatePipeline,
-        &Resource::pipeline(&path),
-    )
-    .await?;
+    super::may_update_pipeline(&state, &user, &path).await?;
     let mut page = edit_page(&user, &path, form.document.clone());
     let mut decl = match parse_document(&form.document) {
         Ok(d) => d,
