@@ -18,6 +18,8 @@ pub mod config;
 pub mod db;
 /// The private PostgreSQL cluster Sluice runs when no `DATABASE_URL` is given.
 pub mod embedded_pg;
+/// The execution engine's rules, pure: states, and the planner that applies one event.
+pub mod engine;
 /// The error of the operations layer, mapped to HTTP by the console and the API.
 pub mod error;
 /// Identity: names, passwords (argon2id), session and API-token secrets.
