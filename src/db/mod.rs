@@ -7,6 +7,7 @@ pub mod access_keys;
 pub mod audit;
 pub mod cluster_admin;
 pub mod groups;
+pub mod jobs;
 pub mod pipelines;
 pub mod policies;
 pub mod sessions;

@@ -13,4 +13,5 @@ mod embedded;
 mod hardening;
 mod http;
 mod identity;
+mod jobs;
 mod pipelines;
