@@ -10,6 +10,7 @@
 pub mod planner;
 mod shape;
 mod state;
+pub mod variables;
 
 #[cfg(test)]
 mod tests;
