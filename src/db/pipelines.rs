@@ -277,3 +277,16 @@ pub async fn remove_tags(
     .await?;
     Ok(())
 }
+
+pub async fn find_by_id(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<PipelineRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PipelineRow,
+        "SELECT id, name, current_version, created_at, updated_at FROM pipelines WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}

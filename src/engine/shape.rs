@@ -2,6 +2,7 @@
 //! runOrder groups they form. Built from a valid [`Pipeline`], so it is never empty or malformed.
 
 use crate::pipeline::Pipeline;
+use crate::pipeline::wire::PipelineDeclaration;
 
 /// One stage: its actions (in declaration order) and their runOrder groups, lowest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +21,12 @@ pub struct Shape {
 
 impl Shape {
     pub fn of(pipeline: &Pipeline) -> Shape {
-        let stages = pipeline
-            .declaration()
+        Shape::of_declaration(pipeline.declaration())
+    }
+
+    /// The shape of a stored version (validated when it was saved).
+    pub fn of_declaration(declaration: &PipelineDeclaration) -> Shape {
+        let stages = declaration
             .stages
             .iter()
             .map(|stage| {

@@ -23,6 +23,20 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// Reads CodePipeline's spelling back.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "InProgress" => ExecutionStatus::InProgress,
+            "Stopping" => ExecutionStatus::Stopping,
+            "Stopped" => ExecutionStatus::Stopped,
+            "Succeeded" => ExecutionStatus::Succeeded,
+            "Failed" => ExecutionStatus::Failed,
+            "Superseded" => ExecutionStatus::Superseded,
+            "Cancelled" => ExecutionStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
@@ -56,6 +70,20 @@ pub enum StageStatus {
 }
 
 impl StageStatus {
+    /// Reads CodePipeline's spelling back.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "InProgress" => StageStatus::InProgress,
+            "Stopping" => StageStatus::Stopping,
+            "Stopped" => StageStatus::Stopped,
+            "Succeeded" => StageStatus::Succeeded,
+            "Failed" => StageStatus::Failed,
+            "Cancelled" => StageStatus::Cancelled,
+            "Skipped" => StageStatus::Skipped,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StageStatus::InProgress => "InProgress",
@@ -78,6 +106,17 @@ pub enum ActionStatus {
 }
 
 impl ActionStatus {
+    /// Reads CodePipeline's spelling back.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "InProgress" => ActionStatus::InProgress,
+            "Succeeded" => ActionStatus::Succeeded,
+            "Failed" => ActionStatus::Failed,
+            "Abandoned" => ActionStatus::Abandoned,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ActionStatus::InProgress => "InProgress",
@@ -211,5 +250,45 @@ impl Runs {
             _ => u64::MAX,
         });
         waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_back_what_they_write() {
+        for s in [
+            ExecutionStatus::InProgress,
+            ExecutionStatus::Stopping,
+            ExecutionStatus::Stopped,
+            ExecutionStatus::Succeeded,
+            ExecutionStatus::Failed,
+            ExecutionStatus::Superseded,
+            ExecutionStatus::Cancelled,
+        ] {
+            assert_eq!(ExecutionStatus::parse(s.as_str()), Some(s));
+        }
+        for s in [
+            StageStatus::InProgress,
+            StageStatus::Stopping,
+            StageStatus::Stopped,
+            StageStatus::Succeeded,
+            StageStatus::Failed,
+            StageStatus::Cancelled,
+            StageStatus::Skipped,
+        ] {
+            assert_eq!(StageStatus::parse(s.as_str()), Some(s));
+        }
+        for s in [
+            ActionStatus::InProgress,
+            ActionStatus::Succeeded,
+            ActionStatus::Failed,
+            ActionStatus::Abandoned,
+        ] {
+            assert_eq!(ActionStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ExecutionStatus::parse("inprogress"), None);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod audit_log;
 pub mod auth;
+pub mod executions;
 pub mod iam;
 pub mod pipelines;
 pub mod tags;

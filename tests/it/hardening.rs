@@ -352,6 +352,15 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "ListTagsForResource",
             json!({"resourceArn": "arn:sluice:codepipeline:::web"}),
         ),
+        ("StartPipelineExecution", json!({"name": "web"})),
+        (
+            "StopPipelineExecution",
+            json!({"pipelineName": "web", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
+        ),
+        (
+            "GetPipelineExecution",
+            json!({"pipelineName": "web", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
+        ),
     ];
     for (op, body) in operations {
         let before = denials(&app).await;

@@ -10,6 +10,7 @@ mod cli;
 mod console;
 mod console_pipelines;
 mod embedded;
+mod executions;
 mod hardening;
 mod http;
 mod identity;

@@ -2,6 +2,7 @@
 //! with `X-Amz-Target: CodePipeline_20150709.{Operation}`. Bearer tokens only (no cookies, so no
 //! CSRF). Errors are `{"__type": "...", "message": "..."}`.
 
+mod executions;
 mod iam;
 mod pipelines;
 
@@ -189,7 +190,10 @@ async fn dispatch(
     operation: &str,
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
-    if !iam::OPERATIONS.contains(&operation) && !pipelines::OPERATIONS.contains(&operation) {
+    if !iam::OPERATIONS.contains(&operation)
+        && !pipelines::OPERATIONS.contains(&operation)
+        && !executions::OPERATIONS.contains(&operation)
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -208,6 +212,8 @@ async fn dispatch(
     }
     let output = if pipelines::OPERATIONS.contains(&operation) {
         pipelines::call(&state.services, &caller, operation, input).await?
+    } else if executions::OPERATIONS.contains(&operation) {
+        executions::call(&state.services, &caller, operation, input).await?
     } else {
         iam::call(&state.services, &caller, operation, input).await?
     };

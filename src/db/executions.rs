@@ -1,0 +1,376 @@
+//! Pipeline executions, their stages and action attempts, and the per-pipeline state the planner
+//! needs (the runs lock, disabled transitions, the latest execution per stage).
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub id: Uuid,
+    pub pipeline_id: Uuid,
+    pub seq: i64,
+    pub pipeline_version: i32,
+    pub status: String,
+    /// `waiting`, `in` or `finished`.
+    pub place: String,
+    pub place_stage: Option<i32>,
+    pub waiting_since: Option<i64>,
+    pub trigger_type: String,
+    pub trigger_detail: String,
+    pub variables: serde_json::Value,
+    pub started_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRow {
+    pub execution_id: Uuid,
+    pub stage_index: i32,
+    pub status: String,
+}
+
+/// An action's latest attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRow {
+    pub execution_id: Uuid,
+    pub stage_index: i32,
+    pub action_index: i32,
+    pub attempt: i32,
+    pub status: String,
+    pub job_id: Option<i64>,
+}
+
+/// The per-pipeline counters, locked until the transaction ends (created on first use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunsRow {
+    pub next_seq: i64,
+    pub clock: i64,
+}
+
+pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<RunsRow, sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO pipeline_runs (pipeline_id, next_seq, clock) VALUES ($1, 1, 0) ON CONFLICT DO NOTHING",
+        pipeline_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query!(
+        "SELECT next_seq, clock FROM pipeline_runs WHERE pipeline_id = $1 FOR UPDATE",
+        pipeline_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(RunsRow {
+        next_seq: row.next_seq,
+        clock: row.clock,
+    })
+}
+
+pub async fn set_runs(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    runs: RunsRow,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE pipeline_runs SET next_seq = $2, clock = $3 WHERE pipeline_id = $1",
+        pipeline_id,
+        runs.next_seq,
+        runs.clock
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stage names whose inbound transition is disabled.
+pub async fn disabled_stages(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT stage_name FROM stage_transitions WHERE pipeline_id = $1 ORDER BY stage_name",
+        pipeline_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Disables a stage's inbound transition (`Some`), or enables it again (`None`).
+pub async fn set_transition(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    stage_name: &str,
+    disabled: Option<(&str, &str, OffsetDateTime)>,
+) -> Result<(), sqlx::Error> {
+    match disabled {
+        Some((reason, by, at)) => {
+            sqlx::query!(
+                r#"INSERT INTO stage_transitions (pipeline_id, stage_name, reason, changed_by, changed_at)
+                   VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (pipeline_id, stage_name) DO UPDATE
+                   SET reason = EXCLUDED.reason, changed_by = EXCLUDED.changed_by, changed_at = EXCLUDED.changed_at"#,
+                pipeline_id,
+                stage_name,
+                reason,
+                by,
+                at
+            )
+            .execute(conn)
+            .await?;
+        }
+        None => {
+            sqlx::query!(
+                "DELETE FROM stage_transitions WHERE pipeline_id = $1 AND stage_name = $2",
+                pipeline_id,
+                stage_name
+            )
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn latest(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT stage_name, execution_id FROM stage_latest WHERE pipeline_id = $1",
+        pipeline_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.stage_name, r.execution_id))
+        .collect())
+}
+
+pub async fn set_latest(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    stage_name: &str,
+    execution_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO stage_latest (pipeline_id, stage_name, execution_id) VALUES ($1, $2, $3)
+           ON CONFLICT (pipeline_id, stage_name) DO UPDATE SET execution_id = EXCLUDED.execution_id"#,
+        pipeline_id,
+        stage_name,
+        execution_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The pipeline's executions that are not finished, and `also` whatever its state.
+pub async fn active(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    also: Option<Uuid>,
+) -> Result<Vec<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExecutionRow,
+        r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
+                  trigger_type, trigger_detail, variables, started_at, updated_at
+           FROM pipeline_executions
+           WHERE pipeline_id = $1 AND (place <> 'finished' OR id = $2)
+           ORDER BY seq"#,
+        pipeline_id,
+        also
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExecutionRow,
+        r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
+                  trigger_type, trigger_detail, variables, started_at, updated_at
+           FROM pipeline_executions WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of a pipeline's executions, newest first, before `before_seq` when given.
+pub async fn history(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ExecutionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExecutionRow,
+        r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
+                  trigger_type, trigger_detail, variables, started_at, updated_at
+           FROM pipeline_executions
+           WHERE pipeline_id = $1 AND ($2::bigint IS NULL OR seq < $2)
+           ORDER BY seq DESC LIMIT $3"#,
+        pipeline_id,
+        before_seq,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn stages_of(
+    conn: &mut PgConnection,
+    executions: &[Uuid],
+) -> Result<Vec<StageRow>, sqlx::Error> {
+    sqlx::query_as!(
+        StageRow,
+        r#"SELECT execution_id, stage_index, status FROM stage_executions
+           WHERE execution_id = ANY($1) ORDER BY execution_id, stage_index"#,
+        executions
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The latest attempt of every action of these executions.
+pub async fn actions_of(
+    conn: &mut PgConnection,
+    executions: &[Uuid],
+) -> Result<Vec<ActionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ActionRow,
+        r#"SELECT DISTINCT ON (execution_id, stage_index, action_index)
+                  execution_id, stage_index, action_index, attempt, status, job_id
+           FROM action_executions WHERE execution_id = ANY($1)
+           ORDER BY execution_id, stage_index, action_index, attempt DESC"#,
+        executions
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut PgConnection, row: &ExecutionRow) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO pipeline_executions (id, pipeline_id, seq, pipeline_version, status, place,
+               place_stage, waiting_since, trigger_type, trigger_detail, variables, started_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
+        row.id,
+        row.pipeline_id,
+        row.seq,
+        row.pipeline_version,
+        row.status,
+        row.place,
+        row.place_stage,
+        row.waiting_since,
+        row.trigger_type,
+        row.trigger_detail,
+        row.variables,
+        row.started_at,
+        row.updated_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores an execution's status and place.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: &str,
+    place: &str,
+    place_stage: Option<i32>,
+    waiting_since: Option<i64>,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE pipeline_executions SET status = $2, place = $3, place_stage = $4,
+                  waiting_since = $5, updated_at = $6 WHERE id = $1"#,
+        id,
+        status,
+        place,
+        place_stage,
+        waiting_since,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_stage(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    status: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO stage_executions (execution_id, stage_index, status, updated_at)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (execution_id, stage_index) DO UPDATE
+           SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at"#,
+        execution_id,
+        stage_index,
+        status,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a new attempt of an action, with the job that runs it.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_action(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+    job_id: i64,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO action_executions (execution_id, stage_index, action_index, attempt, status,
+               job_id, started_at, updated_at)
+           VALUES ($1, $2, $3, $4, 'InProgress', $5, $6, $6)"#,
+        execution_id,
+        stage_index,
+        action_index,
+        attempt,
+        job_id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends an attempt; returns its job.
+pub async fn end_action(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+    status: &str,
+    now: OffsetDateTime,
+) -> Result<Option<i64>, sqlx::Error> {
+    let job = sqlx::query_scalar!(
+        r#"UPDATE action_executions SET status = $5, updated_at = $6
+           WHERE execution_id = $1 AND stage_index = $2 AND action_index = $3 AND attempt = $4
+           RETURNING job_id"#,
+        execution_id,
+        stage_index,
+        action_index,
+        attempt,
+        status,
+        now
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(job.flatten())
+}

@@ -1,0 +1,594 @@
+//! Pipeline executions: starting and stopping them (a person's acts: authorized and audited), and
+//! the engine's own changes (an action's attempt ended), all applied through [`advance`]: the
+//! pipeline's runs lock, its runs loaded, the planner's [`engine::apply`], and every effect written
+//! (states, action attempts, their jobs, one NOTIFY) in the caller's one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Caller, Kind, Op, Services};
+use crate::access::{Action, Resource};
+use crate::db::{self, executions::ExecutionRow, executions::RunsRow};
+use crate::engine::{
+    self, ActionRun, ActionStatus, Effect, Event, Execution, ExecutionStatus, Place, Runs, Shape,
+    StageStatus, variables,
+};
+use crate::error::AppError;
+use crate::pipeline::ExecutionMode;
+use crate::pipeline::wire::PipelineDeclaration;
+
+/// The job kind that runs one action attempt.
+pub const ACTION_JOB: &str = "action";
+/// How often a worker may pick an action's job up again after losing its worker.
+const ACTION_JOB_ATTEMPTS: i32 = 3;
+
+/// How an execution was started (CodePipeline's `trigger`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// `StartPipelineExecution`, `CreatePipeline`, `Webhook`, …
+    pub trigger_type: &'static str,
+    /// The caller's ARN for manual starts.
+    pub detail: String,
+}
+
+/// What a caller sees of an execution (GetPipelineExecution's `pipelineExecution`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionView {
+    pub id: Uuid,
+    pub pipeline_name: String,
+    pub pipeline_version: i32,
+    pub status: String,
+    pub trigger: Trigger,
+    pub variables: Vec<(String, String)>,
+    pub started: OffsetDateTime,
+    pub updated: OffsetDateTime,
+}
+
+fn execution_not_found(id: Uuid, name: &str) -> AppError {
+    AppError::NotFound {
+        code: "PipelineExecutionNotFoundException",
+        message: format!("The pipeline '{name}' has no execution {id}"),
+    }
+}
+
+fn pipeline_not_found(name: &str) -> AppError {
+    AppError::NotFound {
+        code: "PipelineNotFoundException",
+        message: format!("Sluice does not have a pipeline with name '{name}'"),
+    }
+}
+
+fn corrupt(what: &str) -> AppError {
+    AppError::Internal(anyhow::anyhow!(
+        "stored execution state is unreadable: {what}"
+    ))
+}
+
+/// A stored declaration, parsed (it was validated when saved).
+async fn declaration(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    version: i32,
+) -> Result<PipelineDeclaration, AppError> {
+    let row = db::pipelines::version(conn, pipeline_id, version)
+        .await?
+        .ok_or_else(|| corrupt("an execution's pipeline version is missing"))?;
+    serde_json::from_str(&row.declaration).map_err(|e| {
+        AppError::Internal(anyhow::Error::new(e).context("a stored declaration does not parse"))
+    })
+}
+
+fn mode_of(decl: &PipelineDeclaration) -> ExecutionMode {
+    match decl.execution_mode.as_deref() {
+        Some("QUEUED") => ExecutionMode::Queued,
+        Some("PARALLEL") => ExecutionMode::Parallel,
+        _ => ExecutionMode::Superseded,
+    }
+}
+
+/// A new execution to add to the runs.
+struct NewExecution {
+    id: Uuid,
+    version: i32,
+    shape: Arc<Shape>,
+    trigger: Trigger,
+    variables: serde_json::Value,
+}
+
+/// What to apply.
+enum Change {
+    Start(NewExecution),
+    Event(Event),
+}
+
+/// The runs of a pipeline as stored: its executions that are not finished (and `also`).
+async fn load(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    mode: ExecutionMode,
+    counters: RunsRow,
+    also: Option<Uuid>,
+) -> Result<Runs, AppError> {
+    let rows = db::executions::active(conn, pipeline_id, also).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let stages = db::executions::stages_of(conn, &ids).await?;
+    let actions = db::executions::actions_of(conn, &ids).await?;
+    let mut shapes: HashMap<i32, Arc<Shape>> = HashMap::new();
+    let mut runs = Runs::new(mode);
+    runs.clock = u64::try_from(counters.clock).map_err(|_| corrupt("clock"))?;
+    for row in rows {
+        let shape = match shapes.get(&row.pipeline_version) {
+            Some(s) => s.clone(),
+            None => {
+                let decl = declaration(conn, pipeline_id, row.pipeline_version).await?;
+                let s = Arc::new(Shape::of_declaration(&decl));
+                shapes.insert(row.pipeline_version, s.clone());
+                s
+            }
+        };
+        let seq = u64::try_from(row.seq).map_err(|_| corrupt("seq"))?;
+        let mut e = Execution::new(row.id, seq, shape);
+        e.status = ExecutionStatus::parse(&row.status).ok_or_else(|| corrupt("status"))?;
+        e.place = place_of(&row)?;
+        runs.executions.push(e);
+    }
+    for s in stages {
+        let e = runs
+            .executions
+            .iter_mut()
+            .find(|e| e.id == s.execution_id)
+            .ok_or_else(|| corrupt("stage of an unknown execution"))?;
+        let run = usize::try_from(s.stage_index)
+            .ok()
+            .and_then(|i| e.stages.get_mut(i))
+            .ok_or_else(|| corrupt("stage index"))?;
+        run.status = Some(StageStatus::parse(&s.status).ok_or_else(|| corrupt("stage status"))?);
+    }
+    for a in actions {
+        let e = runs
+            .executions
+            .iter_mut()
+            .find(|e| e.id == a.execution_id)
+            .ok_or_else(|| corrupt("action of an unknown execution"))?;
+        let run = usize::try_from(a.stage_index)
+            .ok()
+            .and_then(|si| e.stages.get_mut(si))
+            .and_then(|s| {
+                usize::try_from(a.action_index)
+                    .ok()
+                    .and_then(|ai| s.actions.get_mut(ai))
+            })
+            .ok_or_else(|| corrupt("action index"))?;
+        *run = ActionRun {
+            attempt: u32::try_from(a.attempt).map_err(|_| corrupt("attempt"))?,
+            status: Some(ActionStatus::parse(&a.status).ok_or_else(|| corrupt("action status"))?),
+        };
+    }
+    runs.disabled = db::executions::disabled_stages(conn, pipeline_id)
+        .await?
+        .into_iter()
+        .collect();
+    runs.latest = db::executions::latest(conn, pipeline_id)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(runs)
+}
+
+fn place_of(row: &ExecutionRow) -> Result<Place, AppError> {
+    let stage = || {
+        row.place_stage
+            .and_then(|s| usize::try_from(s).ok())
+            .ok_or_else(|| corrupt("place"))
+    };
+    Ok(match row.place.as_str() {
+        "finished" => Place::Finished,
+        "in" => Place::In { stage: stage()? },
+        "waiting" => Place::Waiting {
+            stage: stage()?,
+            since: row
+                .waiting_since
+                .and_then(|s| u64::try_from(s).ok())
+                .ok_or_else(|| corrupt("waiting_since"))?,
+        },
+        _ => return Err(corrupt("place")),
+    })
+}
+
+/// The stored columns of a place.
+fn place_columns(place: Place) -> (&'static str, Option<i32>, Option<i64>) {
+    let index = |i: usize| i32::try_from(i).ok();
+    match place {
+        Place::Finished => ("finished", None, None),
+        Place::In { stage } => ("in", index(stage), None),
+        Place::Waiting { stage, since } => ("waiting", index(stage), i64::try_from(since).ok()),
+    }
+}
+
+fn index(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+/// Applies one change to a pipeline's runs, inside the caller's transaction: the runs lock is
+/// taken first, so the plan is made from, and written over, states nobody else is changing.
+async fn advance(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline_id: Uuid,
+    mode: ExecutionMode,
+    change: Change,
+) -> Result<Vec<Effect>, AppError> {
+    let mut counters = db::executions::lock_runs(conn, pipeline_id).await?;
+    let (also, event, new) = match change {
+        Change::Event(event) => {
+            let also = match &event {
+                Event::Stop { id, .. } | Event::Retry { id, .. } => Some(*id),
+                Event::ActionCompleted { id, .. } => Some(*id),
+                _ => None,
+            };
+            (also, event, None)
+        }
+        Change::Start(new) => {
+            let seq = u64::try_from(counters.next_seq).map_err(|_| corrupt("next_seq"))?;
+            counters.next_seq += 1;
+            let event = Event::Start {
+                id: new.id,
+                seq,
+                shape: new.shape.clone(),
+            };
+            (None, event, Some((new, seq)))
+        }
+    };
+    let mut runs = load(conn, pipeline_id, mode, counters, also).await?;
+    let before = runs.clone();
+    let effects = engine::apply(&mut runs, event).map_err(|refusal| match refusal {
+        engine::Refusal::ExecutionNotFound => AppError::NotFound {
+            code: refusal.exception(),
+            message: refusal.to_string(),
+        },
+        other => AppError::Rejected {
+            code: other.exception(),
+            message: other.to_string(),
+        },
+    })?;
+
+    // Executions: the new one is inserted, changed ones updated.
+    for e in &runs.executions {
+        let (place, place_stage, waiting_since) = place_columns(e.place);
+        match before.get(e.id) {
+            None => {
+                let (new, seq) = new
+                    .as_ref()
+                    .ok_or_else(|| corrupt("an unexpected execution"))?;
+                db::executions::insert(
+                    conn,
+                    &ExecutionRow {
+                        id: e.id,
+                        pipeline_id,
+                        seq: i64::try_from(*seq).map_err(|_| corrupt("seq"))?,
+                        pipeline_version: new.version,
+                        status: e.status.as_str().to_string(),
+                        place: place.to_string(),
+                        place_stage,
+                        waiting_since,
+                        trigger_type: new.trigger.trigger_type.to_string(),
+                        trigger_detail: new.trigger.detail.clone(),
+                        variables: new.variables.clone(),
+                        started_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await?;
+            }
+            Some(old) if old.status != e.status || old.place != e.place => {
+                db::executions::update(
+                    conn,
+                    e.id,
+                    e.status.as_str(),
+                    place,
+                    place_stage,
+                    waiting_since,
+                    now,
+                )
+                .await?;
+            }
+            Some(_) => {}
+        }
+    }
+    let mut enqueued = false;
+    for effect in &effects {
+        match *effect {
+            Effect::StageStatus { id, stage, status } => {
+                db::executions::set_stage(conn, id, index(stage), status.as_str(), now).await?;
+            }
+            Effect::StartAction {
+                id,
+                stage,
+                action,
+                attempt,
+            } => {
+                let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt"))?;
+                let payload = json!({
+                    "pipelineId": pipeline_id,
+                    "executionId": id,
+                    "stage": stage,
+                    "action": action,
+                    "attempt": attempt,
+                });
+                let job =
+                    db::jobs::enqueue(conn, ACTION_JOB, &payload, ACTION_JOB_ATTEMPTS, now, now)
+                        .await?;
+                db::executions::insert_action(
+                    conn,
+                    id,
+                    index(stage),
+                    index(action),
+                    attempt,
+                    job,
+                    now,
+                )
+                .await?;
+                enqueued = true;
+            }
+            Effect::ActionStatus {
+                id,
+                stage,
+                action,
+                attempt,
+                status,
+            } => {
+                let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt"))?;
+                let job = db::executions::end_action(
+                    conn,
+                    id,
+                    index(stage),
+                    index(action),
+                    attempt,
+                    status.as_str(),
+                    now,
+                )
+                .await?;
+                if status == ActionStatus::Abandoned
+                    && let Some(job) = job
+                {
+                    db::jobs::cancel(conn, job, now).await?;
+                }
+            }
+            Effect::ExecutionStatus { .. } | Effect::Waiting { .. } => {}
+        }
+    }
+    for (stage, id) in &runs.latest {
+        if before.latest.get(stage) != Some(id) {
+            db::executions::set_latest(conn, pipeline_id, stage, *id).await?;
+        }
+    }
+    counters.clock = i64::try_from(runs.clock).map_err(|_| corrupt("clock"))?;
+    db::executions::set_runs(conn, pipeline_id, counters).await?;
+    if enqueued {
+        db::jobs::notify(conn).await?;
+    }
+    Ok(effects)
+}
+
+/// StartPipelineExecution: a new execution of the pipeline's current version, with pipeline
+/// variables given at start (each declared; the others take their defaults).
+pub async fn start_pipeline_execution(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    given: Vec<(String, String)>,
+) -> Result<Uuid, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Change,
+        Action::StartPipelineExecution,
+        Resource::pipeline(name),
+        json!({"name": name, "variables": given.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>()}),
+        async |op| {
+            let trigger = Trigger {
+                trigger_type: "StartPipelineExecution",
+                detail: Resource::user(op.caller().user_name()).to_string(),
+            };
+            start_in(op, name, given, trigger).await
+        },
+    )
+    .await
+}
+
+/// Starts an execution inside an operation's transaction (StartPipelineExecution, and
+/// CreatePipeline's first run).
+pub(super) async fn start_in(
+    op: &mut Op<'_>,
+    name: &str,
+    given: Vec<(String, String)>,
+    trigger: Trigger,
+) -> Result<Uuid, AppError> {
+    let now = op.now();
+    let row = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+        .await?
+        .ok_or_else(|| pipeline_not_found(name))?;
+    let decl = declaration(op.conn(), row.id, row.current_version).await?;
+    let values = variables::start_variables(decl.variables.as_deref().unwrap_or(&[]), &given)
+        .map_err(|m| AppError::validation("variables", m))?;
+    let id = Uuid::new_v4();
+    let new = NewExecution {
+        id,
+        version: row.current_version,
+        shape: Arc::new(Shape::of_declaration(&decl)),
+        trigger,
+        variables: json!(
+            values
+                .iter()
+                .map(|(n, v)| json!({"name": n, "resolvedValue": v}))
+                .collect::<Vec<_>>()
+        ),
+    };
+    advance(op.conn(), now, row.id, mode_of(&decl), Change::Start(new)).await?;
+    op.add_audit_param("pipelineExecutionId", json!(id));
+    Ok(id)
+}
+
+/// The pipeline an execution belongs to, checked against the name the caller gave.
+async fn owning_pipeline(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+    execution_id: Uuid,
+) -> Result<(db::pipelines::PipelineRow, ExecutionRow), AppError> {
+    let pipeline = db::pipelines::find(conn, super::pipelines::existing_name(name)?)
+        .await?
+        .ok_or_else(|| pipeline_not_found(name))?;
+    let execution = db::executions::get(conn, execution_id)
+        .await?
+        .filter(|e| e.pipeline_id == pipeline.id)
+        .ok_or_else(|| execution_not_found(execution_id, name))?;
+    Ok((pipeline, execution))
+}
+
+/// StopPipelineExecution: stop and wait, or stop and abandon.
+pub async fn stop_pipeline_execution(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    execution_id: Uuid,
+    abandon: bool,
+    reason: Option<String>,
+) -> Result<Uuid, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Change,
+        Action::StopPipelineExecution,
+        Resource::pipeline(name),
+        json!({"pipelineName": name, "pipelineExecutionId": execution_id, "abandon": abandon, "reason": reason}),
+        async |op| {
+            let now = op.now();
+            let (pipeline, _) = owning_pipeline(op.conn(), name, execution_id).await?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            advance(
+                op.conn(),
+                now,
+                pipeline.id,
+                mode_of(&decl),
+                Change::Event(Event::Stop {
+                    id: execution_id,
+                    abandon,
+                }),
+            )
+            .await?;
+            Ok(execution_id)
+        },
+    )
+    .await
+}
+
+/// GetPipelineExecution.
+pub async fn get_pipeline_execution(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    execution_id: Uuid,
+) -> Result<ExecutionView, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipelineExecution,
+        Resource::pipeline(name),
+        json!({"pipelineName": name, "pipelineExecutionId": execution_id}),
+        async |op| {
+            let (pipeline, row) = owning_pipeline(op.conn(), name, execution_id).await?;
+            Ok(view(&pipeline.name, row))
+        },
+    )
+    .await
+}
+
+fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
+    let variables = row
+        .variables
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|v| {
+                    Some((
+                        v.get("name")?.as_str()?.to_string(),
+                        v.get("resolvedValue")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ExecutionView {
+        id: row.id,
+        pipeline_name: pipeline_name.to_string(),
+        pipeline_version: row.pipeline_version,
+        status: row.status,
+        trigger: Trigger {
+            trigger_type: match row.trigger_type.as_str() {
+                "CreatePipeline" => "CreatePipeline",
+                _ => "StartPipelineExecution",
+            },
+            detail: row.trigger_detail,
+        },
+        variables,
+        started: row.started_at,
+        updated: row.updated_at,
+    }
+}
+
+/// The engine: an action's attempt ended (a worker reports it). Not a person's act, so not
+/// audited as one; a report for an attempt that is no longer current changes nothing.
+pub async fn action_ended(
+    s: &Services,
+    execution_id: Uuid,
+    stage: usize,
+    action: usize,
+    attempt: u32,
+    succeeded: bool,
+) -> Result<(), AppError> {
+    let engine = Caller::engine("engine");
+    let reported = if succeeded {
+        Action::PutJobSuccessResult
+    } else {
+        Action::PutJobFailureResult
+    };
+    Op::run(
+        s,
+        &engine,
+        Kind::Change,
+        reported,
+        Resource::All,
+        json!({"pipelineExecutionId": execution_id, "stage": stage, "action": action, "attempt": attempt}),
+        async |op| {
+            let now = op.now();
+            let Some(row) = db::executions::get(op.conn(), execution_id).await? else {
+                return Ok(());
+            };
+            let pipeline = db::pipelines::find_by_id(op.conn(), row.pipeline_id)
+                .await?
+                .ok_or_else(|| corrupt("an execution's pipeline is missing"))?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            advance(
+                op.conn(),
+                now,
+                pipeline.id,
+                mode_of(&decl),
+                Change::Event(Event::ActionCompleted {
+                    id: execution_id,
+                    stage,
+                    action,
+                    attempt,
+                    succeeded,
+                }),
+            )
+            .await?;
+            Ok(())
+        },
+    )
+    .await
+}

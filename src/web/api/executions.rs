@@ -1,0 +1,116 @@
+//! The execution operations of the API, in CodePipeline's shapes.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiError, epoch, parse};
+use crate::error::AppError;
+use crate::ops::executions;
+use crate::ops::{Caller, Services};
+
+pub const OPERATIONS: &[&str] = &[
+    "StartPipelineExecution",
+    "StopPipelineExecution",
+    "GetPipelineExecution",
+];
+
+pub async fn call(
+    s: &Services,
+    c: &Caller,
+    operation: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    Ok(match operation {
+        "StartPipelineExecution" => {
+            let i: Start = parse(input)?;
+            let given = i
+                .variables
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| (v.name, v.value))
+                .collect();
+            let id = executions::start_pipeline_execution(s, c, &i.name, given).await?;
+            json!({ "pipelineExecutionId": id })
+        }
+        "StopPipelineExecution" => {
+            let i: Stop = parse(input)?;
+            if i.reason.as_ref().is_some_and(|r| r.chars().count() > 200) {
+                return Err(
+                    AppError::validation("reason", "must be at most 200 characters").into(),
+                );
+            }
+            let id = execution_id(&i.pipeline_execution_id)?;
+            let id = executions::stop_pipeline_execution(
+                s,
+                c,
+                &i.pipeline_name,
+                id,
+                i.abandon.unwrap_or(false),
+                i.reason,
+            )
+            .await?;
+            json!({ "pipelineExecutionId": id })
+        }
+        "GetPipelineExecution" => {
+            let i: Get = parse(input)?;
+            let id = execution_id(&i.pipeline_execution_id)?;
+            let e = executions::get_pipeline_execution(s, c, &i.pipeline_name, id).await?;
+            json!({ "pipelineExecution": {
+                "pipelineName": e.pipeline_name,
+                "pipelineVersion": e.pipeline_version,
+                "pipelineExecutionId": e.id,
+                "status": e.status,
+                "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
+                "variables": e.variables.iter().map(|(n, v)| json!({"name": n, "resolvedValue": v})).collect::<Vec<_>>(),
+                "artifactRevisions": [],
+                "startTime": epoch(e.started),
+                "lastUpdateTime": epoch(e.updated),
+            }})
+        }
+        other => {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                format!("{other} is not an operation of this API"),
+            ));
+        }
+    })
+}
+
+/// An execution id as sent: a UUID, or a validation error (never a database failure).
+fn execution_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| {
+        AppError::validation("pipelineExecutionId", "is not a pipeline execution id").into()
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Variable {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Start {
+    name: String,
+    variables: Option<Vec<Variable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Stop {
+    pipeline_name: String,
+    pipeline_execution_id: String,
+    abandon: Option<bool>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Get {
+    pipeline_name: String,
+    pipeline_execution_id: String,
+}

@@ -1,0 +1,215 @@
+//! Executions through the API: started executions are stored with their first actions' jobs
+//! queued, gates hold and supersede executions, and stop-and-abandon cancels the jobs. (Workers,
+//! which end actions, come with the worker pool.)
+
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+
+use crate::harness::{TestApp, admin_api, api_call as call, api_ok as ok};
+use crate::pipelines::web_app;
+
+async fn start(app: &TestApp, t: &str, name: &str) -> String {
+    ok(app, t, "StartPipelineExecution", json!({"name": name})).await["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn execution(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
+    ok(
+        app,
+        t,
+        "GetPipelineExecution",
+        json!({"pipelineName": name, "pipelineExecutionId": id}),
+    )
+    .await["pipelineExecution"]
+        .clone()
+}
+
+async fn rows(app: &TestApp, sql: &'static str) -> Vec<(String, i64)> {
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_started_execution_queues_its_source_actions_and_a_newer_one_supersedes_the_waiting() {
+    let (app, t) = admin_api().await;
+    let mut decl = web_app("runner");
+    decl["executionMode"] = json!("SUPERSEDED");
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let first = start(&app, &t, "runner").await;
+    let got = execution(&app, &t, "runner", &first).await;
+    assert_eq!(got["status"], "InProgress");
+    assert_eq!(got["pipelineVersion"], 1);
+    assert_eq!(got["trigger"]["triggerType"], "StartPipelineExecution");
+    assert_eq!(
+        got["trigger"]["triggerDetail"],
+        "arn:sluice:iam:::user/admin"
+    );
+    assert_eq!(
+        got["variables"],
+        json!([{"name": "DeployEnv", "resolvedValue": "prod"}])
+    );
+    assert_eq!(
+        rows(&app, "SELECT state, count(*) FROM jobs GROUP BY state").await,
+        [("available".to_string(), 1)],
+        "the source action's job"
+    );
+    // The source stage is locked: the second waits, the third supersedes it.
+    let second = start(&app, &t, "runner").await;
+    let third = start(&app, &t, "runner").await;
+    assert_eq!(
+        execution(&app, &t, "runner", &second).await["status"],
+        "Superseded"
+    );
+    assert_eq!(
+        execution(&app, &t, "runner", &third).await["status"],
+        "InProgress"
+    );
+    assert_eq!(
+        rows(&app, "SELECT state, count(*) FROM jobs GROUP BY state")
+            .await
+            .len(),
+        1
+    );
+
+    // Stop and abandon: the running action is abandoned, its job cancelled, the waiting third
+    // enters the freed stage and gets its own job.
+    let stopped = ok(
+        &app,
+        &t,
+        "StopPipelineExecution",
+        json!({"pipelineName": "runner", "pipelineExecutionId": first, "abandon": true, "reason": "wrong branch"}),
+    )
+    .await;
+    assert_eq!(stopped["pipelineExecutionId"], first.as_str());
+    assert_eq!(
+        execution(&app, &t, "runner", &first).await["status"],
+        "Stopped"
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"
+        )
+        .await,
+        [("available".to_string(), 1), ("cancelled".to_string(), 1)]
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT status, count(*) FROM action_executions GROUP BY status ORDER BY status"
+        )
+        .await,
+        [("Abandoned".to_string(), 1), ("InProgress".to_string(), 1)]
+    );
+    let (_, out) = call(
+        &app,
+        &t,
+        "StopPipelineExecution",
+        json!({"pipelineName": "runner", "pipelineExecutionId": first}),
+    )
+    .await;
+    assert_eq!(
+        out["__type"], "PipelineExecutionNotStoppableException",
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn bad_starts_and_stops_get_codepipelines_errors() {
+    let (app, t) = admin_api().await;
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": web_app("runner")}),
+    )
+    .await;
+    for (op, body, kind) in [
+        (
+            "StartPipelineExecution",
+            json!({"name": "missing"}),
+            "PipelineNotFoundException",
+        ),
+        (
+            "StartPipelineExecution",
+            json!({"name": "bad\u{0}name"}),
+            "ValidationException",
+        ),
+        (
+            "StartPipelineExecution",
+            json!({"name": "runner", "variables": [{"name": "Nope", "value": "x"}]}),
+            "ValidationException",
+        ),
+        (
+            "StopPipelineExecution",
+            json!({"pipelineName": "runner", "pipelineExecutionId": "not-a-uuid"}),
+            "ValidationException",
+        ),
+        (
+            "StopPipelineExecution",
+            json!({"pipelineName": "runner", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
+            "PipelineExecutionNotFoundException",
+        ),
+        (
+            "GetPipelineExecution",
+            json!({"pipelineName": "runner", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
+            "PipelineExecutionNotFoundException",
+        ),
+    ] {
+        let (status, out) = call(&app, &t, op, body.clone()).await;
+        assert_eq!(
+            (status, out["__type"].as_str()),
+            (400, Some(kind)),
+            "{op} {body}: {out}"
+        );
+    }
+    // An execution of another pipeline is not found under this one's name.
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": web_app("other")}),
+    )
+    .await;
+    let id = start(&app, &t, "other").await;
+    let (_, out) = call(
+        &app,
+        &t,
+        "GetPipelineExecution",
+        json!({"pipelineName": "runner", "pipelineExecutionId": id}),
+    )
+    .await;
+    assert_eq!(out["__type"], "PipelineExecutionNotFoundException");
+}
+
+#[tokio::test]
+async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
+    let (app, t) = admin_api().await;
+    let mut decl = web_app("busy");
+    decl["executionMode"] = json!("QUEUED");
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let ids = futures_util::future::join_all((0..20).map(|_| start(&app, &t, "busy"))).await;
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 20);
+    // QUEUED: one in the source stage, nineteen waiting in order, no job beyond the first's.
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT place, count(*) FROM pipeline_executions GROUP BY place ORDER BY place"
+        )
+        .await,
+        [("in".to_string(), 1), ("waiting".to_string(), 19)]
+    );
+    assert_eq!(
+        rows(&app, "SELECT state, count(*) FROM jobs GROUP BY state").await,
+        [("available".to_string(), 1)]
+    );
+    let seqs: Vec<(String, i64)> = rows(
+        &app,
+        "SELECT 'seq', count(DISTINCT seq) FROM pipeline_executions",
+    )
+    .await;
+    assert_eq!(seqs[0].1, 20, "every execution has its own sequence number");
+}
