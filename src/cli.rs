@@ -195,7 +195,7 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_PUBLIC_URL", value_name = "URL")]
     public_url: Option<PublicUrl>,
 
-    /// Number of background job workers in this process (1-256).
+    /// Number of job workers in this process (0-256; 0 runs the web console and API only).
     #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
     workers: WorkerCount,
 
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_setting() {
-        let err = Cli::try_parse_from(["sluice", "serve", "--workers", "0"]).unwrap_err();
+        let err = Cli::try_parse_from(["sluice", "serve", "--workers", "257"]).unwrap_err();
         assert!(err.to_string().contains("--workers"), "{err}");
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["sluice", "serve", "--bind", "nowhere"]).unwrap_err();

@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -185,22 +184,22 @@ impl FromStr for BodyLimit {
     }
 }
 
-/// The number of background job workers this process runs (1 to 256).
+/// The number of job workers this process runs (0 to 256; 0: web only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkerCount(NonZeroU16);
+pub struct WorkerCount(u16);
 
 impl WorkerCount {
     const MAX: u16 = 256;
 
     /// The count.
     pub fn get(self) -> u16 {
-        self.0.get()
+        self.0
     }
 }
 
 impl Default for WorkerCount {
     fn default() -> Self {
-        Self(NonZeroU16::new(4).expect("4 is not zero"))
+        Self(4)
     }
 }
 
@@ -211,10 +210,11 @@ impl FromStr for WorkerCount {
         let n: u16 = raw
             .parse()
             .map_err(|_| format!("expected a whole number, got {raw:?}"))?;
-        NonZeroU16::new(n)
-            .filter(|n| n.get() <= Self::MAX)
-            .map(Self)
-            .ok_or_else(|| format!("must be between 1 and {}", Self::MAX))
+        if n <= Self::MAX {
+            Ok(Self(n))
+        } else {
+            Err(format!("must be between 0 and {}", Self::MAX))
+        }
     }
 }
 
@@ -473,7 +473,7 @@ mod tests {
 
     #[test]
     fn worker_count_bounds() {
-        assert!("0".parse::<WorkerCount>().is_err());
+        assert_eq!("0".parse::<WorkerCount>().unwrap().get(), 0, "web only");
         assert!("257".parse::<WorkerCount>().is_err());
         assert!("-1".parse::<WorkerCount>().is_err());
         assert_eq!("256".parse::<WorkerCount>().unwrap().get(), 256);

@@ -30,6 +30,8 @@ pub mod maintenance;
 pub mod ops;
 /// Pipelines: CodePipeline-compatible declarations, action types, validation.
 pub mod pipeline;
+/// Action providers: what runs each built-in action type on a worker.
+pub mod providers;
 /// Secrets at rest: AES-256-GCM under the master key.
 pub mod sealing;
 /// Wiring: opens the database (embedded or external), serves HTTP, shuts down in order.
@@ -38,6 +40,8 @@ pub mod startup;
 pub mod telemetry;
 /// The only module that knows HTTP: routes, middleware, console pages, static files.
 pub mod web;
+/// The worker pool: claims jobs, runs them under renewed leases, finishes them fenced.
+pub mod workers;
 
 /// The version printed by `--version` and shown in the console footer.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

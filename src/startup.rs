@@ -135,8 +135,10 @@ pub struct Application {
     server: Server,
     addr: SocketAddr,
     public_url: PublicUrl,
-    /// For the maintenance loop that runs beside the server.
+    /// For the maintenance loop and the worker pool that run beside the server.
     services: Services,
+    pool: crate::workers::PoolSettings,
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -185,6 +187,11 @@ impl Application {
             addr,
             public_url,
             services,
+            pool: crate::workers::PoolSettings {
+                workers: settings.workers.get(),
+                ..Default::default()
+            },
+            shutdown_timeout: std::time::Duration::from_secs(settings.shutdown_timeout_secs),
         })
     }
 
@@ -205,10 +212,14 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded by the shutdown
     /// timeout) or until stopped through a [`ServerHandle`].
-    /// Serves until stopped, with periodic maintenance alongside (stopped with the server).
+    /// Serves until stopped, with periodic maintenance and the worker pool alongside. Shutdown
+    /// is ordered: HTTP drains first, then the workers stop claiming and finish (or give back)
+    /// what they run, within the shutdown timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = tokio::spawn(crate::maintenance::run(self.services));
+        let maintenance = tokio::spawn(crate::maintenance::run(self.services.clone()));
+        let workers = crate::workers::WorkerPool::start(self.services, self.pool);
         let served = self.server.await;
+        workers.shutdown(self.shutdown_timeout).await;
         maintenance.abort();
         served
     }

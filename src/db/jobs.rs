@@ -196,6 +196,8 @@ pub async fn cancel(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rescued {
     pub id: i64,
+    pub kind: String,
+    pub payload: Value,
     pub attempt: i32,
     /// `true`: runnable again; `false`: out of attempts, failed.
     pub retried: bool,
@@ -216,7 +218,7 @@ pub async fn rescue(
                   lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
            WHERE id IN (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < $1
                         FOR UPDATE SKIP LOCKED)
-           RETURNING id, attempt, state"#,
+           RETURNING id, kind, payload, attempt, state"#,
         now
     )
     .fetch_all(conn)
@@ -225,6 +227,8 @@ pub async fn rescue(
         .into_iter()
         .map(|r| Rescued {
             id: r.id,
+            kind: r.kind,
+            payload: r.payload,
             attempt: r.attempt,
             retried: r.state == "available",
         })

@@ -541,54 +541,118 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
     }
 }
 
-/// The engine: an action's attempt ended (a worker reports it). Not a person's act, so not
-/// audited as one; a report for an attempt that is no longer current changes nothing.
-pub async fn action_ended(
+/// What an action job carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionJob {
+    pub pipeline_id: Uuid,
+    pub execution_id: Uuid,
+    pub stage: usize,
+    pub action: usize,
+    pub attempt: u32,
+}
+
+impl ActionJob {
+    pub fn of(payload: &serde_json::Value) -> Result<ActionJob, AppError> {
+        serde_json::from_value(payload.clone()).map_err(|e| {
+            AppError::Internal(anyhow::Error::new(e).context("an action job's payload"))
+        })
+    }
+}
+
+/// What a worker needs to run an action job: the action as declared in the execution's pinned
+/// version, and whether the attempt is still the current one.
+#[derive(Debug, Clone)]
+pub struct ActionToRun {
+    pub pipeline_name: String,
+    pub stage_name: String,
+    pub action: crate::pipeline::wire::ActionDeclaration,
+}
+
+/// The action an action job runs, or `None` when its execution or pipeline is gone.
+pub async fn action_to_run(s: &Services, job: &ActionJob) -> Result<Option<ActionToRun>, AppError> {
+    let mut conn = s.pool.acquire().await?;
+    let Some(row) = db::executions::get(&mut conn, job.execution_id).await? else {
+        return Ok(None);
+    };
+    let Some(pipeline) = db::pipelines::find_by_id(&mut conn, row.pipeline_id).await? else {
+        return Ok(None);
+    };
+    let decl = declaration(&mut conn, row.pipeline_id, row.pipeline_version).await?;
+    let Some(stage) = decl.stages.get(job.stage) else {
+        return Err(corrupt("an action job's stage"));
+    };
+    let Some(action) = stage.actions.get(job.action) else {
+        return Err(corrupt("an action job's action"));
+    };
+    Ok(Some(ActionToRun {
+        pipeline_name: pipeline.name,
+        stage_name: stage.name.clone(),
+        action: action.clone(),
+    }))
+}
+
+/// A worker finished an action job: the job is finished under its lease and the action's attempt
+/// ends, in one transaction, so a result is recorded exactly once and never by a worker that lost
+/// its lease (`Ok(false)`: nothing was written). The engine's own work: no person asked for it,
+/// so nothing is authorized or audited as a person's act (as `Caller::engine` would do), and it
+/// runs in a transaction of its own rather than through `Op` (whose futures a spawned worker
+/// task cannot hold).
+pub async fn finish_action_job(
     s: &Services,
-    execution_id: Uuid,
-    stage: usize,
-    action: usize,
-    attempt: u32,
+    claimed: &db::jobs::Claimed,
+    succeeded: bool,
+    error: Option<&str>,
+) -> Result<bool, AppError> {
+    let job = ActionJob::of(&claimed.payload)?;
+    let now = s.clock.now();
+    let outcome = if succeeded {
+        db::jobs::Outcome::Succeeded
+    } else {
+        db::jobs::Outcome::Failed
+    };
+    let mut tx = s.pool.begin().await?;
+    if !db::jobs::finish(&mut tx, claimed.id, claimed.lease, outcome, error, now).await? {
+        return Ok(false);
+    }
+    end_attempt(&mut tx, now, job, succeeded).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The rescuer gave up on an action job (its workers kept stopping answering): its attempt fails.
+pub async fn abandon_action_job(s: &Services, payload: &serde_json::Value) -> Result<(), AppError> {
+    let job = ActionJob::of(payload)?;
+    let now = s.clock.now();
+    let mut tx = s.pool.begin().await?;
+    end_attempt(&mut tx, now, job, false).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn end_attempt(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    job: ActionJob,
     succeeded: bool,
 ) -> Result<(), AppError> {
-    let engine = Caller::engine("engine");
-    let reported = if succeeded {
-        Action::PutJobSuccessResult
-    } else {
-        Action::PutJobFailureResult
+    let Some(pipeline) = db::pipelines::find_by_id(conn, job.pipeline_id).await? else {
+        return Ok(());
     };
-    Op::run(
-        s,
-        &engine,
-        Kind::Change,
-        reported,
-        Resource::All,
-        json!({"pipelineExecutionId": execution_id, "stage": stage, "action": action, "attempt": attempt}),
-        async |op| {
-            let now = op.now();
-            let Some(row) = db::executions::get(op.conn(), execution_id).await? else {
-                return Ok(());
-            };
-            let pipeline = db::pipelines::find_by_id(op.conn(), row.pipeline_id)
-                .await?
-                .ok_or_else(|| corrupt("an execution's pipeline is missing"))?;
-            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
-            advance(
-                op.conn(),
-                now,
-                pipeline.id,
-                mode_of(&decl),
-                Change::Event(Event::ActionCompleted {
-                    id: execution_id,
-                    stage,
-                    action,
-                    attempt,
-                    succeeded,
-                }),
-            )
-            .await?;
-            Ok(())
-        },
+    let decl = declaration(conn, pipeline.id, pipeline.current_version).await?;
+    advance(
+        conn,
+        now,
+        pipeline.id,
+        mode_of(&decl),
+        Change::Event(Event::ActionCompleted {
+            id: job.execution_id,
+            stage: job.stage,
+            action: job.action,
+            attempt: job.attempt,
+            succeeded,
+        }),
     )
-    .await
+    .await?;
+    Ok(())
 }

@@ -76,7 +76,7 @@ fn invalid_settings_name_the_setting_and_exit_2() {
     let cases: &[Case] = &[
         (&["serve", "--bind", "localhost"], &[], "--bind"),
         (&["serve"], &[("SLUICE_BIND", "1.2.3.4:99999")], "--bind"),
-        (&["serve"], &[("SLUICE_WORKERS", "0")], "--workers"),
+        (&["serve"], &[("SLUICE_WORKERS", "257")], "--workers"),
         (&["serve", "--workers", "many"], &[], "--workers"),
         (&["serve", "--public-url", "ftp://x"], &[], "--public-url"),
         (

@@ -213,3 +213,55 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
     .await;
     assert_eq!(seqs[0].1, 20, "every execution has its own sequence number");
 }
+
+#[tokio::test]
+async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": web_app("worked")}),
+    )
+    .await;
+    let id = start(&app, &t, "worked").await;
+    // No provider runs Git sources yet: the worker fails the action with a summary saying so,
+    // the stage and the execution fail, exactly once.
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = execution(&app, &t, "worked", &id).await["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "Failed");
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let (state, error): (String, Option<String>) =
+        sqlx::query_as("SELECT state, last_error FROM jobs")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(state, "failed");
+    assert!(error.unwrap().contains("Source/Sluice/Git/1"));
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT status, count(*) FROM action_executions GROUP BY status"
+        )
+        .await,
+        [("Failed".to_string(), 1)]
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT status, count(*) FROM stage_executions GROUP BY status"
+        )
+        .await,
+        [("Failed".to_string(), 1)]
+    );
+}

@@ -229,21 +229,32 @@ pub async fn spawn_app() -> TestApp {
 
 /// Runs the real server on the given database (which may be unmigrated).
 pub async fn spawn_app_on(db: TestDatabase) -> TestApp {
-    spawn(db, None, false).await
+    spawn(db, None, false, 0).await
+}
+
+/// Runs the real server with `workers` job workers (other test servers run none, so jobs stay
+/// where the test can see them).
+pub async fn spawn_app_with_workers(workers: u16) -> TestApp {
+    spawn(TestDatabase::migrated().await, None, false, workers).await
 }
 
 /// Runs the real server on the given database, as reached at `public_url`.
 pub async fn spawn_app_with(db: TestDatabase, public_url: &str) -> TestApp {
-    spawn(db, Some(public_url.parse::<PublicUrl>().unwrap()), false).await
+    spawn(db, Some(public_url.parse::<PublicUrl>().unwrap()), false, 0).await
 }
 
 /// Runs the real server behind a (pretend) reverse proxy on 127.0.0.1: `X-Forwarded-For` entries
 /// added by that address are believed.
 pub async fn spawn_app_behind_proxy() -> TestApp {
-    spawn(TestDatabase::migrated().await, None, true).await
+    spawn(TestDatabase::migrated().await, None, true, 0).await
 }
 
-async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: bool) -> TestApp {
+async fn spawn(
+    db: TestDatabase,
+    public_url: Option<PublicUrl>,
+    trust_proxy: bool,
+    workers: u16,
+) -> TestApp {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url,
@@ -258,11 +269,11 @@ async fn spawn(db: TestDatabase, public_url: Option<PublicUrl>, trust_proxy: boo
         data_dir: std::env::temp_dir(),
         master_key: None,
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),
-        workers: WorkerCount::default(),
+        workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         body_limit: BodyLimit::DEFAULT,
         shutdown_timeout_secs: 5,
     };
-    let pool = sluice::db::connect(db.options.clone(), 4)
+    let pool = sluice::db::connect(db.options.clone(), 4 + u32::from(workers) * 2)
         .await
         .expect("connect to test database");
     let clock = Clock::default();
