@@ -4,6 +4,8 @@
 
 /// Authorization: IAM-style policy documents and the one pure `authorize` function.
 pub mod access;
+/// Artifacts: zip files between actions, sealed in streaming chunks, kept by content address.
+pub mod artifacts;
 /// The append-only, hash-chained audit log.
 pub mod audit;
 /// Micro-benchmarks behind `sluice bench`.
