@@ -2,6 +2,7 @@
 //! down in order: stop accepting, drain in-flight requests, close the pool, stop the cluster.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use sqlx::PgPool;
@@ -40,6 +41,12 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot use {path} for artifacts")]
+    Artifacts {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A command could not do what was asked (the message says why).
     #[error("{0}")]
     Command(String),
@@ -172,6 +179,13 @@ impl Application {
             master_key,
         );
         services.token_default_expiry_days = settings.token_default_expiry_days;
+        services.artifacts = Some(Arc::new(
+            crate::artifacts::store::LocalStore::open(&settings.data_dir.join("artifacts"))
+                .map_err(|source| StartupError::Artifacts {
+                    path: settings.data_dir.join("artifacts").display().to_string(),
+                    source,
+                })?,
+        ));
         let state = AppState::new(
             services.clone(),
             ServerInfo {

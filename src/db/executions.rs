@@ -374,3 +374,79 @@ pub async fn end_action(
     .await?;
     Ok(job.flatten())
 }
+
+/// A pipeline's wrapped data key: `(key id, wrapped)`. Created with `candidate` when it has none
+/// (concurrent creators agree on the first).
+pub async fn data_key(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    candidate: (&str, &str),
+    now: OffsetDateTime,
+) -> Result<(String, String), sqlx::Error> {
+    sqlx::query!(
+        r#"INSERT INTO pipeline_data_keys (pipeline_id, key_id, wrapped, created_at)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline_id) DO NOTHING"#,
+        pipeline_id,
+        candidate.0,
+        candidate.1,
+        now
+    )
+    .execute(&mut *conn)
+    .await?;
+    let row = sqlx::query!(
+        "SELECT key_id, wrapped FROM pipeline_data_keys WHERE pipeline_id = $1",
+        pipeline_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.key_id, row.wrapped))
+}
+
+/// Records what an attempt produced.
+#[allow(clippy::too_many_arguments)]
+pub async fn set_action_output(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+    summary: Option<&str>,
+    variables: &serde_json::Value,
+    artifacts: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let summary = summary.map(|s| s.chars().take(2048).collect::<String>());
+    sqlx::query!(
+        r#"UPDATE action_executions SET summary = $5, output_variables = $6, output_artifacts = $7
+           WHERE execution_id = $1 AND stage_index = $2 AND action_index = $3 AND attempt = $4"#,
+        execution_id,
+        stage_index,
+        action_index,
+        attempt,
+        summary,
+        variables,
+        artifacts
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The output variables of an execution's succeeded attempts: `(stage, action, variables)`.
+pub async fn outputs_of(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+) -> Result<Vec<(i32, i32, serde_json::Value)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT stage_index, action_index, output_variables AS "output_variables!"
+           FROM action_executions
+           WHERE execution_id = $1 AND status = 'Succeeded' AND output_variables IS NOT NULL
+           ORDER BY attempt"#,
+        execution_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.stage_index, r.action_index, r.output_variables))
+        .collect())
+}

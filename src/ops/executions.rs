@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Caller, Kind, Op, Services};
 use crate::access::{Action, Resource};
+use crate::artifacts::sealed::DataKey;
 use crate::db::{self, executions::ExecutionRow, executions::RunsRow};
 use crate::engine::{
     self, ActionRun, ActionStatus, Effect, Event, Execution, ExecutionStatus, Place, Runs, Shape,
@@ -20,6 +21,7 @@ use crate::engine::{
 use crate::error::AppError;
 use crate::pipeline::ExecutionMode;
 use crate::pipeline::wire::PipelineDeclaration;
+use crate::providers;
 
 /// The job kind that runs one action attempt.
 pub const ACTION_JOB: &str = "action";
@@ -560,36 +562,106 @@ impl ActionJob {
     }
 }
 
-/// What a worker needs to run an action job: the action as declared in the execution's pinned
-/// version, and whether the attempt is still the current one.
-#[derive(Debug, Clone)]
-pub struct ActionToRun {
-    pub pipeline_name: String,
-    pub stage_name: String,
-    pub action: crate::pipeline::wire::ActionDeclaration,
+/// The largest artifact an action may produce (1 GiB).
+pub const ARTIFACT_LIMIT: u64 = 1 << 30;
+
+/// The pipeline's artifact data key, created (and stored wrapped by the master key) on first use.
+async fn data_key(
+    s: &Services,
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+) -> Result<DataKey, AppError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let context = |key_id: &str| format!("artifact-data-key:{pipeline_id}:{key_id}");
+    let candidate = DataKey::generate(Uuid::new_v4().to_string());
+    let wrapped = s
+        .master_key
+        .seal(&b64.encode(candidate.bytes()), &context(&candidate.id));
+    let (key_id, stored) =
+        db::executions::data_key(conn, pipeline_id, (&candidate.id, &wrapped), s.clock.now())
+            .await?;
+    let bytes = s
+        .master_key
+        .open(&stored, &context(&key_id))
+        .and_then(|text| b64.decode(text).ok())
+        .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+        .ok_or_else(|| corrupt("the pipeline's data key does not open with this master key"))?;
+    Ok(DataKey::new(key_id, bytes))
 }
 
-/// The action an action job runs, or `None` when its execution or pipeline is gone.
-pub async fn action_to_run(s: &Services, job: &ActionJob) -> Result<Option<ActionToRun>, AppError> {
+/// What a worker needs to run an action job: the action as declared in the execution's pinned
+/// version, its configuration resolved, the pipeline's artifact key and store. `Ok(None)` when
+/// the execution or its pipeline is gone; `Err(summary)` inside when the action cannot run.
+pub async fn prepare_action(
+    s: &Services,
+    job: &ActionJob,
+) -> Result<Option<Result<providers::Context, String>>, AppError> {
     let mut conn = s.pool.acquire().await?;
     let Some(row) = db::executions::get(&mut conn, job.execution_id).await? else {
         return Ok(None);
     };
-    let Some(pipeline) = db::pipelines::find_by_id(&mut conn, row.pipeline_id).await? else {
+    if db::pipelines::find_by_id(&mut conn, row.pipeline_id)
+        .await?
+        .is_none()
+    {
         return Ok(None);
-    };
+    }
     let decl = declaration(&mut conn, row.pipeline_id, row.pipeline_version).await?;
-    let Some(stage) = decl.stages.get(job.stage) else {
-        return Err(corrupt("an action job's stage"));
+    let action = decl
+        .stages
+        .get(job.stage)
+        .and_then(|s| s.actions.get(job.action))
+        .ok_or_else(|| corrupt("an action job's action"))?
+        .clone();
+    let Some(store) = s.artifacts.clone() else {
+        return Ok(Some(Err("this worker has no artifact store".into())));
     };
-    let Some(action) = stage.actions.get(job.action) else {
-        return Err(corrupt("an action job's action"));
+    // The scope of references: the execution's variables and its earlier actions' outputs.
+    let mut scope = variables::Scope {
+        execution_id: row.id.to_string(),
+        variables: view(&decl.name, row.clone())
+            .variables
+            .into_iter()
+            .collect(),
+        namespaces: Default::default(),
     };
-    Ok(Some(ActionToRun {
-        pipeline_name: pipeline.name,
-        stage_name: stage.name.clone(),
-        action: action.clone(),
-    }))
+    for (si, ai, vars) in db::executions::outputs_of(&mut conn, row.id).await? {
+        let namespace = usize::try_from(si)
+            .ok()
+            .and_then(|si| decl.stages.get(si))
+            .and_then(|st| usize::try_from(ai).ok().and_then(|ai| st.actions.get(ai)))
+            .and_then(|a| a.namespace.clone());
+        if let (Some(ns), Some(map)) = (namespace, vars.as_object()) {
+            let values = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            scope.namespaces.insert(ns, values);
+        }
+    }
+    let id = &action.action_type_id;
+    let action_type =
+        crate::pipeline::action_types::find(&id.category, &id.owner, &id.provider, &id.version);
+    let configuration = action.configuration.clone().unwrap_or_default();
+    let resolved = match variables::resolve(&configuration, &scope, |k| {
+        action_type
+            .and_then(|t| t.property(k))
+            .is_some_and(|p| p.secret())
+    }) {
+        Ok(r) => r,
+        Err(unresolved) => return Ok(Some(Err(unresolved.to_string()))),
+    };
+    let key = data_key(s, &mut conn, row.pipeline_id).await?;
+    Ok(Some(Ok(providers::Context {
+        pipeline_id: row.pipeline_id,
+        execution_id: row.id,
+        action,
+        configuration: resolved,
+        key,
+        store,
+        artifact_limit: ARTIFACT_LIMIT,
+    })))
 }
 
 /// A worker finished an action job: the job is finished under its lease and the action's attempt
@@ -601,11 +673,12 @@ pub async fn action_to_run(s: &Services, job: &ActionJob) -> Result<Option<Actio
 pub async fn finish_action_job(
     s: &Services,
     claimed: &db::jobs::Claimed,
-    succeeded: bool,
-    error: Option<&str>,
+    result: &Result<providers::Output, String>,
 ) -> Result<bool, AppError> {
     let job = ActionJob::of(&claimed.payload)?;
     let now = s.clock.now();
+    let succeeded = result.is_ok();
+    let error = result.as_ref().err().map(String::as_str);
     let outcome = if succeeded {
         db::jobs::Outcome::Succeeded
     } else {
@@ -615,6 +688,35 @@ pub async fn finish_action_job(
     if !db::jobs::finish(&mut tx, claimed.id, claimed.lease, outcome, error, now).await? {
         return Ok(false);
     }
+    let (summary, variables, artifacts) = match result {
+        Ok(output) => (
+            output.summary.clone(),
+            json!(output.variables),
+            json!(
+                output
+                    .artifacts
+                    .iter()
+                    .map(|(name, stored)| (
+                        name.clone(),
+                        json!({"address": stored.address.as_str(), "size": stored.size})
+                    ))
+                    .collect::<serde_json::Map<_, _>>()
+            ),
+        ),
+        Err(summary) => (Some(summary.clone()), json!({}), json!({})),
+    };
+    let attempt = i32::try_from(job.attempt).map_err(|_| corrupt("attempt"))?;
+    db::executions::set_action_output(
+        &mut tx,
+        job.execution_id,
+        index(job.stage),
+        index(job.action),
+        attempt,
+        summary.as_deref(),
+        &variables,
+        &artifacts,
+    )
+    .await?;
     end_attempt(&mut tx, now, job, succeeded).await?;
     tx.commit().await?;
     Ok(true)

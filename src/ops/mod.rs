@@ -62,6 +62,9 @@ pub struct Services {
     /// entries never go stale; deleting a pipeline leaves unreachable entries until the cache is
     /// emptied when full.
     pub declarations: Arc<pipelines::DeclarationCache>,
+    /// Where artifacts are kept (`None`: this process stores none, and actions that produce or
+    /// consume artifacts fail saying so).
+    pub artifacts: Option<Arc<crate::artifacts::store::LocalStore>>,
 }
 
 /// The default lifetime of an API token whose creator does not choose one.
@@ -84,6 +87,7 @@ impl Services {
             master_key: Arc::new(master_key),
             token_default_expiry_days: Some(DEFAULT_TOKEN_EXPIRY_DAYS),
             declarations: Default::default(),
+            artifacts: None,
         }
     }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::db::{self, jobs::Claimed};
 use crate::ops::Services;
 use crate::ops::executions::{self, ACTION_JOB, ActionJob};
-use crate::providers::{self, Outcome};
+use crate::providers;
 
 /// How the pool runs.
 #[derive(Debug, Clone, Copy)]
@@ -220,12 +220,8 @@ async fn run_job(
         }
     };
     tokio::select! {
-        outcome = handle(s, &job) => {
-            let (succeeded, error) = match outcome {
-                Outcome::Succeeded => (true, None),
-                Outcome::Failed(summary) => (false, Some(summary)),
-            };
-            match executions::finish_action_job(s, &job, succeeded, error.as_deref()).await {
+        result = handle(s, &job) => {
+            match executions::finish_action_job(s, &job, &result).await {
                 Ok(true) => {}
                 Ok(false) => tracing::info!(job = job.id, "the job's lease was lost; its result is dropped"),
                 Err(e) => tracing::error!(error = %e, job = job.id, "recording a job's result failed; its lease will expire"),
@@ -246,20 +242,21 @@ async fn run_job(
 }
 
 /// What a job does, by kind.
-async fn handle(s: &Services, job: &Claimed) -> Outcome {
+async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String> {
     if job.kind != ACTION_JOB {
-        return Outcome::Failed(format!("no worker here runs {} jobs", job.kind));
+        return Err(format!("no worker here runs {} jobs", job.kind));
     }
-    let action = match ActionJob::of(&job.payload) {
-        Ok(a) => executions::action_to_run(s, &a).await,
+    let prepared = match ActionJob::of(&job.payload) {
+        Ok(a) => executions::prepare_action(s, &a).await,
         Err(e) => Err(e),
     };
-    match action {
-        Ok(Some(action)) => providers::run(&action).await,
-        Ok(None) => Outcome::Failed("the execution no longer exists".into()),
+    match prepared {
+        Ok(Some(Ok(context))) => providers::run(&context).await,
+        Ok(Some(Err(summary))) => Err(summary),
+        Ok(None) => Err("the execution no longer exists".into()),
         Err(e) => {
-            tracing::error!(error = %e, job = job.id, "reading an action job failed");
-            Outcome::Failed("Sluice could not read this action; the problem has been logged".into())
+            tracing::error!(error = %e, job = job.id, "preparing an action job failed");
+            Err("Sluice could not prepare this action; the problem has been logged".into())
         }
     }
 }

@@ -214,6 +214,129 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
     assert_eq!(seqs[0].1, 20, "every execution has its own sequence number");
 }
 
+/// A Git repository on disk with one commit on `main`; its path and the commit id.
+fn repository(dir: &std::path::Path) -> (String, String) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    run(&["-c", "init.defaultBranch=main", "init", "--quiet"]);
+    std::fs::write(dir.join("app.txt"), "plaintext-marker-4711\n").unwrap();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/main.sh"), "echo hi\n").unwrap();
+    run(&["add", "."]);
+    run(&[
+        "-c",
+        "user.name=Ada Lovelace",
+        "-c",
+        "user.email=ada@example.com",
+        "commit",
+        "--quiet",
+        "-m",
+        "First commit\n\nWith a body.",
+    ]);
+    (dir.display().to_string(), run(&["rev-parse", "HEAD"]))
+}
+
+#[tokio::test]
+async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, commit) = repository(repo.path());
+    let mut decl = web_app("cloned");
+    decl["stages"][0]["actions"][0]["configuration"] =
+        json!({"RepositoryUrl": path, "Branch": "main"});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = start(&app, &t, "cloned").await;
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = execution(&app, &t, "cloned", &id).await["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The build that follows cannot run yet, so the execution fails there, after the source
+    // succeeded.
+    assert_eq!(status, "Failed");
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let (status, summary, variables, artifacts): (String, Option<String>, Value, Value) = sqlx::query_as(
+        "SELECT status, summary, output_variables, output_artifacts FROM action_executions WHERE stage_index = 0",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(status, "Succeeded", "{summary:?}");
+    assert_eq!(variables["CommitId"], commit.as_str());
+    assert_eq!(variables["BranchName"], "main");
+    assert_eq!(variables["AuthorName"], "Ada Lovelace");
+    assert_eq!(variables["CommitMessage"], "First commit\n\nWith a body.");
+    assert_eq!(variables["RepositoryUrl"], path.as_str());
+    let address = artifacts["SourceArtifact"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = std::env::temp_dir()
+        .join("artifacts/sha256")
+        .join(&address[..2])
+        .join(&address[2..]);
+    let at_rest = std::fs::read(&stored).unwrap();
+    assert!(
+        !at_rest.windows(21).any(|w| w == b"plaintext-marker-4711"),
+        "the artifact holds no plaintext"
+    );
+    let (build_status, build_summary): (String, Option<String>) = sqlx::query_as(
+        "SELECT status, summary FROM action_executions WHERE stage_index = 1 ORDER BY action_index LIMIT 1",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(build_status, "Failed");
+    assert!(
+        build_summary
+            .unwrap()
+            .contains("cannot run Build/Sluice/Command/1")
+    );
+
+    // A branch that does not exist fails the source with git's reason.
+    let mut gone = web_app("gone");
+    gone["stages"][0]["actions"][0]["configuration"] =
+        json!({"RepositoryUrl": path, "Branch": "nope"});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": gone})).await;
+    let id = start(&app, &t, "gone").await;
+    for _ in 0..200 {
+        if execution(&app, &t, "gone", &id).await["status"] != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (summary,): (Option<String>,) = sqlx::query_as(
+        "SELECT a.summary FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id JOIN pipelines p ON p.id = e.pipeline_id WHERE p.name = 'gone'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let summary = summary.unwrap();
+    assert!(
+        summary.contains("branch nope") && summary.contains("nope"),
+        "{summary}"
+    );
+}
+
 #[tokio::test]
 async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() {
     let app = crate::harness::spawn_app_with_workers(2).await;
@@ -229,7 +352,7 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
     )
     .await;
     let id = start(&app, &t, "worked").await;
-    // No provider runs Git sources yet: the worker fails the action with a summary saying so,
+    // The repository does not exist: the worker fails the source action with git's reason, and
     // the stage and the execution fail, exactly once.
     let mut status = Value::Null;
     for _ in 0..100 {
@@ -247,7 +370,7 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
             .await
             .unwrap();
     assert_eq!(state, "failed");
-    assert!(error.unwrap().contains("Source/Sluice/Git/1"));
+    assert!(error.unwrap().contains("git clone of"));
     assert_eq!(
         rows(
             &app,

@@ -1,0 +1,132 @@
+//! The Git source (`Source/Sluice/Git/1`): a shallow clone of the branch head with the `git` CLI,
+//! zipped without `.git` into the action's output artifact, and the commit's details as output
+//! variables (CommitId, CommitMessage, BranchName, AuthorName, AuthorDate, RepositoryUrl).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::{Context, Output, clean_environment};
+
+/// The longest a clone may take.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+pub async fn run(ctx: &Context) -> Result<Output, String> {
+    let url = ctx
+        .configuration
+        .get("RepositoryUrl")
+        .ok_or("the action has no RepositoryUrl")?
+        .clone();
+    let branch = ctx
+        .configuration
+        .get("Branch")
+        .ok_or("the action has no Branch")?
+        .clone();
+    if ctx.configuration.contains_key("ConnectionName") {
+        return Err("connections (stored Git credentials) are not available yet; remove ConnectionName to clone a public or local repository".into());
+    }
+    let output_name = ctx
+        .action
+        .output_artifacts
+        .iter()
+        .flatten()
+        .next()
+        .map(|o| o.name.clone())
+        .ok_or("the action declares no output artifact")?;
+    let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let home = work.path().join("home");
+    let checkout = work.path().join("src");
+    std::fs::create_dir_all(&home).map_err(|e| format!("cannot make a work directory: {e}"))?;
+
+    git(
+        &home,
+        work.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--depth",
+            "1",
+            "--single-branch",
+            "--no-tags",
+            "--branch",
+            &branch,
+            "--",
+            &url,
+            &checkout.display().to_string(),
+        ],
+    )
+    .await
+    .map_err(|e| format!("git clone of {url} (branch {branch}) failed: {e}"))?;
+    let log = git(
+        &home,
+        &checkout,
+        &["log", "-1", "--format=%H%x00%an%x00%aI%x00%B"],
+    )
+    .await
+    .map_err(|e| format!("reading the commit failed: {e}"))?;
+    let mut fields = log.splitn(4, '\0');
+    let commit = fields.next().unwrap_or_default().trim().to_string();
+    let author = fields.next().unwrap_or_default().to_string();
+    let date = fields.next().unwrap_or_default().to_string();
+    let message = fields.next().unwrap_or_default().trim_end().to_string();
+
+    let store = ctx.store.clone();
+    let key = ctx.key.clone();
+    let limit = ctx.artifact_limit;
+    let stored = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
+        crate::artifacts::archive::zip_directory(&checkout, &mut zip, limit)
+            .map_err(|e| e.to_string())?;
+        store.put(&key, &mut zip).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| format!("packing the source failed: {e}"))?
+    .map_err(|e| format!("packing the source failed: {e}"))?;
+
+    let variables = [
+        ("CommitId", commit.clone()),
+        ("CommitMessage", message.chars().take(4096).collect()),
+        ("BranchName", branch),
+        ("AuthorName", author),
+        ("AuthorDate", date),
+        ("RepositoryUrl", url),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Ok(Output {
+        summary: Some(format!("Checked out {}", &commit[..commit.len().min(12)])),
+        variables,
+        artifacts: vec![(output_name, stored)],
+    })
+}
+
+/// Runs `git` in `dir` with a clean environment, no prompts and no system or global
+/// configuration; its standard output, or its last lines of standard error.
+async fn git(home: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
+    let mut command = Command::new("git");
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(clean_environment(home))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        // Only transports a RepositoryUrl may name (never ext::, which runs commands).
+        .env("GIT_ALLOW_PROTOCOL", "https:ssh:file")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(TIMEOUT, command.output())
+        .await
+        .map_err(|_| format!("it took longer than {} s", TIMEOUT.as_secs()))?
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        Err(tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+    }
+}

@@ -1,0 +1,64 @@
+//! Action providers: what runs an action of each built-in type on a worker, one module each.
+//! A provider gets its action's resolved configuration and the pipeline's artifact key, and
+//! returns its output variables and artifacts, or the summary of why it failed. Dropping a
+//! provider's future stops its work (its processes are killed).
+
+pub mod git;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::artifacts::sealed::DataKey;
+use crate::artifacts::store::{LocalStore, Stored};
+use crate::pipeline::wire::ActionDeclaration;
+
+/// What a provider works with.
+pub struct Context {
+    pub pipeline_id: Uuid,
+    pub execution_id: Uuid,
+    pub action: ActionDeclaration,
+    /// The configuration with its `#{…}` references resolved.
+    pub configuration: BTreeMap<String, String>,
+    pub key: DataKey,
+    pub store: Arc<LocalStore>,
+    /// The largest artifact an action may produce.
+    pub artifact_limit: u64,
+}
+
+/// What a successful attempt produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Output {
+    pub summary: Option<String>,
+    pub variables: BTreeMap<String, String>,
+    /// Output artifact name → where it is stored.
+    pub artifacts: Vec<(String, Stored)>,
+}
+
+/// Runs one attempt; `Err` is the failure summary shown on the action.
+pub async fn run(ctx: &Context) -> Result<Output, String> {
+    let id = &ctx.action.action_type_id;
+    match (
+        id.category.as_str(),
+        id.owner.as_str(),
+        id.provider.as_str(),
+        id.version.as_str(),
+    ) {
+        ("Source", "Sluice", "Git", "1") => git::run(ctx).await,
+        _ => Err(format!(
+            "this Sluice cannot run {}/{}/{}/{} actions yet",
+            id.category, id.owner, id.provider, id.version
+        )),
+    }
+}
+
+/// The environment every process a provider starts gets: nothing of the server's (no database
+/// URL, master key or tokens), only what is needed to find programs and a home of its own.
+pub fn clean_environment(home: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_string()),
+        ("HOME", home.display().to_string()),
+        ("LANG", "C.UTF-8".to_string()),
+    ]
+}
