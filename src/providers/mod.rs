@@ -3,6 +3,7 @@
 //! returns its output variables and artifacts, or the summary of why it failed. Dropping a
 //! provider's future stops its work (its processes are killed).
 
+pub mod buildspec;
 pub mod git;
 
 use std::collections::BTreeMap;
