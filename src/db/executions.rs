@@ -431,15 +431,18 @@ pub async fn set_action_output(
     Ok(())
 }
 
-/// The output variables of an execution's succeeded attempts: `(stage, action, variables)`.
+/// What an execution's succeeded attempts produced: `(stage, action, variables, artifacts)`,
+/// oldest attempt first.
 pub async fn outputs_of(
     conn: &mut PgConnection,
     execution_id: Uuid,
-) -> Result<Vec<(i32, i32, serde_json::Value)>, sqlx::Error> {
+) -> Result<Vec<(i32, i32, serde_json::Value, serde_json::Value)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT stage_index, action_index, output_variables AS "output_variables!"
+        r#"SELECT stage_index, action_index, output_variables AS "output_variables!",
+                  output_artifacts AS "output_artifacts!"
            FROM action_executions
-           WHERE execution_id = $1 AND status = 'Succeeded' AND output_variables IS NOT NULL
+           WHERE execution_id = $1 AND status = 'Succeeded'
+             AND output_variables IS NOT NULL AND output_artifacts IS NOT NULL
            ORDER BY attempt"#,
         execution_id
     )
@@ -447,6 +450,13 @@ pub async fn outputs_of(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.stage_index, r.action_index, r.output_variables))
+        .map(|r| {
+            (
+                r.stage_index,
+                r.action_index,
+                r.output_variables,
+                r.output_artifacts,
+            )
+        })
         .collect())
 }

@@ -626,7 +626,17 @@ pub async fn prepare_action(
             .collect(),
         namespaces: Default::default(),
     };
-    for (si, ai, vars) in db::executions::outputs_of(&mut conn, row.id).await? {
+    let mut produced: HashMap<String, crate::artifacts::store::Address> = HashMap::new();
+    for (si, ai, vars, artifacts) in db::executions::outputs_of(&mut conn, row.id).await? {
+        for (name, stored) in artifacts.as_object().into_iter().flatten() {
+            if let Some(address) = stored
+                .get("address")
+                .and_then(|a| a.as_str())
+                .and_then(crate::artifacts::store::Address::parse)
+            {
+                produced.insert(name.clone(), address);
+            }
+        }
         let namespace = usize::try_from(si)
             .ok()
             .and_then(|si| decl.stages.get(si))
@@ -652,12 +662,25 @@ pub async fn prepare_action(
         Ok(r) => r,
         Err(unresolved) => return Ok(Some(Err(unresolved.to_string()))),
     };
+    let mut inputs = Vec::new();
+    for input in action.input_artifacts.iter().flatten() {
+        match produced.get(&input.name) {
+            Some(address) => inputs.push((input.name.clone(), address.clone())),
+            None => {
+                return Ok(Some(Err(format!(
+                    "the input artifact {} was not produced in this execution",
+                    input.name
+                ))));
+            }
+        }
+    }
     let key = data_key(s, &mut conn, row.pipeline_id).await?;
     Ok(Some(Ok(providers::Context {
         pipeline_id: row.pipeline_id,
         execution_id: row.id,
         action,
         configuration: resolved,
+        inputs,
         key,
         store,
         artifact_limit: ARTIFACT_LIMIT,

@@ -4,6 +4,7 @@
 //! provider's future stops its work (its processes are killed).
 
 pub mod buildspec;
+pub mod command;
 pub mod git;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::artifacts::sealed::DataKey;
-use crate::artifacts::store::{LocalStore, Stored};
+use crate::artifacts::store::{Address, LocalStore, Stored};
 use crate::pipeline::wire::ActionDeclaration;
 
 /// What a provider works with.
@@ -22,6 +23,8 @@ pub struct Context {
     pub action: ActionDeclaration,
     /// The configuration with its `#{…}` references resolved.
     pub configuration: BTreeMap<String, String>,
+    /// The input artifacts, in declaration order: name and where it is stored.
+    pub inputs: Vec<(String, Address)>,
     pub key: DataKey,
     pub store: Arc<LocalStore>,
     /// The largest artifact an action may produce.
@@ -47,6 +50,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         id.version.as_str(),
     ) {
         ("Source", "Sluice", "Git", "1") => git::run(ctx).await,
+        ("Build" | "Test", "Sluice", "Command", "1") => command::run(ctx).await,
         _ => Err(format!(
             "this Sluice cannot run {}/{}/{}/{} actions yet",
             id.category, id.owner, id.provider, id.version

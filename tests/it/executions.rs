@@ -388,3 +388,127 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
         [("Failed".to_string(), 1)]
     );
 }
+
+async fn wait_for_end(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
+    for _ in 0..400 {
+        let e = execution(app, t, name, id).await;
+        if e["status"] != "InProgress" {
+            return e;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the execution {id} of {name} never ended");
+}
+
+fn command(
+    name: &str,
+    category: &str,
+    inputs: &[&str],
+    output: Option<&str>,
+    config: Value,
+) -> Value {
+    let mut a = json!({
+        "name": name,
+        "actionTypeId": {"category": category, "owner": "Sluice", "provider": "Command", "version": "1"},
+        "inputArtifacts": inputs.iter().map(|i| json!({"name": i})).collect::<Vec<_>>(),
+        "configuration": config,
+    });
+    if let Some(o) = output {
+        a["outputArtifacts"] = json!([{"name": o}]);
+    }
+    a
+}
+
+#[tokio::test]
+async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let build_spec = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - mkdir -p dist\n      - cat app.txt > dist/out.txt\n      - export VERSION=1.2.$(wc -l < app.txt)\n      - if env | grep -q '^CARGO_\\|DATABASE_URL\\|SLUICE_'; then echo the server environment leaked; exit 3; fi\nartifacts:\n  files: ['**/*']\n  base-directory: dist\n";
+    let test_spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test \"$WANT\" = 1.2.1\n      - grep -q plaintext-marker-4711 out.txt\n      - test -f \"$CODEBUILD_SRC_DIR_Src/app.txt\"\n";
+    let mut compile = command(
+        "Compile",
+        "Build",
+        &["Src"],
+        Some("Bin"),
+        json!({"BuildSpec": build_spec}),
+    );
+    compile["namespace"] = json!("BuildVariables");
+    let check = command(
+        "Check",
+        "Test",
+        &["Bin", "Src"],
+        None,
+        json!({
+            "BuildSpec": test_spec,
+            "PrimarySource": "Bin",
+            "EnvironmentVariables": "[{\"name\": \"WANT\", \"value\": \"#{BuildVariables.VERSION}\"}]"
+        }),
+    );
+    let source = json!({"name": "Checkout", "namespace": "SourceVariables",
+        "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+        "configuration": {"RepositoryUrl": path, "Branch": "main"},
+        "outputArtifacts": [{"name": "Src"}]});
+    let decl = json!({
+        "name": "full",
+        "stages": [
+            {"name": "Source", "actions": [source]},
+            {"name": "Build", "actions": [compile]},
+            {"name": "Test", "actions": [check]}
+        ]
+    });
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": decl.clone()}),
+    )
+    .await;
+    let id = start(&app, &t, "full").await;
+    let end = wait_for_end(&app, &t, "full", &id).await;
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let attempts: Vec<(i32, String, Option<String>, Option<Value>)> = sqlx::query_as(
+        "SELECT stage_index, status, summary, output_variables FROM action_executions ORDER BY stage_index",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(end["status"], "Succeeded", "{attempts:#?}");
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(
+        attempts[1].3.as_ref().unwrap()["VERSION"],
+        "1.2.1",
+        "exported by the build"
+    );
+
+    // A failing command fails the action, naming the phase and the command.
+    let mut failing = decl.clone();
+    failing["name"] = json!("failing");
+    failing["stages"][1]["actions"][0]["configuration"]["BuildSpec"] = json!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo about to fail\n      - exit 4\n      - echo never\n"
+    );
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": failing})).await;
+    let id = start(&app, &t, "failing").await;
+    assert_eq!(
+        wait_for_end(&app, &t, "failing", &id).await["status"],
+        "Failed"
+    );
+    let (summary,): (String,) = sqlx::query_as(
+        "SELECT a.summary FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id \
+         JOIN pipelines p ON p.id = e.pipeline_id WHERE p.name = 'failing' AND a.stage_index = 1",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(
+        summary.contains("phase build")
+            && summary.contains("`exit 4` exited with 4")
+            && summary.contains("about to fail")
+            && !summary.contains("never"),
+        "{summary}"
+    );
+}

@@ -1,0 +1,380 @@
+//! Command build and test (`Build|Test/Sluice/Command/1`, CodeBuild's role): the input artifacts
+//! extracted into a fresh work directory (the primary one as the working directory, the others
+//! named by `CODEBUILD_SRC_DIR_<name>`), the buildspec's phases run by one bash session (so `cd`
+//! and `export` carry from command to command, as in CodeBuild), in a clean environment, in a
+//! process group of its own that the timeout, an abandon or a lost lease kills whole; then the
+//! exported variables read back and the output artifact zipped and sealed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use super::buildspec::{self, BuildSpec, OnFailure};
+use super::{Context, Output, clean_environment};
+use crate::artifacts::archive;
+
+/// CodeBuild's default build timeout.
+const DEFAULT_TIMEOUT_MINUTES: u64 = 60;
+/// Lines of the log kept in a failure's summary.
+const SUMMARY_LINES: usize = 8;
+
+/// Kills a process group when dropped (a build that ends early for any reason leaves nothing
+/// running).
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) on a process group we created; no memory is touched.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+pub async fn run(ctx: &Context) -> Result<Output, String> {
+    let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let root = work.path().to_path_buf();
+    let (primary, env, spec) = {
+        let ctx_inputs = ctx.inputs.clone();
+        let store = ctx.store.clone();
+        let key = ctx.key.clone();
+        let config = ctx.configuration.clone();
+        let limit = ctx.artifact_limit;
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            prepare(&root, &ctx_inputs, &store, &key, &config, limit)
+        })
+        .await
+        .map_err(|e| format!("preparing the build failed: {e}"))??
+    };
+    let timeout_minutes = ctx
+        .configuration
+        .get("TimeoutInMinutes")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+
+    let script = root.join("build.sh");
+    let failures = root.join("failures");
+    let exported = root.join("exported");
+    let log = root.join("build.log");
+    fs::write(&script, script_for(&spec, &failures, &exported))
+        .map_err(|e| format!("cannot write the build script: {e}"))?;
+    let log_file = File::create(&log).map_err(|e| format!("cannot open the build log: {e}"))?;
+
+    let mut command = Command::new("bash");
+    command
+        .arg("--noprofile")
+        .arg("--norc")
+        .arg(&script)
+        .current_dir(&primary)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log_file)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start bash: {e}"))?;
+    let guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+    let waited =
+        tokio::time::timeout(Duration::from_secs(timeout_minutes * 60), child.wait()).await;
+    let finished = match waited {
+        Ok(status) => status.map_err(|e| format!("the build could not be waited for: {e}"))?,
+        Err(_) => {
+            drop(guard);
+            return Err(format!(
+                "the build took longer than its timeout of {timeout_minutes} minutes and was stopped{}",
+                tail(&log)
+            ));
+        }
+    };
+    drop(guard);
+
+    if let Ok(recorded) = fs::read_to_string(&failures)
+        && let Some(first) = recorded.lines().next()
+    {
+        let mut parts = first.splitn(3, '\t');
+        let phase = parts.next().unwrap_or("?");
+        let code = parts.next().unwrap_or("?");
+        let command = parts.next().unwrap_or("?");
+        return Err(format!(
+            "phase {phase}: the command `{command}` exited with {code}{}",
+            tail(&log)
+        ));
+    }
+    if !finished.success() {
+        return Err(format!("the build exited with {finished}{}", tail(&log)));
+    }
+
+    let mut variables = BTreeMap::new();
+    if let Ok(raw) = fs::read(&exported) {
+        for entry in raw.split(|b| *b == 0) {
+            let entry = String::from_utf8_lossy(entry);
+            if let Some((name, value)) = entry.split_once('=')
+                && spec.exported.iter().any(|e| e == name)
+            {
+                variables.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+
+    let mut artifacts = Vec::new();
+    if let (Some(out), Some(name)) = (
+        spec.artifacts.clone(),
+        ctx.action
+            .output_artifacts
+            .iter()
+            .flatten()
+            .next()
+            .map(|o| o.name.clone()),
+    ) {
+        let store = ctx.store.clone();
+        let key = ctx.key.clone();
+        let limit = ctx.artifact_limit;
+        let primary = primary.clone();
+        let staged = root.join("artifact");
+        let stored = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            stage_artifact(&primary, &out, &staged)?;
+            let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
+            archive::zip_directory(&staged, &mut zip, limit).map_err(|e| e.to_string())?;
+            store.put(&key, &mut zip).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("packing the output artifact failed: {e}"))?
+        .map_err(|e| format!("packing the output artifact failed: {e}"))?;
+        artifacts.push((name, stored));
+    }
+    Ok(Output {
+        summary: Some(format!(
+            "Build succeeded ({} phase{})",
+            spec.phases.len(),
+            if spec.phases.len() == 1 { "" } else { "s" }
+        )),
+        variables,
+        artifacts,
+    })
+}
+
+type Prepared = (PathBuf, Vec<(String, String)>, BuildSpec);
+
+/// Extracts the inputs and reads the buildspec; the primary directory, the environment, the spec.
+fn prepare(
+    root: &Path,
+    inputs: &[(String, crate::artifacts::store::Address)],
+    store: &crate::artifacts::store::LocalStore,
+    key: &crate::artifacts::sealed::DataKey,
+    config: &BTreeMap<String, String>,
+    limit: u64,
+) -> Result<Prepared, String> {
+    let home = root.join("home");
+    fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let primary_name = config
+        .get("PrimarySource")
+        .cloned()
+        .or_else(|| inputs.first().map(|(n, _)| n.clone()))
+        .ok_or("the action has no input artifact")?;
+    if !inputs.iter().any(|(n, _)| *n == primary_name) {
+        return Err(format!(
+            "PrimarySource {primary_name} is not one of the action's input artifacts"
+        ));
+    }
+    let mut env: Vec<(String, String)> = clean_environment(&home)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut primary = root.join("src");
+    for (name, address) in inputs {
+        let dir = if *name == primary_name {
+            root.join("src")
+        } else {
+            root.join("inputs").join(name)
+        };
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
+        store
+            .get(key, address, &mut zip)
+            .map_err(|e| format!("the input artifact {name} cannot be read: {e}"))?;
+        archive::unzip_into(zip, &dir, limit)
+            .map_err(|e| format!("the input artifact {name} cannot be extracted: {e}"))?;
+        if *name == primary_name {
+            primary = dir.clone();
+        } else {
+            env.push((
+                format!("CODEBUILD_SRC_DIR_{name}"),
+                dir.display().to_string(),
+            ));
+        }
+    }
+    env.push(("CODEBUILD_SRC_DIR".into(), primary.display().to_string()));
+    let source = match config.get("BuildSpec") {
+        Some(inline) => inline.clone(),
+        None => {
+            let relative = config
+                .get("BuildSpecPath")
+                .map_or("buildspec.yml", String::as_str);
+            let path = Path::new(relative);
+            if path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+                return Err(format!(
+                    "BuildSpecPath {relative} must lie inside the primary input artifact"
+                ));
+            }
+            fs::read_to_string(primary.join(path)).map_err(|_| {
+                format!("the primary input artifact {primary_name} has no buildspec at {relative}")
+            })?
+        }
+    };
+    let spec = buildspec::parse(&source)?;
+    for (name, value) in &spec.variables {
+        env.push((name.clone(), value.clone()));
+    }
+    if let Some(list) = config.get("EnvironmentVariables") {
+        let vars: Vec<serde_json::Value> = serde_json::from_str(list).map_err(|_| {
+            "EnvironmentVariables must be a JSON list of {\"name\", \"value\"}".to_string()
+        })?;
+        for v in vars {
+            if let (Some(n), Some(val)) = (
+                v.get("name").and_then(|n| n.as_str()),
+                v.get("value").and_then(|x| x.as_str()),
+            ) {
+                env.push((n.to_string(), val.to_string()));
+            }
+        }
+    }
+    Ok((primary, env, spec))
+}
+
+/// Quotes `text` for bash, as one word.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// One bash session running the phases: each command through `eval` (so state carries), its
+/// failure recorded as `phase<TAB>exit code<TAB>command`; `finally` commands always; ABORT stops
+/// the phases that follow. At the end, the environment for the exported variables.
+fn script_for(spec: &BuildSpec, failures: &Path, exported: &Path) -> String {
+    let failures = quote(&failures.display().to_string());
+    // A command that exits the shell itself (`exit 4`) is recorded by the EXIT trap.
+    let mut s = format!(
+        "set -o pipefail\n__sluice_abort=0\n__sluice_phase=\n__sluice_cmd=\ntrap '__rc=$?; if [ $__rc -ne 0 ] && [ -n \"$__sluice_cmd\" ]; then printf \"%s\\t%s\\t%s\\n\" \"$__sluice_phase\" \"$__rc\" \"$__sluice_cmd\" >> {}; fi' EXIT\n",
+        failures.replace('\'', r"'\''")
+    );
+    for phase in &spec.phases {
+        s.push_str(&format!(
+            "if [ $__sluice_abort -eq 0 ]; then\n__sluice_failed=0\necho {}\n",
+            quote(&format!("[Sluice] Entering phase {}", phase.name))
+        ));
+        for command in &phase.commands {
+            s.push_str(&format!(
+                "if [ $__sluice_failed -eq 0 ]; then\necho {}\n__sluice_phase={}\n__sluice_cmd={}\neval {}\n__rc=$?\n__sluice_cmd=\nif [ $__rc -ne 0 ]; then __sluice_failed=1; printf '%s\\t%s\\t%s\\n' {} \"$__rc\" {} >> {}; fi\nfi\n",
+                quote(&format!("[Sluice] Running command {command}")),
+                quote(phase.name),
+                quote(command),
+                quote(command),
+                quote(phase.name),
+                quote(command),
+                failures
+            ));
+        }
+        for command in &phase.finally {
+            s.push_str(&format!(
+                "echo {}\neval {}\n__rc=$?\nif [ $__rc -ne 0 ]; then __sluice_failed=1; printf '%s\\t%s\\t%s\\n' {} \"$__rc\" {} >> {}; fi\n",
+                quote(&format!("[Sluice] Running finally command {command}")),
+                quote(command),
+                quote(&format!("{} (finally)", phase.name)),
+                quote(command),
+                failures
+            ));
+        }
+        if phase.on_failure == OnFailure::Abort {
+            s.push_str("if [ $__sluice_failed -ne 0 ]; then __sluice_abort=1; fi\n");
+        }
+        s.push_str("fi\n");
+    }
+    s.push_str(&format!(
+        "env -0 > {}\n",
+        quote(&exported.display().to_string())
+    ));
+    s
+}
+
+/// Copies the files the buildspec's `artifacts` section names into `staged`.
+fn stage_artifact(
+    primary: &Path,
+    spec: &buildspec::Artifacts,
+    staged: &Path,
+) -> Result<(), String> {
+    let base = match &spec.base_directory {
+        Some(b) => {
+            let p = Path::new(b);
+            if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+                return Err(format!(
+                    "artifacts.base-directory {b} must lie inside the source"
+                ));
+            }
+            primary.join(p)
+        }
+        None => primary.to_path_buf(),
+    };
+    fs::create_dir_all(staged).map_err(|e| e.to_string())?;
+    let mut found = 0usize;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs::read_dir(base.join(&dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let relative = dir.join(entry.file_name());
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(relative);
+            } else if kind.is_file() {
+                let text = relative.to_string_lossy().replace('\\', "/");
+                if spec.files.iter().any(|p| buildspec::matches(p, &text)) {
+                    let target = if spec.discard_paths {
+                        staged.join(entry.file_name())
+                    } else {
+                        staged.join(&relative)
+                    };
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                    }
+                    fs::copy(entry.path(), &target).map_err(|e| e.to_string())?;
+                    found += 1;
+                }
+            }
+        }
+    }
+    if found == 0 {
+        return Err(format!(
+            "no file matches the buildspec's artifacts.files ({})",
+            spec.files.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// The last lines of the log, for a failure's summary.
+fn tail(log: &Path) -> String {
+    let Ok(text) = fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().rev().take(SUMMARY_LINES).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("; last lines of the log:");
+    for line in lines.into_iter().rev() {
+        out.push_str("\n  ");
+        out.push_str(&line.chars().take(200).collect::<String>());
+    }
+    out
+}
