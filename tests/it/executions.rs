@@ -270,7 +270,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    // The build that follows cannot run yet, so the execution fails there, after the source
+    // The repository has no buildspec.yml, so the build that follows fails, after the source
     // succeeded.
     assert_eq!(status, "Failed");
     let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
@@ -306,10 +306,10 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
     .await
     .unwrap();
     assert_eq!(build_status, "Failed");
+    let build_summary = build_summary.unwrap();
     assert!(
-        build_summary
-            .unwrap()
-            .contains("cannot run Build/Sluice/Command/1")
+        build_summary.contains("no buildspec at buildspec.yml"),
+        "{build_summary}"
     );
 
     // A branch that does not exist fails the source with git's reason.
