@@ -781,3 +781,183 @@ async fn end_attempt(
     .await?;
     Ok(())
 }
+
+fn stage_not_found(name: &str, stage: &str) -> AppError {
+    AppError::NotFound {
+        code: "StageNotFoundException",
+        message: format!("The pipeline '{name}' has no stage '{stage}'"),
+    }
+}
+
+/// RetryStageExecution: the stage of a failed or stopped execution runs again, its failed
+/// actions only or all of them.
+pub async fn retry_stage_execution(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    stage: &str,
+    execution_id: Uuid,
+    all_actions: bool,
+) -> Result<Uuid, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Change,
+        Action::RetryStageExecution,
+        Resource::stage(name, stage),
+        json!({"pipelineName": name, "stageName": stage, "pipelineExecutionId": execution_id,
+               "retryMode": if all_actions { "ALL_ACTIONS" } else { "FAILED_ACTIONS" }}),
+        async |op| {
+            let now = op.now();
+            let (pipeline, _) = owning_pipeline(op.conn(), name, execution_id).await?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            if !decl.stages.iter().any(|st| st.name == stage) {
+                return Err(stage_not_found(name, stage));
+            }
+            advance(
+                op.conn(),
+                now,
+                pipeline.id,
+                mode_of(&decl),
+                Change::Event(Event::Retry {
+                    id: execution_id,
+                    stage: stage.to_string(),
+                    all_actions,
+                }),
+            )
+            .await?;
+            Ok(execution_id)
+        },
+    )
+    .await
+}
+
+/// EnableStageTransition / DisableStageTransition. `outbound` names the transition out of
+/// `stage` (the inbound transition of the stage after it); the first stage has no inbound
+/// transition, the last no outbound one. Disabling needs a reason.
+pub async fn set_stage_transition(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    stage: &str,
+    outbound: bool,
+    disabled_reason: Option<String>,
+) -> Result<(), AppError> {
+    let action = if disabled_reason.is_some() {
+        Action::DisableStageTransition
+    } else {
+        Action::EnableStageTransition
+    };
+    Op::run(
+        s,
+        c,
+        Kind::Change,
+        action,
+        Resource::stage(name, stage),
+        json!({"pipelineName": name, "stageName": stage,
+               "transitionType": if outbound { "Outbound" } else { "Inbound" }, "reason": disabled_reason}),
+        async |op| {
+            let now = op.now();
+            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+                .await?
+                .ok_or_else(|| pipeline_not_found(name))?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            let index = decl
+                .stages
+                .iter()
+                .position(|st| st.name == stage)
+                .ok_or_else(|| stage_not_found(name, stage))?;
+            let gate = if outbound { index + 1 } else { index };
+            let gated = decl
+                .stages
+                .get(gate)
+                .filter(|_| gate > 0)
+                .ok_or_else(|| {
+                    AppError::validation(
+                        "transitionType",
+                        if outbound {
+                            "the last stage has no outbound transition"
+                        } else {
+                            "the first stage has no inbound transition"
+                        },
+                    )
+                })?
+                .name
+                .clone();
+            if let Some(reason) = &disabled_reason {
+                let valid = (1..=300).contains(&reason.chars().count())
+                    && reason.chars().all(|ch| {
+                        ch.is_ascii_alphanumeric() || "!@ ().*?-".contains(ch)
+                    });
+                if !valid {
+                    return Err(AppError::validation(
+                        "reason",
+                        "must be 1-300 of letters, digits, spaces and ! @ ( ) . * ? -",
+                    ));
+                }
+            }
+            let by = Resource::user(op.caller().user_name()).to_string();
+            db::executions::set_transition(
+                op.conn(),
+                pipeline.id,
+                &gated,
+                disabled_reason.as_deref().map(|r| (r, by.as_str(), now)),
+            )
+            .await?;
+            advance(
+                op.conn(),
+                now,
+                pipeline.id,
+                mode_of(&decl),
+                Change::Event(Event::Transition {
+                    stage: gated,
+                    enabled: disabled_reason.is_none(),
+                }),
+            )
+            .await?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// ListPipelineExecutions: newest first, a page at a time.
+pub async fn list_pipeline_executions(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    page: &super::Page,
+) -> Result<super::Paged<ExecutionView>, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::ListPipelineExecutions,
+        Resource::pipeline(name),
+        json!({"pipelineName": name}),
+        async |op| {
+            let limit = page.limit()?;
+            let before = match &page.next {
+                None => None,
+                Some(t) => Some(t.parse::<i64>().map_err(|_| AppError::Rejected {
+                    code: "InvalidNextTokenException",
+                    message: "nextToken is not a token from an earlier page".into(),
+                })?),
+            };
+            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+                .await?
+                .ok_or_else(|| pipeline_not_found(name))?;
+            let rows = db::executions::history(op.conn(), pipeline.id, before, limit + 1).await?;
+            let paged = super::Paged::from_rows(rows, limit, |r| r.seq.to_string());
+            Ok(super::Paged {
+                items: paged
+                    .items
+                    .into_iter()
+                    .map(|r| view(&pipeline.name, r))
+                    .collect(),
+                next: paged.next,
+            })
+        },
+    )
+    .await
+}

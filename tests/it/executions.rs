@@ -512,3 +512,149 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_until_enabled() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let marker = repo.path().join("attempted");
+    // Fails the first time it runs, succeeds after.
+    let spec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - if [ -f {m} ]; then echo again; else touch {m}; exit 1; fi\n",
+        m = marker.display()
+    );
+    let decl = json!({"name": "flaky", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = start(&app, &t, "flaky").await;
+    assert_eq!(
+        wait_for_end(&app, &t, "flaky", &id).await["status"],
+        "Failed"
+    );
+    let listed = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "flaky"}),
+    )
+    .await;
+    assert_eq!(
+        listed["pipelineExecutionSummaries"][0]["pipelineExecutionId"],
+        id.as_str()
+    );
+    assert_eq!(listed["pipelineExecutionSummaries"][0]["status"], "Failed");
+
+    let retry = json!({"pipelineName": "flaky", "stageName": "Build", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS"});
+    ok(&app, &t, "RetryStageExecution", retry.clone()).await;
+    assert_eq!(
+        wait_for_end(&app, &t, "flaky", &id).await["status"],
+        "Succeeded"
+    );
+    let attempts = rows(
+        &app,
+        "SELECT stage_index::text, count(*) FROM action_executions GROUP BY stage_index ORDER BY stage_index",
+    )
+    .await;
+    assert_eq!(
+        attempts,
+        [("0".to_string(), 1), ("1".to_string(), 2)],
+        "only the failed action ran again"
+    );
+    let (_, out) = call(&app, &t, "RetryStageExecution", retry).await;
+    assert_eq!(out["__type"], "StageNotRetryableException", "{out}");
+
+    // Hold executions in front of Build, then let the newest in.
+    ok(
+        &app,
+        &t,
+        "DisableStageTransition",
+        json!({"pipelineName": "flaky", "stageName": "Build", "transitionType": "Inbound", "reason": "Release freeze"}),
+    )
+    .await;
+    let held = start(&app, &t, "flaky").await;
+    for _ in 0..200 {
+        let waiting = rows(&app, "SELECT place, count(*) FROM pipeline_executions WHERE place = 'waiting' GROUP BY place").await;
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        execution(&app, &t, "flaky", &held).await["status"],
+        "InProgress"
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT place, count(*) FROM pipeline_executions WHERE place = 'waiting' GROUP BY place"
+        )
+        .await,
+        [("waiting".to_string(), 1)]
+    );
+    ok(
+        &app,
+        &t,
+        "EnableStageTransition",
+        json!({"pipelineName": "flaky", "stageName": "Source", "transitionType": "Outbound"}),
+    )
+    .await;
+    assert_eq!(
+        wait_for_end(&app, &t, "flaky", &held).await["status"],
+        "Succeeded"
+    );
+
+    for (op, body, kind) in [
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "flaky", "stageName": "Source", "transitionType": "Inbound", "reason": "x"}),
+            "ValidationException",
+        ),
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "flaky", "stageName": "Build", "transitionType": "Outbound", "reason": "x"}),
+            "ValidationException",
+        ),
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "flaky", "stageName": "Nope", "transitionType": "Inbound", "reason": "x"}),
+            "StageNotFoundException",
+        ),
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "flaky", "stageName": "Build", "transitionType": "Inbound", "reason": "semi;colon"}),
+            "ValidationException",
+        ),
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "flaky", "stageName": "Build", "transitionType": "Inbound"}),
+            "ValidationException",
+        ),
+        (
+            "RetryStageExecution",
+            json!({"pipelineName": "flaky", "stageName": "Build", "pipelineExecutionId": id, "retryMode": "SOME"}),
+            "ValidationException",
+        ),
+        (
+            "RetryStageExecution",
+            json!({"pipelineName": "flaky", "stageName": "Nope", "pipelineExecutionId": id, "retryMode": "ALL_ACTIONS"}),
+            "StageNotFoundException",
+        ),
+        (
+            "ListPipelineExecutions",
+            json!({"pipelineName": "flaky", "nextToken": "zz"}),
+            "InvalidNextTokenException",
+        ),
+    ] {
+        let (_, out) = call(&app, &t, op, body.clone()).await;
+        assert_eq!(out["__type"], kind, "{op} {body}: {out}");
+    }
+}

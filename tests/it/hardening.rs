@@ -361,6 +361,19 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "GetPipelineExecution",
             json!({"pipelineName": "web", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
         ),
+        ("ListPipelineExecutions", json!({"pipelineName": "web"})),
+        (
+            "RetryStageExecution",
+            json!({"pipelineName": "web", "stageName": "Build", "pipelineExecutionId": uuid::Uuid::new_v4().to_string(), "retryMode": "FAILED_ACTIONS"}),
+        ),
+        (
+            "EnableStageTransition",
+            json!({"pipelineName": "web", "stageName": "Build", "transitionType": "Inbound"}),
+        ),
+        (
+            "DisableStageTransition",
+            json!({"pipelineName": "web", "stageName": "Build", "transitionType": "Inbound", "reason": "freeze"}),
+        ),
     ];
     for (op, body) in operations {
         let before = denials(&app).await;

@@ -7,12 +7,16 @@ use uuid::Uuid;
 use super::{ApiError, epoch, parse};
 use crate::error::AppError;
 use crate::ops::executions;
-use crate::ops::{Caller, Services};
+use crate::ops::{Caller, Page, Services};
 
 pub const OPERATIONS: &[&str] = &[
     "StartPipelineExecution",
     "StopPipelineExecution",
     "GetPipelineExecution",
+    "ListPipelineExecutions",
+    "RetryStageExecution",
+    "EnableStageTransition",
+    "DisableStageTransition",
 ];
 
 pub async fn call(
@@ -68,6 +72,84 @@ pub async fn call(
                 "lastUpdateTime": epoch(e.updated),
             }})
         }
+        "ListPipelineExecutions" => {
+            let i: List = parse(input)?;
+            let page = executions::list_pipeline_executions(
+                s,
+                c,
+                &i.pipeline_name,
+                &Page {
+                    next: i.next_token,
+                    max: i.max_results,
+                },
+            )
+            .await?;
+            json!({
+                "pipelineExecutionSummaries": page.items.iter().map(|e| json!({
+                    "pipelineExecutionId": e.id,
+                    "status": e.status,
+                    "startTime": epoch(e.started),
+                    "lastUpdateTime": epoch(e.updated),
+                    "sourceRevisions": [],
+                    "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
+                })).collect::<Vec<_>>(),
+                "nextToken": page.next,
+            })
+        }
+        "RetryStageExecution" => {
+            let i: Retry = parse(input)?;
+            let id = execution_id(&i.pipeline_execution_id)?;
+            let all = match i.retry_mode.as_str() {
+                "FAILED_ACTIONS" => false,
+                "ALL_ACTIONS" => true,
+                _ => {
+                    return Err(AppError::validation(
+                        "retryMode",
+                        "must be FAILED_ACTIONS or ALL_ACTIONS",
+                    )
+                    .into());
+                }
+            };
+            let id =
+                executions::retry_stage_execution(s, c, &i.pipeline_name, &i.stage_name, id, all)
+                    .await?;
+            json!({ "pipelineExecutionId": id })
+        }
+        "EnableStageTransition" | "DisableStageTransition" => {
+            let i: Transition = parse(input)?;
+            let outbound = match i.transition_type.as_str() {
+                "Inbound" => false,
+                "Outbound" => true,
+                _ => {
+                    return Err(AppError::validation(
+                        "transitionType",
+                        "must be Inbound or Outbound",
+                    )
+                    .into());
+                }
+            };
+            let reason =
+                if operation == "DisableStageTransition" {
+                    Some(i.reason.ok_or_else(|| {
+                        ApiError::from(AppError::validation("reason", "is required"))
+                    })?)
+                } else {
+                    if i.reason.is_some() {
+                        return Err(ApiError::serialization("reason: unknown field"));
+                    }
+                    None
+                };
+            executions::set_stage_transition(
+                s,
+                c,
+                &i.pipeline_name,
+                &i.stage_name,
+                outbound,
+                reason,
+            )
+            .await?;
+            json!({})
+        }
         other => {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::BAD_REQUEST,
@@ -113,4 +195,30 @@ struct Stop {
 struct Get {
     pipeline_name: String,
     pipeline_execution_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct List {
+    pipeline_name: String,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Retry {
+    pipeline_name: String,
+    stage_name: String,
+    pipeline_execution_id: String,
+    retry_mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Transition {
+    pipeline_name: String,
+    stage_name: String,
+    transition_type: String,
+    reason: Option<String>,
 }
