@@ -65,6 +65,8 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     fs::write(&script, script_for(&spec, &failures, &exported))
         .map_err(|e| format!("cannot write the build script: {e}"))?;
     let log_file = File::create(&log).map_err(|e| format!("cannot open the build log: {e}"))?;
+    let runner = super::runner()?;
+    super::hand_over(&root, runner)?;
 
     let mut command = Command::new("bash");
     command
@@ -79,6 +81,9 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .stderr(log_file)
         .process_group(0)
         .kill_on_drop(true);
+    if let Some((uid, gid)) = runner {
+        command.uid(uid).gid(gid);
+    }
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start bash: {e}"))?;

@@ -38,8 +38,15 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let home = work.path().join("home");
     let checkout = work.path().join("src");
     std::fs::create_dir_all(&home).map_err(|e| format!("cannot make a work directory: {e}"))?;
+    // Its only setting: clone repositories whoever owns them (a local repository belongs to
+    // another user than the one clones run as).
+    std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
+        .map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let runner = super::runner()?;
+    super::hand_over(work.path(), runner)?;
 
     git(
+        runner,
         &home,
         work.path(),
         &[
@@ -59,6 +66,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     .await
     .map_err(|e| format!("git clone of {url} (branch {branch}) failed: {e}"))?;
     let log = git(
+        runner,
         &home,
         &checkout,
         &["log", "-1", "--format=%H%x00%an%x00%aI%x00%B"],
@@ -102,10 +110,18 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     })
 }
 
-/// Runs `git` in `dir` with a clean environment, no prompts and no system or global
+/// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a global one of its own
 /// configuration; its standard output, or its last lines of standard error.
-async fn git(home: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
+async fn git(
+    runner: Option<(u32, u32)>,
+    home: &Path,
+    dir: &Path,
+    args: &[&str],
+) -> Result<String, String> {
     let mut command = Command::new("git");
+    if let Some((uid, gid)) = runner {
+        command.uid(uid).gid(gid);
+    }
     command
         .args(args)
         .current_dir(dir)
@@ -113,7 +129,7 @@ async fn git(home: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
         .envs(clean_environment(home))
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
         // Only transports a RepositoryUrl may name (never ext::, which runs commands).
         .env("GIT_ALLOW_PROTOCOL", "https:ssh:file")
         .stdin(std::process::Stdio::null())

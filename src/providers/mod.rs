@@ -67,3 +67,48 @@ pub fn clean_environment(home: &std::path::Path) -> Vec<(&'static str, String)> 
         ("LANG", "C.UTF-8".to_string()),
     ]
 }
+
+/// The user and group a provider's processes run as: `nobody` when the worker runs as root, so
+/// a build can touch neither the server's files nor its data; `None` (the worker's own user)
+/// otherwise.
+pub fn runner() -> Result<Option<(u32, u32)>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("nobody").expect("no NUL in a constant");
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwnam_r writes only into `entry` and
+    // `buffer`, whose size it is told.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() {
+        return Err("the worker runs as root and there is no user nobody to run builds as".into());
+    }
+    Ok(Some((entry.pw_uid, entry.pw_gid)))
+}
+
+/// Gives `dir` and everything under it to the runner, so its processes can work there.
+pub fn hand_over(dir: &std::path::Path, ids: Option<(u32, u32)>) -> Result<(), String> {
+    let Some((uid, gid)) = ids else { return Ok(()) };
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot prepare {} for the build user: {e}", path.display()))?;
+        if path.is_dir() && !path.is_symlink() {
+            for entry in std::fs::read_dir(&path).map_err(|e| e.to_string())? {
+                pending.push(entry.map_err(|e| e.to_string())?.path());
+            }
+        }
+    }
+    Ok(())
+}

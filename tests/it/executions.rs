@@ -216,6 +216,9 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
 
 /// A Git repository on disk with one commit on `main`; its path and the commit id.
 fn repository(dir: &std::path::Path) -> (String, String) {
+    // Readable by the unprivileged user builds run as when the tests run as root.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let run = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(args)
@@ -428,7 +431,7 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         .await;
     let repo = tempfile::tempdir().unwrap();
     let (path, _) = repository(repo.path());
-    let build_spec = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - mkdir -p dist\n      - cat app.txt > dist/out.txt\n      - export VERSION=1.2.$(wc -l < app.txt)\n      - if env | grep -q '^CARGO_\\|DATABASE_URL\\|SLUICE_'; then echo the server environment leaked; exit 3; fi\nartifacts:\n  files: ['**/*']\n  base-directory: dist\n";
+    let build_spec = "version: 0.2\nenv:\n  exported-variables: [VERSION, RUNNER]\nphases:\n  build:\n    commands:\n      - export RUNNER=$(id -u)\n      - mkdir -p dist\n      - cat app.txt > dist/out.txt\n      - export VERSION=1.2.$(wc -l < app.txt)\n      - if env | grep -q '^CARGO_\\|DATABASE_URL\\|SLUICE_'; then echo the server environment leaked; exit 3; fi\nartifacts:\n  files: ['**/*']\n  base-directory: dist\n";
     let test_spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test \"$WANT\" = 1.2.1\n      - grep -q plaintext-marker-4711 out.txt\n      - test -f \"$CODEBUILD_SRC_DIR_Src/app.txt\"\n";
     let mut compile = command(
         "Compile",
@@ -522,7 +525,12 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
         .await;
     let repo = tempfile::tempdir().unwrap();
     let (path, _) = repository(repo.path());
-    let marker = repo.path().join("attempted");
+    let scratch = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let marker = scratch.path().join("attempted");
     // Fails the first time it runs, succeeds after.
     let spec = format!(
         "version: 0.2\nphases:\n  build:\n    commands:\n      - if [ -f {m} ]; then echo again; else touch {m}; exit 1; fi\n",
