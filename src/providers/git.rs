@@ -110,8 +110,8 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     })
 }
 
-/// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a global one of its own
-/// configuration; its standard output, or its last lines of standard error.
+/// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a
+/// global one of its own; its standard output, or its last lines of standard error.
 async fn git(
     runner: Option<(u32, u32)>,
     home: &Path,
