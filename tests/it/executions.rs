@@ -253,11 +253,7 @@ fn repository(dir: &std::path::Path) -> (String, String) {
 
 #[tokio::test]
 async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
-    let app = crate::harness::spawn_app_with_workers(2).await;
-    app.setup_admin().await;
-    let t = app
-        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
-        .await;
+    let (app, t) = workers_app().await;
     let repo = tempfile::tempdir().unwrap();
     let (path, commit) = repository(repo.path());
     let mut decl = web_app("cloned");
@@ -265,14 +261,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
         json!({"RepositoryUrl": path, "Branch": "main"});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
     let id = start(&app, &t, "cloned").await;
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = execution(&app, &t, "cloned", &id).await["status"].clone();
-        if status != "InProgress" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = wait_for_end(&app, &t, "cloned", &id).await["status"].clone();
     // The repository has no buildspec.yml, so the build that follows fails, after the source
     // succeeded.
     assert_eq!(status, "Failed");
@@ -321,12 +310,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
         json!({"RepositoryUrl": path, "Branch": "nope"});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": gone})).await;
     let id = start(&app, &t, "gone").await;
-    for _ in 0..200 {
-        if execution(&app, &t, "gone", &id).await["status"] != "InProgress" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_end(&app, &t, "gone", &id).await;
     let (summary,): (Option<String>,) = sqlx::query_as(
         "SELECT a.summary FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id JOIN pipelines p ON p.id = e.pipeline_id WHERE p.name = 'gone'",
     )
@@ -342,11 +326,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
 
 #[tokio::test]
 async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() {
-    let app = crate::harness::spawn_app_with_workers(2).await;
-    app.setup_admin().await;
-    let t = app
-        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
-        .await;
+    let (app, t) = workers_app().await;
     ok(
         &app,
         &t,
@@ -357,14 +337,7 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
     let id = start(&app, &t, "worked").await;
     // The repository does not exist: the worker fails the source action with git's reason, and
     // the stage and the execution fail, exactly once.
-    let mut status = Value::Null;
-    for _ in 0..100 {
-        status = execution(&app, &t, "worked", &id).await["status"].clone();
-        if status != "InProgress" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let status = wait_for_end(&app, &t, "worked", &id).await["status"].clone();
     assert_eq!(status, "Failed");
     let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
     let (state, error): (String, Option<String>) =
@@ -390,6 +363,16 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
         .await,
         [("Failed".to_string(), 1)]
     );
+}
+
+/// A server with two workers, and the administrator's token.
+async fn workers_app() -> (TestApp, String) {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    (app, t)
 }
 
 async fn wait_for_end(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
@@ -424,11 +407,7 @@ fn command(
 
 #[tokio::test]
 async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables() {
-    let app = crate::harness::spawn_app_with_workers(2).await;
-    app.setup_admin().await;
-    let t = app
-        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
-        .await;
+    let (app, t) = workers_app().await;
     let repo = tempfile::tempdir().unwrap();
     let (path, _) = repository(repo.path());
     let build_spec = "version: 0.2\nenv:\n  exported-variables: [VERSION, RUNNER]\nphases:\n  build:\n    commands:\n      - export RUNNER=$(id -u)\n      - mkdir -p dist\n      - cat app.txt > dist/out.txt\n      - export VERSION=1.2.$(wc -l < app.txt)\n      - if env | grep -q '^CARGO_\\|DATABASE_URL\\|SLUICE_'; then echo the server environment leaked; exit 3; fi\nartifacts:\n  files: ['**/*']\n  base-directory: dist\n";
@@ -518,11 +497,7 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
 
 #[tokio::test]
 async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_until_enabled() {
-    let app = crate::harness::spawn_app_with_workers(2).await;
-    app.setup_admin().await;
-    let t = app
-        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
-        .await;
+    let (app, t) = workers_app().await;
     let repo = tempfile::tempdir().unwrap();
     let (path, _) = repository(repo.path());
     let scratch = tempfile::tempdir().unwrap();
