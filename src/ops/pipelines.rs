@@ -346,6 +346,20 @@ pub async fn create_pipeline(
                 });
             }
             super::tags::put_new(op.conn(), id, &tags).await?;
+            // As in CodePipeline, a new pipeline runs at once, unless a variable without a
+            // default needs a value first.
+            let needs_values = declaration
+                .variables
+                .iter()
+                .flatten()
+                .any(|v| v.default_value.is_none());
+            if !needs_values {
+                let trigger = super::executions::Trigger {
+                    trigger_type: "CreatePipeline",
+                    detail: Resource::user(op.caller().user_name()).to_string(),
+                };
+                super::executions::start_in(op, &name, Vec::new(), trigger).await?;
+            }
             Ok(masked(declaration))
         },
     )

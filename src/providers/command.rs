@@ -36,6 +36,33 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Waits until the process `pid` has exited, without reaping it (so its process group keeps its
+/// number until [`GroupGuard`] has killed what is left of it).
+async fn exited(pid: Option<i32>) {
+    let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) else {
+        return;
+    };
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // SAFETY: waitid writes only into `info`; WNOWAIT leaves the child to be reaped later.
+        let (rc, reported) = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                pid,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            );
+            (rc, info.si_pid())
+        };
+        if rc != 0 || reported != 0 {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 pub async fn run(ctx: &Context) -> Result<Output, String> {
     let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
     let root = work.path().to_path_buf();
@@ -87,20 +114,23 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start bash: {e}"))?;
-    let guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
-    let waited =
-        tokio::time::timeout(Duration::from_secs(timeout_minutes * 60), child.wait()).await;
-    let finished = match waited {
-        Ok(status) => status.map_err(|e| format!("the build could not be waited for: {e}"))?,
-        Err(_) => {
-            drop(guard);
-            return Err(format!(
-                "the build took longer than its timeout of {timeout_minutes} minutes and was stopped{}",
-                tail(&log)
-            ));
-        }
-    };
+    let leader = child.id().and_then(|id| i32::try_from(id).ok());
+    // The group is killed while its leader is not yet reaped: until then its number cannot name
+    // another process group (after, it could be reused by any new process).
+    let guard = GroupGuard(leader);
+    let ended =
+        tokio::time::timeout(Duration::from_secs(timeout_minutes * 60), exited(leader)).await;
     drop(guard);
+    let finished = child
+        .wait()
+        .await
+        .map_err(|e| format!("the build could not be waited for: {e}"))?;
+    if ended.is_err() {
+        return Err(format!(
+            "the build took longer than its timeout of {timeout_minutes} minutes and was stopped{}",
+            tail(&log)
+        ));
+    }
 
     if let Ok(recorded) = fs::read_to_string(&failures)
         && let Some(first) = recorded.lines().next()

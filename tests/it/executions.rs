@@ -15,6 +15,20 @@ async fn start(app: &TestApp, t: &str, name: &str) -> String {
         .to_string()
 }
 
+/// The one execution a pipeline has (the one CreatePipeline started).
+async fn first_execution(app: &TestApp, t: &str, name: &str) -> String {
+    let listed = ok(
+        app,
+        t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": name}),
+    )
+    .await;
+    let all = listed["pipelineExecutionSummaries"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{listed}");
+    all[0]["pipelineExecutionId"].as_str().unwrap().to_string()
+}
+
 async fn execution(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
     ok(
         app,
@@ -37,11 +51,12 @@ async fn a_started_execution_queues_its_source_actions_and_a_newer_one_supersede
     let mut decl = web_app("runner");
     decl["executionMode"] = json!("SUPERSEDED");
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
-    let first = start(&app, &t, "runner").await;
+    // CreatePipeline started the first execution, as in CodePipeline.
+    let first = first_execution(&app, &t, "runner").await;
     let got = execution(&app, &t, "runner", &first).await;
     assert_eq!(got["status"], "InProgress");
     assert_eq!(got["pipelineVersion"], 1);
-    assert_eq!(got["trigger"]["triggerType"], "StartPipelineExecution");
+    assert_eq!(got["trigger"]["triggerType"], "CreatePipeline");
     assert_eq!(
         got["trigger"]["triggerDetail"],
         "arn:sluice:iam:::user/admin"
@@ -193,14 +208,15 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
     let ids = futures_util::future::join_all((0..20).map(|_| start(&app, &t, "busy"))).await;
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), 20);
-    // QUEUED: one in the source stage, nineteen waiting in order, no job beyond the first's.
+    // QUEUED: CreatePipeline's execution in the source stage, the twenty waiting in order, no
+    // job beyond the first's.
     assert_eq!(
         rows(
             &app,
             "SELECT place, count(*) FROM pipeline_executions GROUP BY place ORDER BY place"
         )
         .await,
-        [("in".to_string(), 1), ("waiting".to_string(), 19)]
+        [("in".to_string(), 1), ("waiting".to_string(), 20)]
     );
     assert_eq!(
         rows(&app, "SELECT state, count(*) FROM jobs GROUP BY state").await,
@@ -211,7 +227,7 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
         "SELECT 'seq', count(DISTINCT seq) FROM pipeline_executions",
     )
     .await;
-    assert_eq!(seqs[0].1, 20, "every execution has its own sequence number");
+    assert_eq!(seqs[0].1, 21, "every execution has its own sequence number");
 }
 
 /// A Git repository on disk with one commit on `main`; its path and the commit id.
@@ -260,7 +276,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
     decl["stages"][0]["actions"][0]["configuration"] =
         json!({"RepositoryUrl": path, "Branch": "main"});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
-    let id = start(&app, &t, "cloned").await;
+    let id = first_execution(&app, &t, "cloned").await;
     let status = wait_for_end(&app, &t, "cloned", &id).await["status"].clone();
     // The repository has no buildspec.yml, so the build that follows fails, after the source
     // succeeded.
@@ -309,7 +325,7 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
     gone["stages"][0]["actions"][0]["configuration"] =
         json!({"RepositoryUrl": path, "Branch": "nope"});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": gone})).await;
-    let id = start(&app, &t, "gone").await;
+    let id = first_execution(&app, &t, "gone").await;
     wait_for_end(&app, &t, "gone", &id).await;
     let (summary,): (Option<String>,) = sqlx::query_as(
         "SELECT a.summary FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id JOIN pipelines p ON p.id = e.pipeline_id WHERE p.name = 'gone'",
@@ -334,7 +350,7 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
         json!({"pipeline": web_app("worked")}),
     )
     .await;
-    let id = start(&app, &t, "worked").await;
+    let id = first_execution(&app, &t, "worked").await;
     // The repository does not exist: the worker fails the source action with git's reason, and
     // the stage and the execution fail, exactly once.
     let status = wait_for_end(&app, &t, "worked", &id).await["status"].clone();
@@ -450,7 +466,7 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         json!({"pipeline": decl.clone()}),
     )
     .await;
-    let id = start(&app, &t, "full").await;
+    let id = first_execution(&app, &t, "full").await;
     let end = wait_for_end(&app, &t, "full", &id).await;
     let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
     let attempts: Vec<(i32, String, Option<String>, Option<Value>)> = sqlx::query_as(
@@ -474,7 +490,7 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         "version: 0.2\nphases:\n  build:\n    commands:\n      - echo about to fail\n      - exit 4\n      - echo never\n"
     );
     ok(&app, &t, "CreatePipeline", json!({"pipeline": failing})).await;
-    let id = start(&app, &t, "failing").await;
+    let id = first_execution(&app, &t, "failing").await;
     assert_eq!(
         wait_for_end(&app, &t, "failing", &id).await["status"],
         "Failed"
@@ -518,7 +534,7 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
     ]});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
-    let id = start(&app, &t, "flaky").await;
+    let id = first_execution(&app, &t, "flaky").await;
     assert_eq!(
         wait_for_end(&app, &t, "flaky", &id).await["status"],
         "Failed"
