@@ -460,3 +460,49 @@ pub async fn outputs_of(
         })
         .collect())
 }
+
+/// A disabled inbound transition: `(stage name, reason, changed by, changed at)`.
+pub type DisabledTransition = (String, String, String, OffsetDateTime);
+
+pub async fn transitions(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<Vec<DisabledTransition>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT stage_name, reason, changed_by, changed_at FROM stage_transitions WHERE pipeline_id = $1",
+        pipeline_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.stage_name, r.reason, r.changed_by, r.changed_at))
+        .collect())
+}
+
+/// An action's latest attempt in one stage of an execution, as GetPipelineState shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub action_index: i32,
+    pub attempt: i32,
+    pub status: String,
+    pub summary: Option<String>,
+    pub updated_at: OffsetDateTime,
+}
+
+pub async fn latest_attempts(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    sqlx::query_as!(
+        AttemptRow,
+        r#"SELECT DISTINCT ON (action_index) action_index, attempt, status, summary, updated_at
+           FROM action_executions WHERE execution_id = $1 AND stage_index = $2
+           ORDER BY action_index, attempt DESC"#,
+        execution_id,
+        stage_index
+    )
+    .fetch_all(conn)
+    .await
+}

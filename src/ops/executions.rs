@@ -961,3 +961,148 @@ pub async fn list_pipeline_executions(
     )
     .await
 }
+
+/// GetPipelineState's view of one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageStateView {
+    pub name: String,
+    /// The execution that entered the stage last, and its status there.
+    pub latest: Option<(Uuid, String)>,
+    /// Executions waiting in front of the stage, first arrived first.
+    pub inbound: Vec<Uuid>,
+    /// `None` when enabled; else (reason, changed by, changed at).
+    pub disabled: Option<(String, String, OffsetDateTime)>,
+    pub actions: Vec<ActionStateView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionStateView {
+    pub name: String,
+    /// The latest execution's attempt of this action: (id, status, summary, last change).
+    pub latest: Option<(String, String, Option<String>, OffsetDateTime)>,
+}
+
+/// GetPipelineState: each stage of the current version, with the latest execution in it, its
+/// inbound executions, its inbound transition and its actions' latest attempts.
+pub async fn get_pipeline_state(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+) -> Result<(db::pipelines::PipelineRow, Vec<StageStateView>), AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipelineState,
+        Resource::pipeline(name),
+        json!({"name": name}),
+        async |op| {
+            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+                .await?
+                .ok_or_else(|| pipeline_not_found(name))?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            let latest: HashMap<String, Uuid> = db::executions::latest(op.conn(), pipeline.id)
+                .await?
+                .into_iter()
+                .collect();
+            let disabled: HashMap<String, (String, String, OffsetDateTime)> =
+                db::executions::transitions(op.conn(), pipeline.id)
+                    .await?
+                    .into_iter()
+                    .map(|(stage, reason, by, at)| (stage, (reason, by, at)))
+                    .collect();
+            let active = db::executions::active(op.conn(), pipeline.id, None).await?;
+            // Stage names of the versions executions pinned, read once each.
+            let mut versions: HashMap<i32, PipelineDeclaration> = HashMap::new();
+            versions.insert(pipeline.current_version, decl.clone());
+            let mut stage_name_of = async |conn: &mut sqlx::PgConnection,
+                                           version: i32,
+                                           index: i32|
+                   -> Result<Option<String>, AppError> {
+                if !versions.contains_key(&version) {
+                    let d = declaration(conn, pipeline.id, version).await?;
+                    versions.insert(version, d);
+                }
+                Ok(usize::try_from(index)
+                    .ok()
+                    .and_then(|i| versions[&version].stages.get(i))
+                    .map(|st| st.name.clone()))
+            };
+            let mut waiting: Vec<(i64, String, Uuid)> = Vec::new();
+            for row in active.iter().filter(|r| r.place == "waiting") {
+                if let Some(stage) = row.place_stage
+                    && let Some(stage_name) =
+                        stage_name_of(op.conn(), row.pipeline_version, stage).await?
+                {
+                    waiting.push((row.waiting_since.unwrap_or(0), stage_name, row.id));
+                }
+            }
+            waiting.sort();
+            let mut stages = Vec::new();
+            for stage in &decl.stages {
+                let mut view = StageStateView {
+                    name: stage.name.clone(),
+                    latest: None,
+                    inbound: waiting
+                        .iter()
+                        .filter(|(_, n, _)| *n == stage.name)
+                        .map(|(_, _, id)| *id)
+                        .collect(),
+                    disabled: disabled.get(&stage.name).cloned(),
+                    actions: stage
+                        .actions
+                        .iter()
+                        .map(|a| ActionStateView {
+                            name: a.name.clone(),
+                            latest: None,
+                        })
+                        .collect(),
+                };
+                if let Some(id) = latest.get(&stage.name)
+                    && let Some(row) = db::executions::get(op.conn(), *id).await?
+                {
+                    let pinned = match versions.get(&row.pipeline_version) {
+                        Some(d) => d.clone(),
+                        None => declaration(op.conn(), pipeline.id, row.pipeline_version).await?,
+                    };
+                    if let Some(position) =
+                        pinned.stages.iter().position(|st| st.name == stage.name)
+                    {
+                        let at = index(position);
+                        let stage_status = db::executions::stages_of(op.conn(), &[row.id])
+                            .await?
+                            .into_iter()
+                            .find(|st| st.stage_index == at)
+                            .map(|st| st.status);
+                        if let Some(status) = stage_status {
+                            view.latest = Some((row.id, status));
+                        }
+                        let attempts =
+                            db::executions::latest_attempts(op.conn(), row.id, at).await?;
+                        for a in attempts {
+                            let Some(action_name) = usize::try_from(a.action_index)
+                                .ok()
+                                .and_then(|i| pinned.stages[position].actions.get(i))
+                                .map(|x| x.name.clone())
+                            else {
+                                continue;
+                            };
+                            if let Some(v) = view.actions.iter_mut().find(|v| v.name == action_name)
+                            {
+                                v.latest = Some((
+                                    format!("{}-{}-{}-{}", row.id, at, a.action_index, a.attempt),
+                                    a.status,
+                                    a.summary,
+                                    a.updated_at,
+                                ));
+                            }
+                        }
+                    }
+                }
+                stages.push(view);
+            }
+            Ok((pipeline, stages))
+        },
+    )
+    .await
+}

@@ -552,6 +552,26 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
     );
     assert_eq!(listed["pipelineExecutionSummaries"][0]["status"], "Failed");
 
+    let state = ok(&app, &t, "GetPipelineState", json!({"name": "flaky"})).await;
+    let build = &state["stageStates"][1];
+    assert_eq!(build["stageName"], "Build");
+    assert_eq!(build["latestExecution"]["pipelineExecutionId"], id.as_str());
+    assert_eq!(build["latestExecution"]["status"], "Failed");
+    let compile = &build["actionStates"][0]["latestExecution"];
+    assert_eq!(compile["status"], "Failed", "{state}");
+    assert!(
+        compile["errorDetails"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with 1"),
+        "{state}"
+    );
+    assert_eq!(
+        state["stageStates"][0]["actionStates"][0]["latestExecution"]["status"],
+        "Succeeded"
+    );
+    assert_eq!(build["inboundTransitionState"]["enabled"], true);
+
     let retry = json!({"pipelineName": "flaky", "stageName": "Build", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS"});
     ok(&app, &t, "RetryStageExecution", retry.clone()).await;
     assert_eq!(
@@ -598,6 +618,22 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
         )
         .await,
         [("waiting".to_string(), 1)]
+    );
+    let state = ok(&app, &t, "GetPipelineState", json!({"name": "flaky"})).await;
+    let build = &state["stageStates"][1];
+    assert_eq!(
+        build["inboundExecution"]["pipelineExecutionId"],
+        held.as_str(),
+        "{state}"
+    );
+    assert_eq!(build["inboundTransitionState"]["enabled"], false);
+    assert_eq!(
+        build["inboundTransitionState"]["disabledReason"],
+        "Release freeze"
+    );
+    assert_eq!(
+        build["inboundTransitionState"]["lastChangedBy"],
+        "arn:sluice:iam:::user/admin"
     );
     ok(
         &app,

@@ -362,6 +362,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             json!({"pipelineName": "web", "pipelineExecutionId": uuid::Uuid::new_v4().to_string()}),
         ),
         ("ListPipelineExecutions", json!({"pipelineName": "web"})),
+        ("GetPipelineState", json!({"name": "web"})),
         (
             "RetryStageExecution",
             json!({"pipelineName": "web", "stageName": "Build", "pipelineExecutionId": uuid::Uuid::new_v4().to_string(), "retryMode": "FAILED_ACTIONS"}),

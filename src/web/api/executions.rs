@@ -14,6 +14,7 @@ pub const OPERATIONS: &[&str] = &[
     "StopPipelineExecution",
     "GetPipelineExecution",
     "ListPipelineExecutions",
+    "GetPipelineState",
     "RetryStageExecution",
     "EnableStageTransition",
     "DisableStageTransition",
@@ -94,6 +95,51 @@ pub async fn call(
                     "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
                 })).collect::<Vec<_>>(),
                 "nextToken": page.next,
+            })
+        }
+        "GetPipelineState" => {
+            let i: State = parse(input)?;
+            let (pipeline, stages) = executions::get_pipeline_state(s, c, &i.name).await?;
+            let execution = |e: &Option<(Uuid, String)>| {
+                e.as_ref()
+                    .map(|(id, status)| json!({"pipelineExecutionId": id, "status": status, "type": "STANDARD"}))
+            };
+            json!({
+                "pipelineName": pipeline.name,
+                "pipelineVersion": pipeline.current_version,
+                "created": epoch(pipeline.created_at),
+                "updated": epoch(pipeline.updated_at),
+                "stageStates": stages.iter().map(|st| {
+                    let mut state = json!({
+                        "stageName": st.name,
+                        "inboundExecutions": st.inbound.iter().map(|id| json!({"pipelineExecutionId": id, "status": "InProgress", "type": "STANDARD"})).collect::<Vec<_>>(),
+                        "inboundTransitionState": match &st.disabled {
+                            None => json!({"enabled": true}),
+                            Some((reason, by, at)) => json!({"enabled": false, "disabledReason": reason, "lastChangedBy": by, "lastChangedAt": epoch(*at)}),
+                        },
+                        "actionStates": st.actions.iter().map(|a| {
+                            let mut action = json!({"actionName": a.name});
+                            if let Some((id, status, summary, at)) = &a.latest {
+                                let mut latest = json!({"actionExecutionId": id, "status": status, "lastStatusChange": epoch(*at)});
+                                if let Some(summary) = summary {
+                                    latest["summary"] = json!(summary);
+                                    if status == "Failed" {
+                                        latest["errorDetails"] = json!({"code": "JobFailed", "message": summary});
+                                    }
+                                }
+                                action["latestExecution"] = latest;
+                            }
+                            action
+                        }).collect::<Vec<_>>(),
+                    });
+                    if let Some(first) = st.inbound.first() {
+                        state["inboundExecution"] = json!({"pipelineExecutionId": first, "status": "InProgress", "type": "STANDARD"});
+                    }
+                    if let Some(latest) = execution(&st.latest) {
+                        state["latestExecution"] = latest;
+                    }
+                    state
+                }).collect::<Vec<_>>(),
             })
         }
         "RetryStageExecution" => {
@@ -221,4 +267,10 @@ struct Transition {
     stage_name: String,
     transition_type: String,
     reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct State {
+    name: String,
 }
