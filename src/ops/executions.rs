@@ -1019,9 +1019,8 @@ pub async fn get_pipeline_state(
                                            version: i32,
                                            index: i32|
                    -> Result<Option<String>, AppError> {
-                if !versions.contains_key(&version) {
-                    let d = declaration(conn, pipeline.id, version).await?;
-                    versions.insert(version, d);
+                if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(version) {
+                    slot.insert(declaration(conn, pipeline.id, version).await?);
                 }
                 Ok(usize::try_from(index)
                     .ok()
