@@ -80,7 +80,7 @@ pub async fn claim(
     let expires = now + lease;
     let rows = sqlx::query!(
         r#"UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-                  lease_token = gen_random_uuid(), lease_expires_at = $2
+                  lease_token = gen_random_uuid(), lease_expires_at = $2, claimed_at = $3
            WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $3
                         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
            RETURNING id, kind, payload, attempt, lease_token AS "lease_token!""#,
