@@ -510,9 +510,9 @@ pub async fn get_pipeline_execution(
     .await
 }
 
-fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
-    let variables = row
-        .variables
+/// The stored start-time variables, as `(name, value)`.
+fn variables_of(stored: &serde_json::Value) -> Vec<(String, String)> {
+    stored
         .as_array()
         .map(|list| {
             list.iter()
@@ -524,7 +524,11 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
+    let variables = variables_of(&row.variables);
     ExecutionView {
         id: row.id,
         pipeline_name: pipeline_name.to_string(),
@@ -676,8 +680,6 @@ pub async fn prepare_action(
     }
     let key = data_key(s, &mut conn, row.pipeline_id).await?;
     Ok(Some(Ok(providers::Context {
-        pipeline_id: row.pipeline_id,
-        execution_id: row.id,
         action,
         configuration: resolved,
         inputs,

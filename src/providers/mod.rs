@@ -10,16 +10,12 @@ pub mod git;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use uuid::Uuid;
-
 use crate::artifacts::sealed::DataKey;
 use crate::artifacts::store::{Address, LocalStore, Stored};
 use crate::pipeline::wire::ActionDeclaration;
 
 /// What a provider works with.
 pub struct Context {
-    pub pipeline_id: Uuid,
-    pub execution_id: Uuid,
     pub action: ActionDeclaration,
     /// The configuration with its `#{…}` references resolved.
     pub configuration: BTreeMap<String, String>,
