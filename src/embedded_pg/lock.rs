@@ -8,6 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::EmbeddedError;
 
@@ -25,7 +26,29 @@ pub enum LockAttempt {
     HeldBy(Option<u32>),
 }
 
+/// How long a held lock is retried before it counts as owned by someone else.
+///
+/// A `fork` anywhere in this process (a build command, `git`, another cluster's postmaster) copies
+/// the lock's descriptor into the child until it calls `exec`; close-on-exec then drops it. On a
+/// busy machine that window can last tens of milliseconds, and a lock just released by its owner can
+/// look held by "us" meanwhile. A real owner holds it far longer than this.
+const FORK_WINDOW: Duration = Duration::from_secs(2);
+
 impl DataDirLock {
+    /// Takes the lock, retrying briefly while it might only be held by a forked child of this
+    /// process that has not yet exec'd (see [`FORK_WINDOW`]).
+    pub async fn acquire(data_dir: &Path) -> Result<LockAttempt, EmbeddedError> {
+        let deadline = Instant::now() + FORK_WINDOW;
+        loop {
+            match Self::try_acquire(data_dir)? {
+                LockAttempt::HeldBy(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                attempt => return Ok(attempt),
+            }
+        }
+    }
+
     /// Tries to take the lock without waiting.
     pub fn try_acquire(data_dir: &Path) -> Result<LockAttempt, EmbeddedError> {
         let path = data_dir.join("sluice.lock");

@@ -196,7 +196,7 @@ impl EmbeddedPostgres {
     /// database exist. Fails with [`EmbeddedError::InUse`] if another Sluice owns the directory.
     pub async fn start(config: ClusterConfig) -> Result<Self, EmbeddedError> {
         let data_dir = prepare_data_dir(&config.data_dir)?;
-        let lock = match DataDirLock::try_acquire(&data_dir)? {
+        let lock = match DataDirLock::acquire(&data_dir).await? {
             LockAttempt::Acquired(lock) => lock,
             LockAttempt::HeldBy(pid) => return Err(EmbeddedError::InUse { data_dir, pid }),
         };
