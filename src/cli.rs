@@ -199,6 +199,10 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
     workers: WorkerCount,
 
+    /// The user build commands run as when Sluice runs as root (never root itself).
+    #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
+    runner_user: String,
+
     /// Largest request body accepted, in bytes; larger requests get 413.
     #[arg(
         long,
@@ -258,6 +262,7 @@ impl ServeArgs {
             bind: self.bind,
             database: self.database.into_target(),
             workers: self.workers,
+            runner_user: self.runner_user,
             body_limit: self.max_body_bytes,
             shutdown_timeout_secs: self.shutdown_timeout,
         }

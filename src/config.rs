@@ -237,6 +237,8 @@ pub struct ServeSettings {
     pub token_default_expiry_days: Option<i64>,
     pub database: DatabaseTarget,
     pub workers: WorkerCount,
+    /// The user build commands run as when Sluice runs as root.
+    pub runner_user: String,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout_secs: u64,

@@ -179,6 +179,12 @@ impl Application {
             master_key,
         );
         services.token_default_expiry_days = settings.token_default_expiry_days;
+        services.runner = crate::providers::runner_named(&settings.runner_user);
+        if settings.workers.get() > 0
+            && let Err(why) = &services.runner
+        {
+            return Err(StartupError::Command(why.clone()));
+        }
         services.artifacts = Some(Arc::new(
             crate::artifacts::store::LocalStore::open(&settings.data_dir.join("artifacts"))
                 .map_err(|source| StartupError::Artifacts {

@@ -21,6 +21,10 @@ pub struct ExecutionRow {
     pub variables: serde_json::Value,
     pub started_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    pub client_request_token: Option<String>,
+    /// Source revision overrides: `[{actionName, revisionType, revisionValue}]`.
+    pub source_revisions: serde_json::Value,
+    pub stop_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,7 +179,8 @@ pub async fn active(
     sqlx::query_as!(
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
-                  trigger_type, trigger_detail, variables, started_at, updated_at
+                  trigger_type, trigger_detail, variables, started_at, updated_at,
+                  client_request_token, source_revisions, stop_reason
            FROM pipeline_executions
            WHERE pipeline_id = $1 AND (place <> 'finished' OR id = $2)
            ORDER BY seq"#,
@@ -190,7 +195,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<ExecutionRo
     sqlx::query_as!(
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
-                  trigger_type, trigger_detail, variables, started_at, updated_at
+                  trigger_type, trigger_detail, variables, started_at, updated_at,
+                  client_request_token, source_revisions, stop_reason
            FROM pipeline_executions WHERE id = $1"#,
         id
     )
@@ -208,7 +214,8 @@ pub async fn history(
     sqlx::query_as!(
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
-                  trigger_type, trigger_detail, variables, started_at, updated_at
+                  trigger_type, trigger_detail, variables, started_at, updated_at,
+                  client_request_token, source_revisions, stop_reason
            FROM pipeline_executions
            WHERE pipeline_id = $1 AND ($2::bigint IS NULL OR seq < $2)
            ORDER BY seq DESC LIMIT $3"#,
@@ -254,8 +261,9 @@ pub async fn actions_of(
 pub async fn insert(conn: &mut PgConnection, row: &ExecutionRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO pipeline_executions (id, pipeline_id, seq, pipeline_version, status, place,
-               place_stage, waiting_since, trigger_type, trigger_detail, variables, started_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"#,
+               place_stage, waiting_since, trigger_type, trigger_detail, variables, started_at, updated_at,
+               client_request_token, source_revisions, stop_reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"#,
         row.id,
         row.pipeline_id,
         row.seq,
@@ -268,7 +276,10 @@ pub async fn insert(conn: &mut PgConnection, row: &ExecutionRow) -> Result<(), s
         row.trigger_detail,
         row.variables,
         row.started_at,
-        row.updated_at
+        row.updated_at,
+        row.client_request_token,
+        row.source_revisions,
+        row.stop_reason
     )
     .execute(conn)
     .await?;
@@ -483,6 +494,7 @@ pub async fn transitions(
 /// An action's latest attempt in one stage of an execution, as GetPipelineState shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptRow {
+    pub id: Uuid,
     pub action_index: i32,
     pub attempt: i32,
     pub status: String,
@@ -497,12 +509,197 @@ pub async fn latest_attempts(
 ) -> Result<Vec<AttemptRow>, sqlx::Error> {
     sqlx::query_as!(
         AttemptRow,
-        r#"SELECT DISTINCT ON (action_index) action_index, attempt, status, summary, updated_at
+        r#"SELECT DISTINCT ON (action_index) id, action_index, attempt, status, summary, updated_at
            FROM action_executions WHERE execution_id = $1 AND stage_index = $2
            ORDER BY action_index, attempt DESC"#,
         execution_id,
         stage_index
     )
     .fetch_all(conn)
+    .await
+}
+
+/// The id of an attempt.
+pub async fn action_id(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT id FROM action_executions
+           WHERE execution_id = $1 AND stage_index = $2 AND action_index = $3 AND attempt = $4"#,
+        execution_id,
+        stage_index,
+        action_index,
+        attempt
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records what an attempt runs with: its resolved configuration (secrets masked) and the
+/// artifacts it reads.
+pub async fn set_action_input(
+    conn: &mut PgConnection,
+    id: Uuid,
+    resolved_configuration: &serde_json::Value,
+    input_artifacts: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE action_executions SET resolved_configuration = $2, input_artifacts = $3
+           WHERE id = $1"#,
+        id,
+        resolved_configuration,
+        input_artifacts
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The execution a pipeline's start with this client request token made, if any.
+pub async fn by_client_request_token(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    token: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT id FROM pipeline_executions WHERE pipeline_id = $1 AND client_request_token = $2"#,
+        pipeline_id,
+        token
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records why an execution was stopped.
+pub async fn set_stop_reason(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE pipeline_executions SET stop_reason = $2 WHERE id = $1"#,
+        id,
+        reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A source action's checked-out revision in an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevisionRow {
+    pub execution_id: Uuid,
+    pub stage_index: i32,
+    pub action_index: i32,
+    pub commit_id: String,
+    pub commit_message: Option<String>,
+    pub repository_url: Option<String>,
+}
+
+/// The revisions the source actions of these executions produced (their latest succeeded
+/// attempt's `CommitId`).
+pub async fn revisions_of(
+    conn: &mut PgConnection,
+    executions: &[Uuid],
+) -> Result<Vec<RevisionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RevisionRow,
+        r#"SELECT DISTINCT ON (execution_id, stage_index, action_index)
+                  execution_id, stage_index, action_index,
+                  output_variables->>'CommitId' AS "commit_id!",
+                  output_variables->>'CommitMessage' AS commit_message,
+                  output_variables->>'RepositoryUrl' AS repository_url
+           FROM action_executions
+           WHERE execution_id = ANY($1) AND status = 'Succeeded' AND output_variables ? 'CommitId'
+           ORDER BY execution_id, stage_index, action_index, attempt DESC"#,
+        executions
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// An action attempt as ListActionExecutions shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptDetailRow {
+    pub id: Uuid,
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub stage_index: i32,
+    pub action_index: i32,
+    pub attempt: i32,
+    pub status: String,
+    pub started_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub summary: Option<String>,
+    pub resolved_configuration: Option<serde_json::Value>,
+    pub input_artifacts: Option<serde_json::Value>,
+    pub output_artifacts: Option<serde_json::Value>,
+    pub output_variables: Option<serde_json::Value>,
+}
+
+/// A page of a pipeline's action attempts, newest first; after `(started, id)` when given.
+pub async fn attempts_page(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    execution_id: Option<Uuid>,
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> Result<Vec<AttemptDetailRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as!(
+        AttemptDetailRow,
+        r#"SELECT a.id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
+                  a.attempt, a.status, a.started_at, a.updated_at, a.summary,
+                  a.resolved_configuration, a.input_artifacts, a.output_artifacts,
+                  a.output_variables
+           FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
+           WHERE e.pipeline_id = $1 AND ($2::uuid IS NULL OR a.execution_id = $2)
+             AND ($3::timestamptz IS NULL OR (a.started_at, a.id) < ($3, $4::uuid))
+           ORDER BY a.started_at DESC, a.id DESC LIMIT $5"#,
+        pipeline_id,
+        execution_id,
+        after_at,
+        after_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// One attempt by id.
+pub async fn attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<AttemptDetailRow>, sqlx::Error> {
+    sqlx::query_as!(
+        AttemptDetailRow,
+        r#"SELECT a.id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
+                  a.attempt, a.status, a.started_at, a.updated_at, a.summary,
+                  a.resolved_configuration, a.input_artifacts, a.output_artifacts,
+                  a.output_variables
+           FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
+           WHERE a.id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The pipeline an attempt belongs to.
+pub async fn pipeline_of_attempt(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT e.pipeline_id FROM action_executions a
+           JOIN pipeline_executions e ON e.id = a.execution_id WHERE a.id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
     .await
 }

@@ -9,6 +9,7 @@ pub mod cluster_admin;
 pub mod executions;
 pub mod groups;
 pub mod jobs;
+pub mod logs;
 pub mod pipelines;
 pub mod policies;
 pub mod sessions;

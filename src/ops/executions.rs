@@ -48,6 +48,18 @@ pub struct ExecutionView {
     pub variables: Vec<(String, String)>,
     pub started: OffsetDateTime,
     pub updated: OffsetDateTime,
+    /// What its source actions checked out.
+    pub source_revisions: Vec<SourceRevision>,
+    /// StopPipelineExecution's reason, when one was given.
+    pub stop_reason: Option<String>,
+}
+
+/// What a source action checked out (CodePipeline's `SourceRevision`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRevision {
+    pub action_name: String,
+    pub revision_id: String,
+    pub revision_summary: Option<String>,
 }
 
 fn execution_not_found(id: Uuid, name: &str) -> AppError {
@@ -99,6 +111,8 @@ struct NewExecution {
     shape: Arc<Shape>,
     trigger: Trigger,
     variables: serde_json::Value,
+    client_request_token: Option<String>,
+    source_revisions: serde_json::Value,
 }
 
 /// What to apply.
@@ -282,6 +296,9 @@ async fn advance(
                         variables: new.variables.clone(),
                         started_at: now,
                         updated_at: now,
+                        client_request_token: new.client_request_token.clone(),
+                        source_revisions: new.source_revisions.clone(),
+                        stop_reason: None,
                     },
                 )
                 .await?;
@@ -376,13 +393,32 @@ async fn advance(
     Ok(effects)
 }
 
-/// StartPipelineExecution: a new execution of the pipeline's current version, with pipeline
-/// variables given at start (each declared; the others take their defaults).
+/// What a StartPipelineExecution asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartRequest {
+    /// Pipeline variables given at start (each declared; the others take their defaults).
+    pub variables: Vec<(String, String)>,
+    /// A repeated token returns the execution the first request started (ClientRequestToken:
+    /// 1-128 of `A-Za-z0-9-`, checked by the API).
+    pub client_request_token: Option<String>,
+    /// Commits source actions must check out instead of their branch's head.
+    pub source_revisions: Vec<SourceRevisionOverride>,
+}
+
+/// One source revision override (only `COMMIT_ID` for the built-in Git source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRevisionOverride {
+    pub action_name: String,
+    pub revision_type: String,
+    pub revision_value: String,
+}
+
+/// StartPipelineExecution: a new execution of the pipeline's current version.
 pub async fn start_pipeline_execution(
     s: &Services,
     c: &Caller,
     name: &str,
-    given: Vec<(String, String)>,
+    request: StartRequest,
 ) -> Result<Uuid, AppError> {
     Op::run(
         s,
@@ -390,13 +426,18 @@ pub async fn start_pipeline_execution(
         Kind::Change,
         Action::StartPipelineExecution,
         Resource::pipeline(name),
-        json!({"name": name, "variables": given.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>()}),
+        json!({
+            "name": name,
+            "variables": request.variables.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+            "clientRequestToken": request.client_request_token,
+            "sourceRevisions": request.source_revisions.iter().map(|r| json!({"actionName": r.action_name, "revisionType": r.revision_type, "revisionValue": r.revision_value})).collect::<Vec<_>>(),
+        }),
         async |op| {
             let trigger = Trigger {
                 trigger_type: "StartPipelineExecution",
                 detail: Resource::user(op.caller().user_name()).to_string(),
             };
-            start_in(op, name, given, trigger).await
+            start_in(op, name, request, trigger).await
         },
     )
     .await
@@ -407,16 +448,75 @@ pub async fn start_pipeline_execution(
 pub(super) async fn start_in(
     op: &mut Op<'_>,
     name: &str,
-    given: Vec<(String, String)>,
+    request: StartRequest,
     trigger: Trigger,
 ) -> Result<Uuid, AppError> {
     let now = op.now();
     let row = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
         .await?
         .ok_or_else(|| pipeline_not_found(name))?;
+    if let Some(token) = &request.client_request_token {
+        // Under the runs lock, so two requests with one token never both start.
+        db::executions::lock_runs(op.conn(), row.id).await?;
+        if let Some(id) = db::executions::by_client_request_token(op.conn(), row.id, token).await? {
+            op.add_audit_param("pipelineExecutionId", json!(id));
+            op.add_audit_param("repeated", json!(true));
+            return Ok(id);
+        }
+    }
     let decl = declaration(op.conn(), row.id, row.current_version).await?;
-    let values = variables::start_variables(decl.variables.as_deref().unwrap_or(&[]), &given)
-        .map_err(|m| AppError::validation("variables", m))?;
+    let values =
+        variables::start_variables(decl.variables.as_deref().unwrap_or(&[]), &request.variables)
+            .map_err(|m| AppError::validation("variables", m))?;
+    let mut overrides = Vec::new();
+    for r in &request.source_revisions {
+        let action = decl
+            .stages
+            .iter()
+            .flat_map(|s| &s.actions)
+            .find(|a| a.name == r.action_name)
+            .filter(|a| a.action_type_id.category == "Source")
+            .ok_or_else(|| {
+                AppError::validation(
+                    "sourceRevisions",
+                    format!("the pipeline has no source action named {}", r.action_name),
+                )
+            })?;
+        if action.action_type_id.provider == "Git" && r.revision_type != "COMMIT_ID" {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                format!(
+                    "{} is a Git source: its revisionType must be COMMIT_ID",
+                    r.action_name
+                ),
+            ));
+        }
+        let commit_id = (7..=64).contains(&r.revision_value.len())
+            && r.revision_value.chars().all(|c| c.is_ascii_hexdigit());
+        if r.revision_type == "COMMIT_ID" && !commit_id {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                format!(
+                    "the revisionValue for {} must be a commit id (7 to 64 hexadecimal digits)",
+                    r.action_name
+                ),
+            ));
+        }
+        if overrides
+            .iter()
+            .any(|o: &serde_json::Value| o["actionName"] == json!(r.action_name))
+        {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                format!("{} has more than one override", r.action_name),
+            ));
+        }
+        overrides.push(json!({
+            "actionName": r.action_name,
+            "revisionType": r.revision_type,
+            "revisionValue": r.revision_value.to_ascii_lowercase(),
+        }));
+    }
     let id = Uuid::new_v4();
     let new = NewExecution {
         id,
@@ -429,6 +529,8 @@ pub(super) async fn start_in(
                 .map(|(n, v)| json!({"name": n, "resolvedValue": v}))
                 .collect::<Vec<_>>()
         ),
+        client_request_token: request.client_request_token,
+        source_revisions: json!(overrides),
     };
     advance(op.conn(), now, row.id, mode_of(&decl), Change::Start(new)).await?;
     op.add_audit_param("pipelineExecutionId", json!(id));
@@ -482,6 +584,9 @@ pub async fn stop_pipeline_execution(
                 }),
             )
             .await?;
+            if let Some(reason) = reason.as_deref().filter(|r| !r.is_empty()) {
+                db::executions::set_stop_reason(op.conn(), execution_id, reason).await?;
+            }
             Ok(execution_id)
         },
     )
@@ -504,7 +609,8 @@ pub async fn get_pipeline_execution(
         json!({"pipelineName": name, "pipelineExecutionId": execution_id}),
         async |op| {
             let (pipeline, row) = owning_pipeline(op.conn(), name, execution_id).await?;
-            Ok(view(&pipeline.name, row))
+            let mut views = views(op.conn(), &pipeline.name, vec![row]).await?;
+            views.pop().ok_or_else(|| corrupt("an execution's view"))
         },
     )
     .await
@@ -527,9 +633,51 @@ fn variables_of(stored: &serde_json::Value) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The views of executions of one pipeline, with their source revisions.
+async fn views(
+    conn: &mut sqlx::PgConnection,
+    pipeline_name: &str,
+    rows: Vec<ExecutionRow>,
+) -> Result<Vec<ExecutionView>, AppError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let revisions = db::executions::revisions_of(conn, &ids).await?;
+    let mut versions: HashMap<(Uuid, i32), PipelineDeclaration> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut sources = Vec::new();
+        for r in revisions.iter().filter(|r| r.execution_id == row.id) {
+            let key = (row.pipeline_id, row.pipeline_version);
+            if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(key) {
+                slot.insert(declaration(conn, row.pipeline_id, row.pipeline_version).await?);
+            }
+            let action_name = usize::try_from(r.stage_index)
+                .ok()
+                .zip(usize::try_from(r.action_index).ok())
+                .and_then(|(si, ai)| versions[&key].stages.get(si)?.actions.get(ai))
+                .map(|a| a.name.clone());
+            if let Some(action_name) = action_name {
+                sources.push(SourceRevision {
+                    action_name,
+                    revision_id: r.commit_id.clone(),
+                    revision_summary: r
+                        .commit_message
+                        .as_ref()
+                        .map(|m| m.chars().take(2048).collect()),
+                });
+            }
+        }
+        let mut v = view(pipeline_name, row);
+        v.source_revisions = sources;
+        out.push(v);
+    }
+    Ok(out)
+}
+
 fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
     let variables = variables_of(&row.variables);
     ExecutionView {
+        source_revisions: Vec::new(),
+        stop_reason: row.stop_reason.clone(),
         id: row.id,
         pipeline_name: pipeline_name.to_string(),
         pipeline_version: row.pipeline_version,
@@ -594,13 +742,22 @@ async fn data_key(
     Ok(DataKey::new(key_id, bytes))
 }
 
+/// An action job ready to run: the provider's context (whose log the worker connects), the
+/// attempt's id (its log's key) and the secrets its log must mask.
+pub struct Prepared {
+    pub context: providers::Context,
+    pub action_execution_id: Uuid,
+    pub secrets: Vec<String>,
+}
+
 /// What a worker needs to run an action job: the action as declared in the execution's pinned
-/// version, its configuration resolved, the pipeline's artifact key and store. `Ok(None)` when
+/// version, its configuration resolved (secrets opened), the pipeline's artifact key and store;
+/// what it runs with is recorded on the attempt (secrets masked). `Ok(None)` when
 /// the execution or its pipeline is gone; `Err(summary)` inside when the action cannot run.
 pub async fn prepare_action(
     s: &Services,
     job: &ActionJob,
-) -> Result<Option<Result<providers::Context, String>>, AppError> {
+) -> Result<Option<Result<Prepared, String>>, AppError> {
     let mut conn = s.pool.acquire().await?;
     let Some(row) = db::executions::get(&mut conn, job.execution_id).await? else {
         return Ok(None);
@@ -631,7 +788,23 @@ pub async fn prepare_action(
         namespaces: Default::default(),
     };
     let mut produced: HashMap<String, crate::artifacts::store::Address> = HashMap::new();
+    // A source action keeps the commit of the execution: an override given at start, or what an
+    // earlier attempt of the same action checked out.
+    let mut revision = row
+        .source_revisions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|o| o["actionName"] == json!(action.name))
+        .and_then(|o| o["revisionValue"].as_str())
+        .map(str::to_string);
     for (si, ai, vars, artifacts) in db::executions::outputs_of(&mut conn, row.id).await? {
+        if index(job.stage) == si
+            && index(job.action) == ai
+            && let Some(commit) = vars.get("CommitId").and_then(|c| c.as_str())
+        {
+            revision = Some(commit.to_string());
+        }
         for (name, stored) in artifacts.as_object().into_iter().flatten() {
             if let Some(address) = stored
                 .get("address")
@@ -658,14 +831,34 @@ pub async fn prepare_action(
     let action_type =
         crate::pipeline::action_types::find(&id.category, &id.owner, &id.provider, &id.version);
     let configuration = action.configuration.clone().unwrap_or_default();
-    let resolved = match variables::resolve(&configuration, &scope, |k| {
+    let is_secret = |k: &str| {
         action_type
             .and_then(|t| t.property(k))
             .is_some_and(|p| p.secret())
-    }) {
+    };
+    let mut resolved = match variables::resolve(&configuration, &scope, is_secret) {
         Ok(r) => r,
         Err(unresolved) => return Ok(Some(Err(unresolved.to_string()))),
     };
+    let stage_name = &decl.stages[job.stage].name;
+    let mut secrets = Vec::new();
+    let mut shown = serde_json::Map::new();
+    for (key, value) in resolved.iter_mut() {
+        if is_secret(key) {
+            let context =
+                super::pipelines::secret_context(row.pipeline_id, stage_name, &action.name, key);
+            let Some(plain) = s.master_key.open(value, &context) else {
+                return Ok(Some(Err(format!(
+                    "the secret {key} does not open with this server's master key; set it again"
+                ))));
+            };
+            *value = plain;
+            secrets.push(value.clone());
+            shown.insert(key.clone(), json!("****"));
+        } else {
+            shown.insert(key.clone(), json!(value));
+        }
+    }
     let mut inputs = Vec::new();
     for input in action.input_artifacts.iter().flatten() {
         match produced.get(&input.name) {
@@ -679,13 +872,36 @@ pub async fn prepare_action(
         }
     }
     let key = data_key(s, &mut conn, row.pipeline_id).await?;
-    Ok(Some(Ok(providers::Context {
-        action,
-        configuration: resolved,
-        inputs,
-        key,
-        store,
-        artifact_limit: ARTIFACT_LIMIT,
+    let attempt = i32::try_from(job.attempt).map_err(|_| corrupt("attempt"))?;
+    let action_execution_id = db::executions::action_id(
+        &mut conn,
+        row.id,
+        index(job.stage),
+        index(job.action),
+        attempt,
+    )
+    .await?
+    .ok_or_else(|| corrupt("an action job's attempt"))?;
+    let read: serde_json::Map<_, _> = inputs
+        .iter()
+        .map(|(name, address)| (name.clone(), json!({"address": address.as_str()})))
+        .collect();
+    db::executions::set_action_input(&mut conn, action_execution_id, &json!(shown), &json!(read))
+        .await?;
+    Ok(Some(Ok(Prepared {
+        context: providers::Context {
+            action,
+            configuration: resolved,
+            inputs,
+            key,
+            store,
+            artifact_limit: ARTIFACT_LIMIT,
+            revision,
+            log: providers::log::Log::discarding(),
+            runner: s.runner.clone(),
+        },
+        action_execution_id,
+        secrets,
     })))
 }
 
@@ -952,11 +1168,7 @@ pub async fn list_pipeline_executions(
             let rows = db::executions::history(op.conn(), pipeline.id, before, limit + 1).await?;
             let paged = super::Paged::from_rows(rows, limit, |r| r.seq.to_string());
             Ok(super::Paged {
-                items: paged
-                    .items
-                    .into_iter()
-                    .map(|r| view(&pipeline.name, r))
-                    .collect(),
+                items: views(op.conn(), &pipeline.name, paged.items).await?,
                 next: paged.next,
             })
         },
@@ -1090,12 +1302,8 @@ pub async fn get_pipeline_state(
                             };
                             if let Some(v) = view.actions.iter_mut().find(|v| v.name == action_name)
                             {
-                                v.latest = Some((
-                                    format!("{}-{}-{}-{}", row.id, at, a.action_index, a.attempt),
-                                    a.status,
-                                    a.summary,
-                                    a.updated_at,
-                                ));
+                                v.latest =
+                                    Some((a.id.to_string(), a.status, a.summary, a.updated_at));
                             }
                         }
                     }
@@ -1103,6 +1311,228 @@ pub async fn get_pipeline_state(
                 stages.push(view);
             }
             Ok((pipeline, stages))
+        },
+    )
+    .await
+}
+
+/// An action attempt as ListActionExecutions shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptView {
+    pub id: Uuid,
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub stage_name: String,
+    pub action_name: String,
+    pub attempt: i32,
+    pub status: String,
+    pub started: OffsetDateTime,
+    pub updated: OffsetDateTime,
+    pub summary: Option<String>,
+    /// The action as declared in the execution's version (secrets masked).
+    pub action: crate::pipeline::wire::ActionDeclaration,
+    /// Its configuration as it ran (references resolved, secrets masked); none before it started.
+    pub resolved_configuration: Option<serde_json::Value>,
+    pub input_artifacts: Vec<(String, String)>,
+    pub output_artifacts: Vec<(String, String)>,
+    pub output_variables: serde_json::Value,
+}
+
+/// ListActionExecutions' filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttemptFilter {
+    pub execution_id: Option<Uuid>,
+}
+
+/// ListActionExecutions: a pipeline's action attempts, newest first, `nextToken` paged.
+pub async fn list_action_executions(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    filter: &AttemptFilter,
+    page: &super::Page,
+) -> Result<super::Paged<AttemptView>, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::ListActionExecutions,
+        Resource::pipeline(name),
+        json!({"pipelineName": name, "filter": {"pipelineExecutionId": filter.execution_id}}),
+        async |op| {
+            let limit = page.limit()?;
+            let bad_token = || AppError::Rejected {
+                code: "InvalidNextTokenException",
+                message: "nextToken is not a token from an earlier page".into(),
+            };
+            let after = match &page.next {
+                None => None,
+                Some(t) => {
+                    let (nanos, id) = t.split_once('_').ok_or_else(bad_token)?;
+                    let nanos: i128 = nanos.parse().map_err(|_| bad_token())?;
+                    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                        .map_err(|_| bad_token())?;
+                    Some((at, id.parse::<Uuid>().map_err(|_| bad_token())?))
+                }
+            };
+            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+                .await?
+                .ok_or_else(|| pipeline_not_found(name))?;
+            if let Some(id) = filter.execution_id {
+                db::executions::get(op.conn(), id)
+                    .await?
+                    .filter(|e| e.pipeline_id == pipeline.id)
+                    .ok_or_else(|| execution_not_found(id, name))?;
+            }
+            let rows = db::executions::attempts_page(
+                op.conn(),
+                pipeline.id,
+                filter.execution_id,
+                after,
+                limit + 1,
+            )
+            .await?;
+            let paged = super::Paged::from_rows(rows, limit, |r| {
+                format!("{}_{}", r.started_at.unix_timestamp_nanos(), r.id)
+            });
+            let mut versions = HashMap::new();
+            let mut items = Vec::with_capacity(paged.items.len());
+            for row in paged.items {
+                items.push(attempt_view(op.conn(), pipeline.id, &mut versions, row).await?);
+            }
+            Ok(super::Paged {
+                items,
+                next: paged.next,
+            })
+        },
+    )
+    .await
+}
+
+async fn attempt_view(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    versions: &mut HashMap<i32, PipelineDeclaration>,
+    row: db::executions::AttemptDetailRow,
+) -> Result<AttemptView, AppError> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(row.pipeline_version) {
+        let decl = declaration(conn, pipeline_id, row.pipeline_version).await?;
+        slot.insert(super::pipelines::masked(decl));
+    }
+    let decl = &versions[&row.pipeline_version];
+    let stage = usize::try_from(row.stage_index)
+        .ok()
+        .and_then(|i| decl.stages.get(i))
+        .ok_or_else(|| corrupt("an attempt's stage"))?;
+    let action = usize::try_from(row.action_index)
+        .ok()
+        .and_then(|i| stage.actions.get(i))
+        .ok_or_else(|| corrupt("an attempt's action"))?;
+    let artifacts = |v: &Option<serde_json::Value>| -> Vec<(String, String)> {
+        v.as_ref()
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+            .map(|(name, stored)| {
+                (
+                    name.clone(),
+                    stored["address"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    Ok(AttemptView {
+        id: row.id,
+        execution_id: row.execution_id,
+        pipeline_version: row.pipeline_version,
+        stage_name: stage.name.clone(),
+        action_name: action.name.clone(),
+        attempt: row.attempt,
+        status: row.status,
+        started: row.started_at,
+        updated: row.updated_at,
+        summary: row.summary,
+        action: action.clone(),
+        resolved_configuration: row.resolved_configuration,
+        input_artifacts: artifacts(&row.input_artifacts),
+        output_artifacts: artifacts(&row.output_artifacts),
+        output_variables: row.output_variables.unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A page of an attempt's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub attempt: AttemptView,
+    pub lines: Vec<db::logs::LogLine>,
+    /// The line to ask for next.
+    pub next_line: i32,
+    /// The attempt has ended and every line is here: asking again brings nothing new.
+    pub complete: bool,
+}
+
+/// The most lines one page of a log holds.
+pub const LOG_PAGE_LIMIT: i64 = 10_000;
+
+/// GetActionExecutionLog (Sluice's): an attempt's log from line `from` on; allowed with
+/// `codepipeline:ListActionExecutions` on its pipeline. `from` 0 asks for the last `max` lines.
+pub async fn action_log(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    attempt_id: Uuid,
+    from: i32,
+    max: i64,
+) -> Result<LogPage, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::ListActionExecutions,
+        Resource::pipeline(name),
+        json!({"pipelineName": name, "actionExecutionId": attempt_id, "startLine": from}),
+        async |op| {
+            if !(1..=LOG_PAGE_LIMIT).contains(&max) {
+                return Err(AppError::validation(
+                    "maxLines",
+                    format!("must be between 1 and {LOG_PAGE_LIMIT}"),
+                ));
+            }
+            if from < 0 {
+                return Err(AppError::validation("startLine", "must be 0 or more"));
+            }
+            let not_found = || AppError::NotFound {
+                code: "ActionExecutionNotFoundException",
+                message: format!("The pipeline '{name}' has no action execution {attempt_id}"),
+            };
+            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+                .await?
+                .ok_or_else(|| pipeline_not_found(name))?;
+            let row = db::executions::attempt(op.conn(), attempt_id)
+                .await?
+                .ok_or_else(not_found)?;
+            if db::executions::pipeline_of_attempt(op.conn(), attempt_id).await?
+                != Some(pipeline.id)
+            {
+                return Err(not_found());
+            }
+            // Read before the lines: an attempt seen ended has all its lines written.
+            let ended = row.status != "InProgress";
+            let lines = if from == 0 {
+                db::logs::tail(op.conn(), attempt_id, max).await?
+            } else {
+                db::logs::page(op.conn(), attempt_id, from, max).await?
+            };
+            let next_line = lines.last().map_or(from.max(1), |l| l.line + 1);
+            let complete = ended && (from == 0 || i64::try_from(lines.len()).unwrap_or(0) < max);
+            let mut versions = HashMap::new();
+            let attempt = attempt_view(op.conn(), pipeline.id, &mut versions, row).await?;
+            Ok(LogPage {
+                attempt,
+                lines,
+                next_line,
+                complete,
+            })
         },
     )
     .await

@@ -65,6 +65,8 @@ pub struct Services {
     /// Where artifacts are kept (`None`: this process stores none, and actions that produce or
     /// consume artifacts fail saying so).
     pub artifacts: Option<Arc<crate::artifacts::store::LocalStore>>,
+    /// Who builds run as (`--runner-user`).
+    pub runner: crate::providers::Runner,
 }
 
 /// The default lifetime of an API token whose creator does not choose one.
@@ -88,6 +90,7 @@ impl Services {
             token_default_expiry_days: Some(DEFAULT_TOKEN_EXPIRY_DAYS),
             declarations: Default::default(),
             artifacts: None,
+            runner: crate::providers::runner_named(crate::providers::DEFAULT_RUNNER_USER),
         }
     }
 

@@ -256,7 +256,7 @@ fn seal_secrets(
 }
 
 /// Replaces every sealed value with `****`.
-fn masked(mut decl: PipelineDeclaration) -> PipelineDeclaration {
+pub(super) fn masked(mut decl: PipelineDeclaration) -> PipelineDeclaration {
     for stage in &mut decl.stages {
         for action in &mut stage.actions {
             for value in action.configuration.iter_mut().flat_map(|c| c.values_mut()) {
@@ -358,7 +358,7 @@ pub async fn create_pipeline(
                     trigger_type: "CreatePipeline",
                     detail: Resource::user(op.caller().user_name()).to_string(),
                 };
-                super::executions::start_in(op, &name, Vec::new(), trigger).await?;
+                super::executions::start_in(op, &name, Default::default(), trigger).await?;
             }
             Ok(masked(declaration))
         },

@@ -6,7 +6,7 @@
 //! exported variables read back and the output artifact zipped and sealed.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -18,8 +18,6 @@ use crate::artifacts::archive;
 
 /// CodeBuild's default build timeout.
 const DEFAULT_TIMEOUT_MINUTES: u64 = 60;
-/// Lines of the log kept in a failure's summary.
-const SUMMARY_LINES: usize = 8;
 
 /// Kills a process group when dropped (a build that ends early for any reason leaves nothing
 /// running).
@@ -88,13 +86,14 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let script = root.join("build.sh");
     let failures = root.join("failures");
     let exported = root.join("exported");
-    let log = root.join("build.log");
     fs::write(&script, script_for(&spec, &failures, &exported))
         .map_err(|e| format!("cannot write the build script: {e}"))?;
-    let log_file = File::create(&log).map_err(|e| format!("cannot open the build log: {e}"))?;
-    let runner = super::runner()?;
+    let runner = ctx.runner.clone()?;
     super::hand_over(&root, runner)?;
 
+    // One pipe for stdout and stderr, so lines keep the order the build wrote them in.
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| format!("cannot open the build's output: {e}"))?;
     let mut command = Command::new("bash");
     command
         .arg("--noprofile")
@@ -104,16 +103,20 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .env_clear()
         .envs(env)
         .stdin(std::process::Stdio::null())
-        .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log_file)
+        .stdout(writer.try_clone().map_err(|e| e.to_string())?)
+        .stderr(writer)
         .process_group(0)
         .kill_on_drop(true);
     if let Some((uid, gid)) = runner {
         command.uid(uid).gid(gid);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start bash: {e}"))?;
+    let spawned = command.spawn();
+    // Our copies of the pipe's write end go with the command, so the reader sees its end once
+    // the build's processes are gone.
+    drop(command);
+    let mut child = spawned.map_err(|e| format!("cannot start bash: {e}"))?;
+    let log = ctx.log.clone();
+    let reading = tokio::task::spawn_blocking(move || read_lines(reader, &log));
     let leader = child.id().and_then(|id| i32::try_from(id).ok());
     // The group is killed while its leader is not yet reaped: until then its number cannot name
     // another process group (after, it could be reused by any new process).
@@ -125,10 +128,20 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .wait()
         .await
         .map_err(|e| format!("the build could not be waited for: {e}"))?;
+    // Every process of the group is dead, so the pipe ends; a process that left the group
+    // (setsid) and kept the pipe open is not waited for.
+    if tokio::time::timeout(Duration::from_secs(5), reading)
+        .await
+        .is_err()
+    {
+        ctx.log
+            .line("[sluice] a process that left the build's process group still holds its output");
+    }
+    let tail = || ctx.log.tail_summary();
     if ended.is_err() {
         return Err(format!(
             "the build took longer than its timeout of {timeout_minutes} minutes and was stopped{}",
-            tail(&log)
+            tail()
         ));
     }
 
@@ -141,11 +154,11 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         let command = parts.next().unwrap_or("?");
         return Err(format!(
             "phase {phase}: the command `{command}` exited with {code}{}",
-            tail(&log)
+            tail()
         ));
     }
     if !finished.success() {
-        return Err(format!("the build exited with {finished}{}", tail(&log)));
+        return Err(format!("the build exited with {finished}{}", tail()));
     }
 
     let mut variables = BTreeMap::new();
@@ -397,19 +410,19 @@ fn stage_artifact(
     Ok(())
 }
 
-/// The last lines of the log, for a failure's summary.
-fn tail(log: &Path) -> String {
-    let Ok(text) = fs::read_to_string(log) else {
-        return String::new();
-    };
-    let lines: Vec<&str> = text.lines().rev().take(SUMMARY_LINES).collect();
-    if lines.is_empty() {
-        return String::new();
+/// Copies the build's output into its log, line by line, until every writer has closed the pipe.
+fn read_lines(reader: std::io::PipeReader, log: &super::log::Log) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                log.line(text.strip_suffix('\n').unwrap_or(&text));
+            }
+        }
     }
-    let mut out = String::from("; last lines of the log:");
-    for line in lines.into_iter().rev() {
-        out.push_str("\n  ");
-        out.push_str(&line.chars().take(200).collect::<String>());
-    }
-    out
 }

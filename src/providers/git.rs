@@ -42,30 +42,46 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     // another user than the one clones run as).
     std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
         .map_err(|e| format!("cannot make a work directory: {e}"))?;
-    let runner = super::runner()?;
+    let runner = ctx.runner.clone()?;
     super::hand_over(work.path(), runner)?;
 
-    git(
-        runner,
-        &home,
-        work.path(),
-        &[
-            "clone",
-            "--quiet",
-            "--depth",
-            "1",
-            "--single-branch",
-            "--no-tags",
-            "--branch",
-            &branch,
-            "--",
-            &url,
-            &checkout.display().to_string(),
-        ],
-    )
-    .await
-    .map_err(|e| format!("git clone of {url} (branch {branch}) failed: {e}"))?;
-    let log = git(
+    let log = &ctx.log;
+    match &ctx.revision {
+        None => {
+            log.line(&format!("[sluice] cloning {url} (branch {branch})"));
+            git(
+                log,
+                runner,
+                &home,
+                work.path(),
+                &[
+                    "clone",
+                    "--quiet",
+                    "--depth",
+                    "1",
+                    "--single-branch",
+                    "--no-tags",
+                    "--branch",
+                    &branch,
+                    "--",
+                    &url,
+                    &checkout.display().to_string(),
+                ],
+            )
+            .await
+            .map_err(|e| format!("git clone of {url} (branch {branch}) failed: {e}"))?;
+        }
+        Some(revision) => {
+            // The execution is pinned to this commit (a source revision override, or what an
+            // earlier attempt of this action in the same execution checked out).
+            log.line(&format!("[sluice] fetching commit {revision} of {url}"));
+            check_out(log, runner, &home, &checkout, &url, &branch, revision)
+                .await
+                .map_err(|e| format!("git fetch of commit {revision} from {url} failed: {e}"))?;
+        }
+    }
+    let described = git(
+        log,
         runner,
         &home,
         &checkout,
@@ -73,11 +89,15 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     )
     .await
     .map_err(|e| format!("reading the commit failed: {e}"))?;
-    let mut fields = log.splitn(4, '\0');
+    let mut fields = described.splitn(4, '\0');
     let commit = fields.next().unwrap_or_default().trim().to_string();
     let author = fields.next().unwrap_or_default().to_string();
     let date = fields.next().unwrap_or_default().to_string();
     let message = fields.next().unwrap_or_default().trim_end().to_string();
+    log.line(&format!(
+        "[sluice] checked out {commit}: {}",
+        message.lines().next().unwrap_or_default()
+    ));
 
     let store = ctx.store.clone();
     let key = ctx.key.clone();
@@ -110,9 +130,85 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     })
 }
 
+/// Checks out one commit into `checkout`: a shallow fetch of just that commit, or, where the
+/// server does not serve commits by id, the branch's history searched for it.
+async fn check_out(
+    log: &super::log::Log,
+    runner: Option<(u32, u32)>,
+    home: &Path,
+    checkout: &Path,
+    url: &str,
+    branch: &str,
+    revision: &str,
+) -> Result<(), String> {
+    if revision.len() < 7 || !revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("a commit id is 7 to 64 hexadecimal digits".into());
+    }
+    std::fs::create_dir_all(checkout).map_err(|e| e.to_string())?;
+    super::hand_over(checkout, runner)?;
+    git(log, runner, home, checkout, &["init", "--quiet"]).await?;
+    git(
+        log,
+        runner,
+        home,
+        checkout,
+        &["remote", "add", "origin", "--", url],
+    )
+    .await?;
+    let shallow = git(
+        log,
+        runner,
+        home,
+        checkout,
+        &[
+            "fetch",
+            "--quiet",
+            "--depth",
+            "1",
+            "--no-tags",
+            "origin",
+            revision,
+        ],
+    )
+    .await;
+    if shallow.is_err() {
+        log.line("[sluice] the server does not serve single commits; fetching the branch");
+        git(
+            log,
+            runner,
+            home,
+            checkout,
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "origin",
+                &format!("refs/heads/{branch}"),
+            ],
+        )
+        .await?;
+    }
+    let target = if shallow.is_ok() {
+        "FETCH_HEAD"
+    } else {
+        revision
+    };
+    git(
+        log,
+        runner,
+        home,
+        checkout,
+        &["checkout", "--quiet", "--detach", target],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a
-/// global one of its own; its standard output, or its last lines of standard error.
+/// global one of its own; its standard output, or its last lines of standard error. What it
+/// writes to standard error goes to the log.
 async fn git(
+    log: &super::log::Log,
     runner: Option<(u32, u32)>,
     home: &Path,
     dir: &Path,
@@ -138,10 +234,11 @@ async fn git(
         .await
         .map_err(|_| format!("it took longer than {} s", TIMEOUT.as_secs()))?
         .map_err(|e| format!("cannot run git: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    log.lines(&stderr);
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
         Err(tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
     }

@@ -6,6 +6,7 @@
 pub mod buildspec;
 pub mod command;
 pub mod git;
+pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +26,18 @@ pub struct Context {
     pub store: Arc<LocalStore>,
     /// The largest artifact an action may produce.
     pub artifact_limit: u64,
+    /// The source revision this attempt must produce (a source action pinned by a revision
+    /// override or by an earlier attempt in the same execution).
+    pub revision: Option<String>,
+    /// Where the attempt's output goes.
+    pub log: log::Log,
+    /// Who the action's processes run as (see [`runner_named`]).
+    pub runner: Runner,
 }
+
+/// The user and group a provider's processes run as: `Ok(None)` for the worker's own user, or
+/// why no build may run (the worker is root and the runner user does not exist).
+pub type Runner = Result<Option<(u32, u32)>, String>;
 
 /// What a successful attempt produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,15 +76,19 @@ pub fn clean_environment(home: &std::path::Path) -> Vec<(&'static str, String)> 
     ]
 }
 
-/// The user and group a provider's processes run as: `nobody` when the worker runs as root, so
-/// a build can touch neither the server's files nor its data; `None` (the worker's own user)
-/// otherwise.
-pub fn runner() -> Result<Option<(u32, u32)>, String> {
+/// The runner user when `--runner-user` is not given.
+pub const DEFAULT_RUNNER_USER: &str = "nobody";
+
+/// The user builds run as: `name` (by default `nobody`) when the worker runs as root, so a build
+/// can touch neither the server's files nor its data; the worker's own user otherwise (a
+/// process that is not root cannot become anyone else).
+pub fn runner_named(name: &str) -> Runner {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let name = std::ffi::CString::new("nobody").expect("no NUL in a constant");
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buffer = vec![0 as libc::c_char; 4096];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
@@ -80,7 +96,7 @@ pub fn runner() -> Result<Option<(u32, u32)>, String> {
     // `buffer`, whose size it is told.
     let rc = unsafe {
         libc::getpwnam_r(
-            name.as_ptr(),
+            c_name.as_ptr(),
             &mut entry,
             buffer.as_mut_ptr(),
             buffer.len(),
@@ -88,7 +104,14 @@ pub fn runner() -> Result<Option<(u32, u32)>, String> {
         )
     };
     if rc != 0 || found.is_null() {
-        return Err("the worker runs as root and there is no user nobody to run builds as".into());
+        return Err(format!(
+            "the worker runs as root and there is no user {name} to run builds as (--runner-user)"
+        ));
+    }
+    if entry.pw_uid == 0 {
+        return Err(format!(
+            "the runner user {name} is root; builds must run as an unprivileged user (--runner-user)"
+        ));
     }
     Ok(Some((entry.pw_uid, entry.pw_gid)))
 }

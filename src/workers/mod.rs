@@ -19,6 +19,8 @@ use crate::ops::Services;
 use crate::ops::executions::{self, ACTION_JOB, ActionJob};
 use crate::providers;
 
+mod logs;
+
 /// How the pool runs.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
@@ -251,7 +253,42 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
         Err(e) => Err(e),
     };
     match prepared {
-        Ok(Some(Ok(context))) => providers::run(&context).await,
+        Ok(Some(Ok(mut prepared))) => {
+            let (lines, flusher) = logs::start(s.pool.clone(), prepared.action_execution_id);
+            prepared.context.log =
+                providers::log::Log::new(lines, std::mem::take(&mut prepared.secrets));
+            let type_id = &prepared.context.action.action_type_id;
+            prepared.context.log.line(&format!(
+                "[sluice] {}/{}/{}/{} on {} (job {}, try {})",
+                type_id.category,
+                type_id.owner,
+                type_id.provider,
+                type_id.version,
+                hostname(),
+                job.id,
+                job.attempt
+            ));
+            let result = providers::run(&prepared.context).await;
+            if let Err(summary) = &result {
+                prepared
+                    .context
+                    .log
+                    .line(&format!("[sluice] failed: {}", first_line(summary)));
+            }
+            // Every sender gone, the flusher writes what is left and ends; the result is recorded
+            // after the log is complete (a bounded wait: a stuck database must not hold the job).
+            drop(prepared);
+            if tokio::time::timeout(StdDuration::from_secs(10), flusher)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    job = job.id,
+                    "the action's last log lines were not written in time"
+                );
+            }
+            result
+        }
         Ok(Some(Err(summary))) => Err(summary),
         Ok(None) => Err("the execution no longer exists".into()),
         Err(e) => {
@@ -259,4 +296,20 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
             Err("Sluice could not prepare this action; the problem has been logged".into())
         }
     }
+}
+
+/// A failure's summary without the log tail it quotes (the log has those lines already).
+fn first_line(summary: &str) -> &str {
+    summary
+        .split_once("; last lines of the log:")
+        .map_or(summary, |(head, _)| head)
+}
+
+/// This machine's name, for logs and the workers page.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

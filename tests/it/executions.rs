@@ -693,3 +693,235 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
         assert_eq!(out["__type"], kind, "{op} {body}: {out}");
     }
 }
+
+/// Adds a commit to `main` of the repository in `dir`; its id.
+fn commit(dir: &std::path::Path, file: &str, message: &str) -> String {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::write(dir.join(file), message).unwrap();
+    run(&["add", "."]);
+    run(&[
+        "-c",
+        "user.name=Grace Hopper",
+        "-c",
+        "user.email=grace@example.com",
+        "commit",
+        "--quiet",
+        "-m",
+        message,
+    ]);
+    run(&["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn action_logs_attempts_start_tokens_and_pinned_source_revisions() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, first) = repository(repo.path());
+    let head = commit(repo.path(), "second.txt", "Second commit");
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hello from the build\n      - echo to stderr >&2\n      - for i in $(seq 1 3000); do echo \"line $i\"; done\n      - printf 'no newline at the end'\n";
+    let decl = json!({"name": "logged", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let created = first_execution(&app, &t, "logged").await;
+    assert_eq!(
+        wait_for_end(&app, &t, "logged", &created).await["status"],
+        "Succeeded"
+    );
+
+    // Pinned to the first commit although the branch moved on.
+    let pinned = ok(
+        &app,
+        &t,
+        "StartPipelineExecution",
+        json!({"name": "logged", "sourceRevisions": [{"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": first}]}),
+    )
+    .await["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        wait_for_end(&app, &t, "logged", &pinned).await["status"],
+        "Succeeded"
+    );
+    let listed = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "logged"}),
+    )
+    .await;
+    let summaries = listed["pipelineExecutionSummaries"].as_array().unwrap();
+    assert_eq!(summaries[0]["pipelineExecutionId"], pinned.as_str());
+    assert_eq!(summaries[0]["sourceRevisions"][0]["actionName"], "Checkout");
+    assert_eq!(
+        summaries[0]["sourceRevisions"][0]["revisionId"],
+        first.as_str()
+    );
+    assert_eq!(
+        summaries[0]["sourceRevisions"][0]["revisionSummary"],
+        "First commit\n\nWith a body."
+    );
+    assert_eq!(
+        summaries[1]["sourceRevisions"][0]["revisionId"],
+        head.as_str()
+    );
+
+    // Every attempt of the execution, newest first, with what it ran with and produced.
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "logged", "filter": {"pipelineExecutionId": pinned}}),
+    )
+    .await;
+    let details = attempts["actionExecutionDetails"].as_array().unwrap();
+    assert_eq!(details.len(), 2, "{attempts}");
+    let build = &details[0];
+    let source = &details[1];
+    assert_eq!(build["stageName"], "Build");
+    assert_eq!(build["actionName"], "Compile");
+    assert_eq!(build["status"], "Succeeded");
+    assert_eq!(build["input"]["resolvedConfiguration"]["BuildSpec"], spec);
+    assert_eq!(build["input"]["inputArtifacts"][0]["name"], "Src");
+    assert_eq!(
+        source["output"]["outputVariables"]["CommitId"],
+        first.as_str()
+    );
+    assert_eq!(source["output"]["outputArtifacts"][0]["name"], "Src");
+    let all = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "logged", "maxResults": 3}),
+    )
+    .await;
+    assert_eq!(all["actionExecutionDetails"].as_array().unwrap().len(), 3);
+    let rest = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "logged", "maxResults": 3, "nextToken": all["nextToken"]}),
+    )
+    .await;
+    assert_eq!(rest["actionExecutionDetails"].as_array().unwrap().len(), 1);
+    assert!(rest["nextToken"].is_null());
+
+    // The build's log: every line, in order, numbered, paged.
+    let log_of = |from: i64, max: i64| json!({"pipelineName": "logged", "actionExecutionId": build["actionExecutionId"], "startLine": from, "maxLines": max});
+    let mut lines = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = ok(&app, &t, "GetActionExecutionLog", log_of(from, 1000)).await;
+        for l in page["lines"].as_array().unwrap() {
+            assert_eq!(l["line"], json!(lines.len() + 1));
+            lines.push(l["text"].as_str().unwrap().to_string());
+        }
+        from = page["nextLine"].as_i64().unwrap();
+        if page["complete"] == true {
+            break;
+        }
+    }
+    assert!(
+        lines[0].starts_with("[sluice] Build/Sluice/Command/1 on "),
+        "{}",
+        lines[0]
+    );
+    let at = |text: &str| {
+        lines
+            .iter()
+            .position(|l| l == text)
+            .unwrap_or_else(|| panic!("no line {text:?}"))
+    };
+    assert!(at("hello from the build") < at("to stderr"));
+    assert!(at("to stderr") < at("line 1"));
+    assert_eq!(at("line 3000"), at("line 1") + 2999);
+    assert!(lines.iter().any(|l| l == "no newline at the end"));
+    let tail = ok(&app, &t, "GetActionExecutionLog", log_of(0, 2)).await;
+    assert_eq!(tail["lines"].as_array().unwrap().len(), 2);
+    assert_eq!(tail["complete"], true);
+    let source_log = ok(
+        &app,
+        &t,
+        "GetActionExecutionLog",
+        json!({"pipelineName": "logged", "actionExecutionId": source["actionExecutionId"]}),
+    )
+    .await;
+    assert!(
+        source_log["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["text"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("fetching commit {first}"))),
+        "{source_log}"
+    );
+    let (_, out) = call(
+        &app,
+        &t,
+        "GetActionExecutionLog",
+        json!({"pipelineName": "full", "actionExecutionId": build["actionExecutionId"]}),
+    )
+    .await;
+    assert_eq!(out["__type"], "PipelineNotFoundException", "{out}");
+
+    // A crowd repeating one client request token starts one execution.
+    let token = "release-2026-12-01";
+    let starts = (0..16).map(|_| {
+        ok(
+            &app,
+            &t,
+            "StartPipelineExecution",
+            json!({"name": "logged", "clientRequestToken": token}),
+        )
+    });
+    let ids: std::collections::HashSet<String> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|o| o["pipelineExecutionId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let count = rows(
+        &app,
+        "SELECT client_request_token, count(*) FROM pipeline_executions WHERE client_request_token IS NOT NULL GROUP BY 1",
+    )
+    .await;
+    assert_eq!(count, [(token.to_string(), 1)]);
+
+    for (bad, field) in [
+        (
+            json!({"name": "logged", "clientRequestToken": "has spaces"}),
+            "clientRequestToken",
+        ),
+        (
+            json!({"name": "logged", "sourceRevisions": [{"actionName": "Compile", "revisionType": "COMMIT_ID", "revisionValue": first}]}),
+            "sourceRevisions",
+        ),
+        (
+            json!({"name": "logged", "sourceRevisions": [{"actionName": "Checkout", "revisionType": "COMMIT_ID", "revisionValue": "main"}]}),
+            "sourceRevisions",
+        ),
+        (
+            json!({"name": "logged", "sourceRevisions": [{"actionName": "Checkout", "revisionType": "S3_OBJECT_KEY", "revisionValue": "x"}]}),
+            "sourceRevisions",
+        ),
+    ] {
+        let (_, out) = call(&app, &t, "StartPipelineExecution", bad.clone()).await;
+        assert_eq!(out["__type"], "ValidationException", "{bad}: {out}");
+        assert!(out["message"].as_str().unwrap().contains(field), "{out}");
+    }
+}

@@ -270,6 +270,7 @@ async fn spawn(
         master_key: None,
         database: DatabaseTarget::External(Box::new(db.options.clone().into())),
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
+        runner_user: "nobody".into(),
         body_limit: BodyLimit::DEFAULT,
         shutdown_timeout_secs: 5,
     };

@@ -18,6 +18,8 @@ pub const OPERATIONS: &[&str] = &[
     "RetryStageExecution",
     "EnableStageTransition",
     "DisableStageTransition",
+    "ListActionExecutions",
+    "GetActionExecutionLog",
 ];
 
 pub async fn call(
@@ -29,13 +31,8 @@ pub async fn call(
     Ok(match operation {
         "StartPipelineExecution" => {
             let i: Start = parse(input)?;
-            let given = i
-                .variables
-                .unwrap_or_default()
-                .into_iter()
-                .map(|v| (v.name, v.value))
-                .collect();
-            let id = executions::start_pipeline_execution(s, c, &i.name, given).await?;
+            let request = start_request(i.variables, i.client_request_token, i.source_revisions)?;
+            let id = executions::start_pipeline_execution(s, c, &i.name, request).await?;
             json!({ "pipelineExecutionId": id })
         }
         "StopPipelineExecution" => {
@@ -69,6 +66,7 @@ pub async fn call(
                 "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
                 "variables": e.variables.iter().map(|(n, v)| json!({"name": n, "resolvedValue": v})).collect::<Vec<_>>(),
                 "artifactRevisions": [],
+                "executionType": "STANDARD",
                 "startTime": epoch(e.started),
                 "lastUpdateTime": epoch(e.updated),
             }})
@@ -91,8 +89,14 @@ pub async fn call(
                     "status": e.status,
                     "startTime": epoch(e.started),
                     "lastUpdateTime": epoch(e.updated),
-                    "sourceRevisions": [],
+                    "sourceRevisions": e.source_revisions.iter().map(|r| json!({
+                        "actionName": r.action_name,
+                        "revisionId": r.revision_id,
+                        "revisionSummary": r.revision_summary,
+                    })).collect::<Vec<_>>(),
                     "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
+                    "stopTrigger": e.stop_reason.as_ref().map(|r| json!({"reason": r})),
+                    "executionType": "STANDARD",
                 })).collect::<Vec<_>>(),
                 "nextToken": page.next,
             })
@@ -140,6 +144,55 @@ pub async fn call(
                     }
                     state
                 }).collect::<Vec<_>>(),
+            })
+        }
+        "ListActionExecutions" => {
+            let i: ListActions = parse(input)?;
+            let filter = executions::AttemptFilter {
+                execution_id: match i.filter.and_then(|f| f.pipeline_execution_id) {
+                    Some(id) => Some(execution_id(&id)?),
+                    None => None,
+                },
+            };
+            let page = executions::list_action_executions(
+                s,
+                c,
+                &i.pipeline_name,
+                &filter,
+                &Page {
+                    next: i.next_token,
+                    max: i.max_results,
+                },
+            )
+            .await?;
+            json!({
+                "actionExecutionDetails": page.items.iter().map(|a| attempt_json(&i.pipeline_name, a)).collect::<Vec<_>>(),
+                "nextToken": page.next,
+            })
+        }
+        "GetActionExecutionLog" => {
+            let i: GetLog = parse(input)?;
+            let id = Uuid::parse_str(&i.action_execution_id).map_err(|_| {
+                ApiError::from(AppError::validation(
+                    "actionExecutionId",
+                    "is not an action execution id",
+                ))
+            })?;
+            let page = executions::action_log(
+                s,
+                c,
+                &i.pipeline_name,
+                id,
+                i.start_line.unwrap_or(1),
+                i.max_lines.unwrap_or(1000),
+            )
+            .await?;
+            json!({
+                "actionExecutionId": page.attempt.id,
+                "status": page.attempt.status,
+                "lines": page.lines.iter().map(|l| json!({"line": l.line, "timestamp": epoch(l.at), "text": l.text})).collect::<Vec<_>>(),
+                "nextLine": page.next_line,
+                "complete": page.complete,
             })
         }
         "RetryStageExecution" => {
@@ -225,6 +278,16 @@ struct Variable {
 struct Start {
     name: String,
     variables: Option<Vec<Variable>>,
+    client_request_token: Option<String>,
+    source_revisions: Option<Vec<RevisionOverride>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RevisionOverride {
+    action_name: String,
+    revision_type: String,
+    revision_value: String,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +316,75 @@ struct List {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListActions {
+    pipeline_name: String,
+    filter: Option<ActionFilter>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ActionFilter {
+    pipeline_execution_id: Option<String>,
+    /// Accepted for compatibility; every attempt of the filtered executions is listed.
+    #[allow(dead_code)]
+    latest_in_pipeline_execution: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GetLog {
+    pipeline_name: String,
+    action_execution_id: String,
+    start_line: Option<i32>,
+    max_lines: Option<i64>,
+}
+
+/// An attempt in ListActionExecutions' `ActionExecutionDetail` shape.
+fn attempt_json(pipeline: &str, a: &executions::AttemptView) -> Value {
+    let artifact = |(name, address): &(String, String)| json!({"name": name, "s3location": {"bucket": "sluice-artifacts", "key": address}});
+    let mut result = json!({
+        "externalExecutionId": a.id,
+        "externalExecutionUrl": format!("/pipelines/{pipeline}/actions/{}/log", a.id),
+    });
+    if let Some(summary) = &a.summary {
+        result["externalExecutionSummary"] = json!(summary);
+        if a.status == "Failed" {
+            result["errorDetails"] = json!({"code": "JobFailed", "message": summary});
+        }
+    }
+    let mut input = json!({
+        "actionTypeId": a.action.action_type_id,
+        "configuration": a.action.configuration.clone().unwrap_or_default(),
+        "inputArtifacts": a.input_artifacts.iter().map(artifact).collect::<Vec<_>>(),
+    });
+    if let Some(resolved) = &a.resolved_configuration {
+        input["resolvedConfiguration"] = resolved.clone();
+    }
+    if let Some(ns) = &a.action.namespace {
+        input["namespace"] = json!(ns);
+    }
+    json!({
+        "pipelineExecutionId": a.execution_id,
+        "actionExecutionId": a.id,
+        "pipelineVersion": a.pipeline_version,
+        "stageName": a.stage_name,
+        "actionName": a.action_name,
+        "startTime": epoch(a.started),
+        "lastUpdateTime": epoch(a.updated),
+        "status": a.status,
+        "input": input,
+        "output": {
+            "outputArtifacts": a.output_artifacts.iter().map(artifact).collect::<Vec<_>>(),
+            "executionResult": result,
+            "outputVariables": a.output_variables,
+        },
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Retry {
     pipeline_name: String,
     stage_name: String,
@@ -273,4 +405,62 @@ struct Transition {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct State {
     name: String,
+}
+
+/// StartPipelineExecution's input, checked: variables as pairs, the token's shape, the overrides'
+/// revision types and sizes (that each names a source action is the operation's check).
+fn start_request(
+    variables: Option<Vec<Variable>>,
+    token: Option<String>,
+    overrides: Option<Vec<RevisionOverride>>,
+) -> Result<executions::StartRequest, ApiError> {
+    if let Some(t) = &token
+        && (t.is_empty()
+            || t.len() > 128
+            || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(AppError::validation(
+            "clientRequestToken",
+            "must be 1 to 128 of A-Z a-z 0-9 -",
+        )
+        .into());
+    }
+    let overrides = overrides.unwrap_or_default();
+    if overrides.len() > 50 {
+        return Err(AppError::validation("sourceRevisions", "at most 50 overrides").into());
+    }
+    let mut source_revisions = Vec::new();
+    for o in overrides {
+        if !matches!(
+            o.revision_type.as_str(),
+            "COMMIT_ID" | "IMAGE_DIGEST" | "S3_OBJECT_VERSION_ID" | "S3_OBJECT_KEY"
+        ) {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                "revisionType must be COMMIT_ID, IMAGE_DIGEST, S3_OBJECT_VERSION_ID or S3_OBJECT_KEY",
+            )
+            .into());
+        }
+        if o.revision_value.is_empty() || o.revision_value.len() > 1500 {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                "revisionValue must be 1 to 1500 characters",
+            )
+            .into());
+        }
+        source_revisions.push(executions::SourceRevisionOverride {
+            action_name: o.action_name,
+            revision_type: o.revision_type,
+            revision_value: o.revision_value,
+        });
+    }
+    Ok(executions::StartRequest {
+        variables: variables
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| (v.name, v.value))
+            .collect(),
+        client_request_token: token,
+        source_revisions,
+    })
 }
