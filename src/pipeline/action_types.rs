@@ -147,6 +147,11 @@ const COMMAND_PROPERTIES: &[Property] = &[
     ),
     opt("TimeoutInMinutes", "How long the commands may run (5-480).")
         .of(Format::Number { min: 5, max: 480 }),
+    opt(
+        "Secrets",
+        "A JSON object of secret names to values, for the buildspec's env.secrets; stored encrypted, masked in logs.",
+    )
+    .of(Format::Secret),
 ];
 
 /// Every built-in action type.

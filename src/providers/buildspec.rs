@@ -1,5 +1,6 @@
 //! Buildspecs (version 0.2, as CodeBuild documents them), for the parts that make sense off AWS:
-//! `env` (`variables`, `exported-variables`, `shell`), `phases` (`install`, `pre_build`, `build`,
+//! `env` (`variables`, `secrets` (Sluice's: from the action's sealed `Secrets`),
+//! `exported-variables`, `shell`), `phases` (`install`, `pre_build`, `build`,
 //! `post_build`, each with `commands`, `finally` and `on-failure`), and `artifacts` (`files`,
 //! `base-directory`, `discard-paths`, `name`). A key Sluice does not support is an error naming
 //! it, never ignored.
@@ -39,6 +40,8 @@ pub struct Artifacts {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildSpec {
     pub variables: BTreeMap<String, String>,
+    /// Environment variable → the name of a value in the action's sealed `Secrets`.
+    pub secrets: BTreeMap<String, String>,
     pub exported: Vec<String>,
     pub phases: Vec<Phase>,
     pub artifacts: Option<Artifacts>,
@@ -106,7 +109,11 @@ pub fn parse(source: &str) -> Result<BuildSpec, String> {
     let mut spec = BuildSpec::default();
     if let Some(env) = root.get("env") {
         let env = mapping(env, "env")?;
-        keys(env, "env", &["variables", "exported-variables", "shell"])?;
+        keys(
+            env,
+            "env",
+            &["variables", "secrets", "exported-variables", "shell"],
+        )?;
         if let Some(shell) = env.get("shell")
             && text(shell, "env.shell")? != "bash"
         {
@@ -119,8 +126,20 @@ pub fn parse(source: &str) -> Result<BuildSpec, String> {
                     .insert(name.clone(), text(v, &format!("env.variables.{name}"))?);
             }
         }
+        if let Some(secrets) = env.get("secrets") {
+            for (k, v) in mapping(secrets, "env.secrets")? {
+                let name = text(k, "env.secrets")?;
+                let from = text(v, &format!("env.secrets.{name}"))?;
+                spec.secrets.insert(name, from);
+            }
+        }
         if let Some(exported) = env.get("exported-variables") {
             spec.exported = list(exported, "env.exported-variables")?;
+        }
+        if let Some(leak) = spec.exported.iter().find(|e| spec.secrets.contains_key(*e)) {
+            return Err(format!(
+                "env.exported-variables: {leak} is a secret and cannot become an output variable"
+            ));
         }
     }
     let phases = root
@@ -254,6 +273,16 @@ mod tests {
         assert_eq!(spec.variables["MODE"], "release");
         assert_eq!(spec.variables["LEVEL"], "3");
         assert_eq!(spec.exported, ["VERSION"]);
+        let with_secrets = parse(
+            "version: 0.2\nenv:\n  secrets:\n    TOKEN: npm\nphases:\n  build:\n    commands: [x]\n",
+        )
+        .unwrap();
+        assert_eq!(with_secrets.secrets["TOKEN"], "npm");
+        let leaking = parse(
+            "version: 0.2\nenv:\n  secrets:\n    TOKEN: npm\n  exported-variables: [TOKEN]\nphases:\n  build:\n    commands: [x]\n",
+        )
+        .unwrap_err();
+        assert!(leaking.contains("TOKEN is a secret"), "{leaking}");
         let names: Vec<&str> = spec.phases.iter().map(|p| p.name).collect();
         assert_eq!(names, ["install", "build"]);
         assert_eq!(spec.phases[1].commands, ["make", "make test"]);

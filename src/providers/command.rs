@@ -282,6 +282,24 @@ fn prepare(
     for (name, value) in &spec.variables {
         env.push((name.clone(), value.clone()));
     }
+    if !spec.secrets.is_empty() {
+        let stored: BTreeMap<String, String> = config
+            .get("Secrets")
+            .ok_or("the buildspec's env.secrets needs the action's Secrets property")
+            .and_then(|text| {
+                serde_json::from_str(text).map_err(
+                    |_| "the action's Secrets must be a JSON object of names to text values",
+                )
+            })?;
+        for (variable, name) in &spec.secrets {
+            let value = stored.get(name).ok_or_else(|| {
+                format!(
+                    "env.secrets.{variable} names {name}, which the action's Secrets does not hold"
+                )
+            })?;
+            env.push((variable.clone(), value.clone()));
+        }
+    }
     if let Some(list) = config.get("EnvironmentVariables") {
         let vars: Vec<serde_json::Value> = serde_json::from_str(list).map_err(|_| {
             "EnvironmentVariables must be a JSON list of {\"name\", \"value\"}".to_string()

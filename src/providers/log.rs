@@ -68,13 +68,6 @@ impl Log {
         log
     }
 
-    /// Adds more secrets to mask from now on (values learnt while running, as `env.secrets`).
-    pub fn mask_also(&mut self, secrets: Vec<String>) {
-        let mut all: Vec<String> = self.masks.as_ref().clone();
-        all.extend(secrets);
-        self.masks = Arc::new(masks_of(all));
-    }
-
     /// Writes one line (without its newline; a trailing `\r` is dropped).
     pub fn line(&self, text: &str) {
         let text = text.strip_suffix('\r').unwrap_or(text);
@@ -134,10 +127,17 @@ impl Log {
     }
 }
 
-/// The strings to hide: each secret, and each line of a multi-line secret, longest first (so a
-/// secret containing another is hidden whole).
+/// The strings to hide: each secret, each line of a multi-line secret, and each value of a secret
+/// that is a JSON object (a Command's `Secrets`), longest first (so a secret containing another
+/// is hidden whole).
 fn masks_of(secrets: Vec<String>) -> Vec<String> {
-    let mut masks: Vec<String> = secrets
+    let mut all = secrets.clone();
+    for s in &secrets {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(s) {
+            all.extend(map.values().filter_map(|v| v.as_str()).map(str::to_string));
+        }
+    }
+    let mut masks: Vec<String> = all
         .iter()
         .flat_map(|s| std::iter::once(s.as_str()).chain(s.lines()))
         .map(|s| s.trim_end_matches('\r').to_string())
@@ -193,14 +193,16 @@ mod tests {
             "abc",
             "first-line\nsecond-line",
             "hunter22-long",
+            r#"{"npm": "tok-123456"}"#,
         ]);
+        log.line("npm token tok-123456");
         log.line("token=hunter22 and hunter22-long; abc stays");
         log.line("second-line!\r");
         assert_eq!(
             drain(&mut rx),
-            vec!["token=**** and ****; abc stays", "****!"]
+            vec!["npm token ****", "token=**** and ****; abc stays", "****!"]
         );
-        assert_eq!(log.tail(), vec!["token=**** and ****; abc stays", "****!"]);
+        assert_eq!(log.tail().last().map(String::as_str), Some("****!"));
     }
 
     #[test]

@@ -925,3 +925,90 @@ async fn action_logs_attempts_start_tokens_and_pinned_source_revisions() {
         assert!(out["message"].as_str().unwrap().contains(field), "{out}");
     }
 }
+
+#[tokio::test]
+async fn a_build_secret_reaches_the_build_and_nothing_else() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let secret = "s3cr3t-value-991";
+    let spec = "version: 0.2\nenv:\n  secrets:\n    TOKEN: npm\nphases:\n  build:\n    commands:\n      - test ${#TOKEN} = 16 && test \"${TOKEN%-991}\" != \"$TOKEN\"\n      - echo \"token is $TOKEN\"\n      - echo \"$TOKEN\" >&2\n";
+    let decl = json!({"name": "secretive", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None,
+            json!({"BuildSpec": spec, "Secrets": format!("{{\"npm\": \"{secret}\"}}")}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = first_execution(&app, &t, "secretive").await;
+    let end = wait_for_end(&app, &t, "secretive", &id).await;
+    assert_eq!(end["status"], "Succeeded", "{end}");
+
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "secretive"}),
+    )
+    .await;
+    let build = &attempts["actionExecutionDetails"][0];
+    assert_eq!(build["input"]["resolvedConfiguration"]["Secrets"], "****");
+    assert_eq!(build["input"]["configuration"]["Secrets"], "****");
+    let log = ok(
+        &app,
+        &t,
+        "GetActionExecutionLog",
+        json!({"pipelineName": "secretive", "actionExecutionId": build["actionExecutionId"]}),
+    )
+    .await;
+    let texts: Vec<&str> = log["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(texts.contains(&"token is ****"), "{texts:?}");
+    assert!(texts.contains(&"****"), "{texts:?}");
+
+    // Nowhere in the answers, and nowhere in the database as text.
+    for (op, input) in [
+        ("GetPipeline", json!({"name": "secretive"})),
+        ("ListActionExecutions", json!({"pipelineName": "secretive"})),
+        ("GetPipelineState", json!({"name": "secretive"})),
+        (
+            "GetActionExecutionLog",
+            json!({"pipelineName": "secretive", "actionExecutionId": build["actionExecutionId"], "startLine": 1}),
+        ),
+    ] {
+        let out = ok(&app, &t, op, input).await;
+        assert!(!out.to_string().contains(secret), "{op}: {out}");
+    }
+    let page = app
+        .client
+        .get(app.url("/pipelines/secretive"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(secret));
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    for table in [
+        "action_logs",
+        "action_executions",
+        "pipeline_versions",
+        "audit_events",
+        "jobs",
+    ] {
+        // The table names are this test's constants.
+        let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} t WHERE t::text LIKE '%s3cr3t%'"
+        )))
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(found, 0, "{table} holds the secret");
+    }
+}
