@@ -33,6 +33,9 @@ pub struct Cli {
 enum Command {
     /// Run the web console, the API and the workers.
     Serve(ServeArgs),
+    /// Run workers only (no HTTP): on this machine beside `serve`, or on any other machine that
+    /// reaches the same PostgreSQL (DATABASE_URL), master key and artifact directory.
+    Worker(WorkerArgs),
     /// Apply pending database migrations, then exit. Works whether or not a server is running on
     /// the same data directory.
     Migrate(DatabaseArgs),
@@ -178,6 +181,63 @@ impl DatabaseArgs {
 }
 
 #[derive(Debug, Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+
+    /// Number of workers (1-256).
+    #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
+    workers: WorkerCount,
+
+    /// The user build commands run as when Sluice runs as root (never root itself).
+    #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
+    runner_user: String,
+
+    /// Where artifacts are kept (default <data-dir>/artifacts); every server and worker must
+    /// see the same directory (a shared mount when they run on several machines).
+    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
+    artifact_dir: Option<std::path::PathBuf>,
+
+    /// Seconds a claimed job's lease lasts without a heartbeat (renewed every third of it): how
+    /// soon the job of a worker that died runs again elsewhere.
+    #[arg(long, env = "SLUICE_LEASE_SECONDS", default_value = "30", value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(2..=3600))]
+    lease_seconds: u32,
+
+    /// Seconds running actions get to finish after SIGINT or SIGTERM; then their jobs are given
+    /// back to the queue.
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    shutdown_timeout: u64,
+}
+
+impl WorkerArgs {
+    fn into_settings(self) -> Result<crate::config::WorkerSettings, StartupError> {
+        if self.workers.get() == 0 {
+            return Err(StartupError::Command(
+                "sluice worker needs at least one worker (--workers 1 or more)".into(),
+            ));
+        }
+        Ok(crate::config::WorkerSettings {
+            data_dir: self.database.data_dir.clone(),
+            master_key: self
+                .database
+                .master_key
+                .clone()
+                .map(crate::config::MasterKeyText::new),
+            artifact_dir: self
+                .artifact_dir
+                .unwrap_or_else(|| self.database.data_dir.join("artifacts")),
+            database: self.database.into_target(),
+            workers: self.workers,
+            runner_user: self.runner_user,
+            lease_seconds: self.lease_seconds,
+            shutdown_timeout_secs: self.shutdown_timeout,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
@@ -202,6 +262,11 @@ struct ServeArgs {
     /// The user build commands run as when Sluice runs as root (never root itself).
     #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
     runner_user: String,
+
+    /// Where artifacts are kept (default <data-dir>/artifacts); `sluice worker` processes must
+    /// see the same directory.
+    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
+    artifact_dir: Option<std::path::PathBuf>,
 
     /// Largest request body accepted, in bytes; larger requests get 413.
     #[arg(
@@ -246,7 +311,12 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_settings(self) -> ServeSettings {
+        let artifact_dir = self
+            .artifact_dir
+            .clone()
+            .unwrap_or_else(|| self.database.data_dir.join("artifacts"));
         ServeSettings {
+            artifact_dir,
             data_dir: self.database.data_dir.clone(),
             master_key: self
                 .database
@@ -307,6 +377,7 @@ pub fn main() -> ExitCode {
     let outcome = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => startup::serve(args.into_settings(), path_var.as_deref()).await,
+            Command::Worker(args) => startup::work(args.into_settings()?, path_var.as_deref()).await,
             Command::Migrate(args) => {
                 let report = startup::migrate(args.into_target(), path_var.as_deref()).await?;
                 println!(

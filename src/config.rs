@@ -239,8 +239,28 @@ pub struct ServeSettings {
     pub workers: WorkerCount,
     /// The user build commands run as when Sluice runs as root.
     pub runner_user: String,
+    /// Where artifacts are kept.
+    pub artifact_dir: std::path::PathBuf,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Everything `sluice worker` needs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Where `master.key` is read from when `SLUICE_MASTER_KEY` is not set.
+    pub data_dir: std::path::PathBuf,
+    pub master_key: Option<MasterKeyText>,
+    pub database: DatabaseTarget,
+    /// At least one.
+    pub workers: WorkerCount,
+    pub runner_user: String,
+    /// Where artifacts are kept: the same store every server and worker uses.
+    pub artifact_dir: std::path::PathBuf,
+    /// How long a claimed job's lease lasts without renewal.
+    pub lease_seconds: u32,
+    /// How long running actions may take to finish after a stop signal.
     pub shutdown_timeout_secs: u64,
 }
 

@@ -1,6 +1,7 @@
 //! Periodic maintenance: removing what has expired (sessions, sign-in failures, refusal counters,
 //! unclaimed new-token pages). It runs as the engine principal: no person asked for it, so it is
-//! not audited as a person's act. The execution engine's scheduler will own this loop later.
+//! not audited as a person's act. The periodic work's leader (`workers::leader`) runs it, once
+//! across every process sharing the database.
 
 use std::time::Duration as StdDuration;
 
@@ -32,19 +33,4 @@ pub async fn prune(s: &Services) -> Result<Pruned, AppError> {
     };
     tx.commit().await?;
     Ok(pruned)
-}
-
-/// Runs [`prune`] now and then every [`INTERVAL`], until the future is dropped.
-pub async fn run(s: Services) {
-    let mut ticks = tokio::time::interval(INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match prune(&s).await {
-            Ok(p) => tracing::debug!(?p, "maintenance: pruned expired rows"),
-            Err(e) => {
-                tracing::warn!(error = %e, "maintenance failed; retrying at the next interval")
-            }
-        }
-    }
 }

@@ -8,7 +8,9 @@ use actix_web::dev::{Server, ServerHandle};
 use sqlx::PgPool;
 
 use crate::clock::Clock;
-use crate::config::{DatabaseTarget, DatabaseUrl, EmbeddedSettings, PublicUrl, ServeSettings};
+use crate::config::{
+    DatabaseTarget, DatabaseUrl, EmbeddedSettings, PublicUrl, ServeSettings, WorkerSettings,
+};
 use crate::embedded_pg::{
     ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, Opened, PgBinaries,
 };
@@ -186,11 +188,12 @@ impl Application {
             return Err(StartupError::Command(why.clone()));
         }
         services.artifacts = Some(Arc::new(
-            crate::artifacts::store::LocalStore::open(&settings.data_dir.join("artifacts"))
-                .map_err(|source| StartupError::Artifacts {
-                    path: settings.data_dir.join("artifacts").display().to_string(),
+            crate::artifacts::store::LocalStore::open(&settings.artifact_dir).map_err(
+                |source| StartupError::Artifacts {
+                    path: settings.artifact_dir.display().to_string(),
                     source,
-                })?,
+                },
+            )?,
         ));
         let state = AppState::new(
             services.clone(),
@@ -236,11 +239,9 @@ impl Application {
     /// is ordered: HTTP drains first, then the workers stop claiming and finish (or give back)
     /// what they run, within the shutdown timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = tokio::spawn(crate::maintenance::run(self.services.clone()));
         let workers = crate::workers::WorkerPool::start(self.services, self.pool);
         let served = self.server.await;
         workers.shutdown(self.shutdown_timeout).await;
-        maintenance.abort();
         served
     }
 }
@@ -312,6 +313,16 @@ impl CommandDatabase {
         target: &DatabaseTarget,
         path_var: Option<&str>,
     ) -> Result<Self, StartupError> {
+        Self::open_sized(target, path_var, 2).await
+    }
+
+    /// As [`Self::open`], with a pool of up to `connections`.
+    pub async fn open_sized(
+        target: &DatabaseTarget,
+        path_var: Option<&str>,
+        connections: u32,
+    ) -> Result<Self, StartupError> {
+        let connect = |url| connect(url, connections);
         let settings = match target {
             DatabaseTarget::External(url) => {
                 return Ok(Self {
@@ -398,11 +409,87 @@ async fn migrate_pool(pool: &PgPool) -> Result<MigrationReport, StartupError> {
     })
 }
 
-async fn connect(url: &DatabaseUrl) -> Result<PgPool, StartupError> {
-    crate::db::connect(url.connect_options(), 2)
+async fn connect(url: &DatabaseUrl, connections: u32) -> Result<PgPool, StartupError> {
+    crate::db::connect(url.connect_options(), connections)
         .await
         .map_err(|source| StartupError::Connect {
             target: url.to_string(),
             source,
         })
+}
+
+/// `sluice worker`: a worker pool with no HTTP, on this machine or any other that reaches the
+/// same database and artifact store. It stops on SIGINT or SIGTERM: no new claims, running
+/// actions get `shutdown_timeout` to finish, then their jobs are given back.
+pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<(), StartupError> {
+    let master_key = MasterKey::load(
+        settings.master_key.as_ref().map(|k| k.expose()),
+        &settings.data_dir,
+    )
+    .map_err(|e| {
+        StartupError::Command(format!(
+            "{e}; a worker needs the server's master key (SLUICE_MASTER_KEY, or master.key in --data-dir)"
+        ))
+    })?;
+    let runner = crate::providers::runner_named(&settings.runner_user);
+    if let Err(why) = &runner {
+        return Err(StartupError::Command(why.clone()));
+    }
+    let artifacts =
+        crate::artifacts::store::LocalStore::open(&settings.artifact_dir).map_err(|source| {
+            StartupError::Artifacts {
+                path: settings.artifact_dir.display().to_string(),
+                source,
+            }
+        })?;
+    let connections = 4 + 2 * u32::from(settings.workers.get());
+    let db = CommandDatabase::open_sized(&settings.database, path_var, connections).await?;
+    if let Err(e) = prepare_schema(db.pool()).await {
+        db.close().await;
+        return Err(e);
+    }
+    let mut services = db.services(master_key);
+    services.artifacts = Some(Arc::new(artifacts));
+    services.runner = runner;
+    let pool = crate::workers::WorkerPool::start(
+        services,
+        crate::workers::PoolSettings {
+            workers: settings.workers.get(),
+            kind: crate::workers::PoolKind::Worker,
+            lease: time::Duration::seconds(i64::from(settings.lease_seconds)),
+            ..Default::default()
+        },
+    );
+    tracing::info!(
+        workers = settings.workers.get(),
+        host = %crate::workers::hostname(),
+        "worker pool running; SIGINT or SIGTERM stops it"
+    );
+    stop_signal().await;
+    tracing::info!("stopping: no new claims; running actions may finish");
+    pool.shutdown(std::time::Duration::from_secs(
+        settings.shutdown_timeout_secs,
+    ))
+    .await;
+    db.close().await;
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -9,6 +9,8 @@ use uuid::Uuid;
 /// The channel workers listen on; one notification per transaction that enqueued (PostgreSQL
 /// folds identical notifications of one transaction into one).
 pub const CHANNEL: &str = "sluice_jobs";
+/// The channel that tells workers a running job was cancelled (payload: the job's id).
+pub const CANCEL_CHANNEL: &str = "sluice_job_cancelled";
 
 /// A job a worker holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +82,8 @@ pub async fn claim(
     let expires = now + lease;
     let rows = sqlx::query!(
         r#"UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-                  lease_token = gen_random_uuid(), lease_expires_at = $2, claimed_at = $3
+                  lease_token = gen_random_uuid(), lease_expires_at = $2, claimed_at = $3,
+                  claimed_by = $1
            WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $3
                         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
            RETURNING id, kind, payload, attempt, lease_token AS "lease_token!""#,
@@ -173,23 +176,38 @@ pub async fn give_back(
     Ok(done.rows_affected() == 1)
 }
 
-/// Cancels a job that has not finished (an abandoned action): a running holder learns it at its
-/// next renewal. `false` when it had finished already.
+/// Cancels a job that has not finished (an abandoned action); a running holder is told at once
+/// on [`CANCEL_CHANNEL`] when the transaction commits (and would learn it at its next renewal
+/// anyway). `false` when it had finished already.
 pub async fn cancel(
     conn: &mut PgConnection,
     id: i64,
     now: OffsetDateTime,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query!(
+    let before = sqlx::query_scalar!(
+        r#"SELECT state FROM jobs WHERE id = $1 AND state IN ('available', 'running') FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(before) = before else {
+        return Ok(false);
+    };
+    sqlx::query!(
         r#"UPDATE jobs SET state = 'cancelled', finished_at = $2,
                   lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-           WHERE id = $1 AND state IN ('available', 'running')"#,
+           WHERE id = $1"#,
         id,
         now
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if before == "running" {
+        sqlx::query!("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, id.to_string())
+            .execute(conn)
+            .await?;
+    }
+    Ok(true)
 }
 
 /// What the rescuer did with one expired lease.

@@ -16,6 +16,7 @@ pub mod sessions;
 pub mod status;
 pub mod throttle;
 pub mod users;
+pub mod workers;
 
 use std::time::Duration;
 

@@ -34,6 +34,70 @@ impl Drop for GroupGuard {
     }
 }
 
+/// Makes the forked child a supervisor of the build: it forks once more, the grandchild goes on
+/// to exec bash, and the child (the process group's leader) stays behind, waits for it and exits
+/// as it did. If the worker dies, however it dies (SIGKILL included), the kernel sends the
+/// supervisor SIGTERM (`PR_SET_PDEATHSIG`), and it kills the whole group: a crashed worker never
+/// leaves a build running.
+///
+/// Runs between fork and exec in a child of a multi-threaded process: only async-signal-safe
+/// calls (fork, prctl, getppid, sigaction, sigprocmask, close_range, waitpid, kill, _exit).
+fn supervise(worker: libc::pid_t) -> std::io::Result<()> {
+    extern "C" fn kill_group(_: libc::c_int) {
+        // SAFETY: kill(2) is async-signal-safe; 0 names this process's group.
+        unsafe {
+            libc::kill(0, libc::SIGKILL);
+        }
+    }
+    // SAFETY: see above; every call is async-signal-safe and touches only this process.
+    unsafe {
+        let build = libc::fork();
+        if build < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if build == 0 {
+            return Ok(());
+        }
+        // The supervisor: it must not hold the build's output pipe or std's exec-status pipe.
+        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+            for fd in 0..1024 {
+                libc::close(fd);
+            }
+        }
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = kill_group as *const () as usize;
+        libc::sigemptyset(&mut action.sa_mask);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+        let mut unblock: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut unblock);
+        libc::sigaddset(&mut unblock, libc::SIGTERM);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &unblock, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+        // The worker may have died before the line above.
+        if libc::getppid() != worker {
+            kill_group(0);
+        }
+        let mut status = 0;
+        loop {
+            let rc = libc::waitpid(build, &mut status, 0);
+            if rc == build {
+                break;
+            }
+            if rc < 0 && *libc::__errno_location() != libc::EINTR {
+                libc::_exit(127);
+            }
+        }
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        libc::_exit(code);
+    }
+}
+
 /// Waits until the process `pid` has exited, without reaping it (so its process group keeps its
 /// number until [`GroupGuard`] has killed what is left of it).
 async fn exited(pid: Option<i32>) {
@@ -109,6 +173,13 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .kill_on_drop(true);
     if let Some((uid, gid)) = runner {
         command.uid(uid).gid(gid);
+    }
+    // SAFETY: getpid has no preconditions.
+    let worker = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (see `supervise`).
+    unsafe {
+        command.pre_exec(move || supervise(worker));
     }
     let spawned = command.spawn();
     // Our copies of the pipe's write end go with the command, so the reader sees its end once

@@ -4,8 +4,9 @@
 //!
 //! Wake-ups: `LISTEN` on the queue's channel (one NOTIFY per enqueuing transaction), with a poll
 //! of at most [`PoolSettings::poll`] behind it. Expired leases are returned by the rescuer, which
-//! every process runs (rescuing takes each lease once however many race, see `db::jobs::rescue`).
-//! No transaction or pooled connection is held while an action runs.
+//! the [`leader`] runs: one process among all that share the database. No transaction or pooled
+//! connection is held while an action runs. Each pool registers itself (`worker_pools`) and beats
+//! every [`HEARTBEAT`], for `/admin/workers`.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -19,12 +20,33 @@ use crate::ops::Services;
 use crate::ops::executions::{self, ACTION_JOB, ActionJob};
 use crate::providers;
 
+pub mod leader;
 mod logs;
+
+/// How often a pool says it is alive.
+pub const HEARTBEAT: StdDuration = StdDuration::from_secs(10);
+
+/// Which command runs the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    Serve,
+    Worker,
+}
+
+impl PoolKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Serve => "serve",
+            PoolKind::Worker => "worker",
+        }
+    }
+}
 
 /// How the pool runs.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
     pub workers: u16,
+    pub kind: PoolKind,
     /// How long a claim lasts without renewal; renewed every third of it.
     pub lease: time::Duration,
     /// The longest a worker waits for work without looking (if a notification is missed).
@@ -35,6 +57,7 @@ impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             workers: 4,
+            kind: PoolKind::Serve,
             lease: time::Duration::seconds(30),
             poll: StdDuration::from_secs(1),
         }
@@ -52,32 +75,44 @@ enum Phase {
 }
 
 pub struct WorkerPool {
+    id: Uuid,
+    services: Services,
     phase: watch::Sender<Phase>,
     workers: Vec<JoinHandle<()>>,
     helpers: Vec<JoinHandle<()>>,
 }
 
 impl WorkerPool {
-    /// Starts the listener, the rescuer and `settings.workers` workers (none when 0).
+    /// Starts the leader election (every process takes part, web-only ones too), and with
+    /// `settings.workers` above 0 the listener, the heartbeat and the workers.
     pub fn start(services: Services, settings: PoolSettings) -> WorkerPool {
         let (phase, watcher) = watch::channel(Phase::Running);
         let wake = Arc::new(Notify::new());
-        let mut helpers = Vec::new();
+        let id = Uuid::new_v4();
+        let mut helpers = vec![tokio::spawn(leader::run(services.clone()))];
         let mut workers = Vec::new();
         if settings.workers > 0 {
-            helpers.push(tokio::spawn(listen(services.clone(), wake.clone())));
-            helpers.push(tokio::spawn(rescue_loop(services.clone(), settings)));
+            let cancels = Cancels::default();
+            helpers.push(tokio::spawn(listen(
+                services.clone(),
+                wake.clone(),
+                cancels.clone(),
+            )));
+            helpers.push(tokio::spawn(beat(services.clone(), id, settings)));
             for _ in 0..settings.workers {
                 workers.push(tokio::spawn(work(
                     services.clone(),
                     settings,
-                    Uuid::new_v4(),
+                    id,
                     wake.clone(),
+                    cancels.clone(),
                     watcher.clone(),
                 )));
             }
         }
         WorkerPool {
+            id,
+            services,
             phase,
             workers,
             helpers,
@@ -87,6 +122,7 @@ impl WorkerPool {
     /// Stops claiming, lets running jobs finish for up to `grace`, then gives the rest back.
     pub async fn shutdown(self, grace: StdDuration) {
         let _ = self.phase.send(Phase::Draining);
+        let had_workers = !self.workers.is_empty();
         let mut workers = self.workers;
         let all = futures_util::future::join_all(workers.iter_mut());
         if tokio::time::timeout(grace, all).await.is_err() {
@@ -98,19 +134,82 @@ impl WorkerPool {
         for h in self.helpers {
             h.abort();
         }
+        if had_workers {
+            let stopped = async {
+                let mut conn = self.services.pool.acquire().await?;
+                db::workers::stopped(&mut conn, self.id, self.services.clock.now()).await
+            }
+            .await;
+            if let Err(e) = stopped {
+                tracing::warn!(error = %e, "could not record that the worker pool stopped");
+            }
+        }
     }
 }
 
-/// Wakes waiting workers on every notification of the queue's channel; reconnects on failure.
-async fn listen(s: Services, wake: Arc<Notify>) {
+/// Registers the pool, then keeps its heartbeat current.
+async fn beat(s: Services, id: Uuid, settings: PoolSettings) {
+    let now = s.clock.now();
+    let row = db::workers::PoolRow {
+        id,
+        host: hostname(),
+        pid: i32::try_from(std::process::id()).unwrap_or(0),
+        version: crate::VERSION.to_string(),
+        kind: settings.kind.as_str().to_string(),
+        slots: i32::from(settings.workers),
+        started_at: now,
+        heartbeat_at: now,
+        stopped_at: None,
+    };
+    let mut registered = false;
+    loop {
+        let result = async {
+            let mut conn = s.pool.acquire().await?;
+            if registered {
+                db::workers::heartbeat(&mut conn, id, s.clock.now()).await
+            } else {
+                db::workers::register(&mut conn, &row).await
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => registered = true,
+            Err(e) => tracing::warn!(error = %e, "the worker pool's heartbeat failed; retrying"),
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+/// The running jobs of this pool that want to hear of their cancellation.
+type Cancels = Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>>;
+
+/// Wakes waiting workers on every notification of the queue's channel, and tells a running job
+/// it was cancelled; reconnects on failure.
+async fn listen(s: Services, wake: Arc<Notify>, cancels: Cancels) {
     loop {
         match sqlx::postgres::PgListener::connect_with(&s.pool).await {
             Ok(mut listener) => {
-                if let Err(e) = listener.listen(db::jobs::CHANNEL).await {
+                if let Err(e) = listener
+                    .listen_all([db::jobs::CHANNEL, db::jobs::CANCEL_CHANNEL])
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot listen for jobs; polling meanwhile");
                 } else {
-                    while listener.recv().await.is_ok() {
-                        wake.notify_waiters();
+                    // Anything may have happened while not listening.
+                    wake.notify_waiters();
+                    while let Ok(n) = listener.recv().await {
+                        if n.channel() == db::jobs::CANCEL_CHANNEL {
+                            let cancelled = n
+                                .payload()
+                                .parse::<i64>()
+                                .ok()
+                                .and_then(|id| cancels.lock().ok()?.get(&id).cloned());
+                            if let Some(cancelled) = cancelled {
+                                cancelled.notify_one();
+                            }
+                        } else {
+                            wake.notify_waiters();
+                        }
                     }
                 }
             }
@@ -120,43 +219,12 @@ async fn listen(s: Services, wake: Arc<Notify>) {
     }
 }
 
-/// Returns expired leases twice per lease period; fails action jobs out of attempts.
-async fn rescue_loop(s: Services, settings: PoolSettings) {
-    let period = StdDuration::from_secs_f64((settings.lease.as_seconds_f64() / 2.0).max(0.5));
-    loop {
-        tokio::time::sleep(period).await;
-        let rescued = async {
-            let mut conn = s.pool.acquire().await?;
-            db::jobs::rescue(&mut conn, s.clock.now()).await
-        }
-        .await;
-        match rescued {
-            Ok(rescued) => {
-                for r in rescued {
-                    tracing::warn!(
-                        job = r.id,
-                        attempt = r.attempt,
-                        retried = r.retried,
-                        "a job's worker stopped answering"
-                    );
-                    if !r.retried
-                        && r.kind == ACTION_JOB
-                        && let Err(e) = executions::abandon_action_job(&s, &r.payload).await
-                    {
-                        tracing::error!(error = %e, job = r.id, "failing a rescued action failed");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "the lease rescuer failed; retrying"),
-        }
-    }
-}
-
 async fn work(
     s: Services,
     settings: PoolSettings,
     owner: Uuid,
     wake: Arc<Notify>,
+    cancels: Cancels,
     mut phase: watch::Receiver<Phase>,
 ) {
     loop {
@@ -172,7 +240,15 @@ async fn work(
         match claimed {
             Ok(mut jobs) if !jobs.is_empty() => {
                 let job = jobs.remove(0);
-                run_job(&s, settings, job, &mut phase).await;
+                let cancelled = Arc::new(Notify::new());
+                if let Ok(mut c) = cancels.lock() {
+                    c.insert(job.id, cancelled.clone());
+                }
+                let id = job.id;
+                run_job(&s, settings, job, &cancelled, &mut phase).await;
+                if let Ok(mut c) = cancels.lock() {
+                    c.remove(&id);
+                }
             }
             Ok(_) => {
                 tokio::select! {
@@ -195,6 +271,7 @@ async fn run_job(
     s: &Services,
     settings: PoolSettings,
     job: Claimed,
+    cancelled: &Notify,
     phase: &mut watch::Receiver<Phase>,
 ) {
     let renew_every = StdDuration::from_secs_f64((settings.lease.as_seconds_f64() / 3.0).max(0.1));
@@ -230,6 +307,7 @@ async fn run_job(
             }
         }
         () = renewals => tracing::warn!(job = job.id, "the job's lease was lost or it was cancelled; stopped"),
+        () = cancelled.notified() => tracing::info!(job = job.id, "the job was cancelled; stopped"),
         () = aborted => {
             let given = async {
                 let mut conn = s.pool.acquire().await?;

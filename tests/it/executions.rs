@@ -231,7 +231,7 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
 }
 
 /// A Git repository on disk with one commit on `main`; its path and the commit id.
-fn repository(dir: &std::path::Path) -> (String, String) {
+pub fn repository(dir: &std::path::Path) -> (String, String) {
     // Readable by the unprivileged user builds run as when the tests run as root.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -298,8 +298,8 @@ async fn a_git_source_checks_out_the_branch_head_into_a_sealed_artifact() {
         .as_str()
         .unwrap()
         .to_string();
-    let stored = std::env::temp_dir()
-        .join("artifacts/sha256")
+    let stored = crate::harness::artifact_dir()
+        .join("sha256")
         .join(&address[..2])
         .join(&address[2..]);
     let at_rest = std::fs::read(&stored).unwrap();
@@ -1011,4 +1011,75 @@ async fn a_build_secret_reaches_the_build_and_nothing_else() {
         .unwrap();
         assert_eq!(found, 0, "{table} holds the secret");
     }
+}
+
+/// Whether a process runs exactly `sleep <seconds>`.
+fn sleeping(seconds: u32) -> bool {
+    let wanted = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| c == wanted.as_bytes())
+            .unwrap_or(false)
+    })
+}
+
+#[tokio::test]
+async fn stop_and_abandon_kills_the_builds_process_group_at_once() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    // The sleep runs in a subshell, in the background, so only a kill of the group reaches it.
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - (sleep 619) &\n      - sleep 619\n";
+    let decl = json!({"name": "stuck", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = first_execution(&app, &t, "stuck").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sleeping(619) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let asked = std::time::Instant::now();
+    ok(
+        &app,
+        &t,
+        "StopPipelineExecution",
+        json!({"pipelineName": "stuck", "pipelineExecutionId": id, "abandon": true, "reason": "hung"}),
+    )
+    .await;
+    while sleeping(619) {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "the abandoned build still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let e = wait_for_end(&app, &t, "stuck", &id).await;
+    assert_eq!(e["status"], "Stopped");
+    let listed = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "stuck"}),
+    )
+    .await;
+    assert_eq!(
+        listed["pipelineExecutionSummaries"][0]["stopTrigger"]["reason"],
+        "hung"
+    );
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT status, count(*) FROM action_executions WHERE stage_index = 1 GROUP BY status"
+        )
+        .await,
+        [("Abandoned".to_string(), 1)]
+    );
 }

@@ -255,6 +255,62 @@ async fn spawn(
     trust_proxy: bool,
     workers: u16,
 ) -> TestApp {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let clock = Clock::default();
+    let address = serve(
+        &db.options,
+        public_url,
+        trust_proxy,
+        workers,
+        key,
+        clock.clone(),
+    )
+    .await;
+    TestApp {
+        address,
+        client: client(),
+        db,
+        clock,
+        master_key: {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(key)
+        },
+    }
+}
+
+/// Another server on `app`'s database, with its master key and `workers` workers; its address.
+pub async fn spawn_peer(app: &TestApp, workers: u16) -> String {
+    use base64::Engine;
+    let key: [u8; 32] = base64::engine::general_purpose::STANDARD
+        .decode(&app.master_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    serve(
+        &app.db.options,
+        None,
+        false,
+        workers,
+        key,
+        app.clock.clone(),
+    )
+    .await
+}
+
+/// The directory every test server keeps artifacts in (`sluice worker` processes get it too).
+pub fn artifact_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("sluice-test-artifacts")
+}
+
+async fn serve(
+    options: &PgConnectOptions,
+    public_url: Option<PublicUrl>,
+    trust_proxy: bool,
+    workers: u16,
+    key: [u8; 32],
+    clock: Clock,
+) -> String {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url,
@@ -268,40 +324,27 @@ async fn spawn(
         session_lifetime_hours: 12,
         data_dir: std::env::temp_dir(),
         master_key: None,
-        database: DatabaseTarget::External(Box::new(db.options.clone().into())),
+        database: DatabaseTarget::External(Box::new(options.clone().into())),
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         runner_user: "nobody".into(),
+        artifact_dir: artifact_dir(),
         body_limit: BodyLimit::DEFAULT,
         shutdown_timeout_secs: 5,
     };
-    let pool = sluice::db::connect(db.options.clone(), 4 + u32::from(workers) * 2)
+    let pool = sluice::db::connect(options.clone(), 4 + u32::from(workers) * 2)
         .await
         .expect("connect to test database");
-    let clock = Clock::default();
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let master_key = sluice::sealing::MasterKey::from_bytes(key);
-    let master_key_text = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(key)
-    };
     let app = Application::build(
         &settings,
         pool,
         DatabaseMode::External,
-        clock.clone(),
-        master_key,
+        clock,
+        sluice::sealing::MasterKey::from_bytes(key),
     )
     .expect("build app");
     let address = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        client: client(),
-        db,
-        clock,
-        master_key: master_key_text,
-    }
+    address
 }
 
 /// An HTTP client that keeps cookies and does not follow redirects.

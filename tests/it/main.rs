@@ -16,3 +16,4 @@ mod http;
 mod identity;
 mod jobs;
 mod pipelines;
+mod workers;
