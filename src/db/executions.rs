@@ -703,3 +703,27 @@ pub async fn pipeline_of_attempt(
     .fetch_optional(conn)
     .await
 }
+
+/// The jobs of a pipeline's running action attempts, and how many of its executions are
+/// unfinished.
+pub async fn running_of_pipeline(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<(Vec<i64>, i64), sqlx::Error> {
+    let jobs = sqlx::query_scalar!(
+        r#"SELECT a.job_id AS "job_id!" FROM action_executions a
+           JOIN pipeline_executions e ON e.id = a.execution_id
+           WHERE e.pipeline_id = $1 AND a.status = 'InProgress' AND a.job_id IS NOT NULL"#,
+        pipeline_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let unfinished = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM pipeline_executions
+           WHERE pipeline_id = $1 AND place <> 'finished'"#,
+        pipeline_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((jobs, unfinished))
+}

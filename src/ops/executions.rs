@@ -1537,3 +1537,19 @@ pub async fn action_log(
     )
     .await
 }
+
+/// Before a pipeline is deleted (in the deletion's transaction): its running actions' jobs are
+/// cancelled, so their workers stop at once (the cancellation NOTIFY) and can record nothing;
+/// the executions themselves go with the pipeline. Returns how many executions were unfinished.
+pub(super) async fn stop_all_before_delete(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline_id: Uuid,
+) -> Result<i64, AppError> {
+    db::executions::lock_runs(conn, pipeline_id).await?;
+    let (jobs, unfinished) = db::executions::running_of_pipeline(conn, pipeline_id).await?;
+    for job in jobs {
+        db::jobs::cancel(conn, job, now).await?;
+    }
+    Ok(unfinished)
+}

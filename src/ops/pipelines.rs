@@ -519,6 +519,15 @@ pub async fn delete_pipeline(s: &Services, c: &Caller, name: &str) -> Result<(),
         Resource::pipeline(name),
         json!({"name": name}),
         async |op| {
+            let now = op.now();
+            // Its running executions stop first: no worker goes on building for a pipeline
+            // that is gone. (Deleting a pipeline that does not exist succeeds, as in
+            // CodePipeline.)
+            if let Some(row) = db::pipelines::find(op.conn(), existing_name(name)?).await? {
+                let stopped =
+                    super::executions::stop_all_before_delete(op.conn(), now, row.id).await?;
+                op.add_audit_param("stoppedExecutions", json!(stopped));
+            }
             db::pipelines::delete(op.conn(), existing_name(name)?).await?;
             Ok(())
         },

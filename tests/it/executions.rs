@@ -1083,3 +1083,51 @@ async fn stop_and_abandon_kills_the_builds_process_group_at_once() {
         [("Abandoned".to_string(), 1)]
     );
 }
+
+#[tokio::test]
+async fn deleting_a_pipeline_stops_its_running_builds_first() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 621\n";
+    let decl = json!({"name": "doomed", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !sleeping(621) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ok(&app, &t, "DeletePipeline", json!({"name": "doomed"})).await;
+    let asked = std::time::Instant::now();
+    while sleeping(621) {
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "the deleted pipeline's build still runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rows(
+            &app,
+            "SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state"
+        )
+        .await,
+        [("cancelled".to_string(), 1), ("succeeded".to_string(), 1)]
+    );
+    let (_, stopped): (String, String) = sqlx::query_as(
+        "SELECT event_name, request_parameters_text FROM audit_events WHERE event_name = 'codepipeline:DeletePipeline'",
+    )
+    .fetch_one(&mut PgConnection::connect_with(&app.db.options).await.unwrap())
+    .await
+    .unwrap();
+    let stopped: Value = serde_json::from_str(&stopped).unwrap();
+    assert_eq!(stopped["stoppedExecutions"], 1, "{stopped}");
+}

@@ -198,6 +198,11 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/pipelines/web/diff?from=1&to=1",
         "/pipelines/web/edit",
         "/pipelines/web/edit/json",
+        "/pipelines/web/release",
+        "/pipelines/web/executions",
+        "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001",
+        "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log",
+        "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log/more?from=1",
     ];
     for page in pages {
         let before = denials(&app).await;
@@ -213,7 +218,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "{page}: one AccessDenied event"
         );
     }
-    let forms: [(&str, &[(&str, &str)]); 19] = [
+    let forms: [(&str, &[(&str, &str)]); 23] = [
         (
             "/admin/users",
             &[("user_name", "x"), ("password", PASSWORD)],
@@ -257,6 +262,19 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             &[("op", "add_stage"), ("working", "{}")],
         ),
         ("/pipelines/web/edit/json", &[("document", "{}")]),
+        ("/pipelines/web/release", &[]),
+        (
+            "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001/stop",
+            &[("mode", "abandon")],
+        ),
+        (
+            "/pipelines/web/stages/Build/retry",
+            &[("execution", "6f1f8a8e-1c2b-4d3e-9f00-000000000001")],
+        ),
+        (
+            "/pipelines/web/stages/Build/transition",
+            &[("op", "disable"), ("reason", "x")],
+        ),
     ];
     for (path, fields) in forms {
         let before = denials(&app).await;

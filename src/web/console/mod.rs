@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod editor;
 mod error;
+mod executions;
 mod login;
 mod pipelines;
 mod status;
@@ -42,6 +43,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // The wizard's /pipelines/new goes before /pipelines/{name}.
     wizard::routes(cfg);
     editor::routes(cfg);
+    executions::routes(cfg);
     pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);

@@ -147,6 +147,8 @@ struct ActionView {
     provider: String,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// Its latest attempt (the current version's view, for those who may read the state).
+    state: Option<super::executions::ActionState>,
 }
 
 struct Group {
@@ -156,7 +158,9 @@ struct Group {
 
 struct StageView {
     name: String,
+    link: String,
     groups: Vec<Group>,
+    state: Option<super::executions::StageState>,
 }
 
 #[derive(Template)]
@@ -175,6 +179,12 @@ struct ViewPage {
     can_edit: bool,
     can_clone: bool,
     can_delete: bool,
+    can_release: bool,
+    can_history: bool,
+    /// Release change needs a form (the pipeline declares variables).
+    has_variables: bool,
+    /// The state is shown (the latest version, for someone who may read it).
+    shows_state: bool,
 }
 console_page!(ViewPage);
 
@@ -204,6 +214,7 @@ fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
                         .flatten()
                         .map(|o| o.name.clone())
                         .collect(),
+                    state: None,
                 };
                 match groups.last_mut() {
                     Some(g) if g.run_order == run_order => g.actions.push(view),
@@ -215,7 +226,9 @@ fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
             }
             StageView {
                 name: stage.name.clone(),
+                link: segment(&stage.name),
                 groups,
+                state: None,
             }
         })
         .collect()
@@ -249,12 +262,31 @@ async fn view(
     let me = Resource::pipeline(&name);
     let c = &user.caller;
     let version = decl.version.unwrap_or(1);
+    let is_current = version == i64::from(latest);
+    let mut stages = stage_views(&decl);
+    let mut shows_state = false;
+    if is_current && let Some(states) = super::executions::pipeline_state(&state, c, &name).await? {
+        shows_state = true;
+        for (stage_name, mut st) in states {
+            let Some(view) = stages.iter_mut().find(|v| v.name == stage_name) else {
+                continue;
+            };
+            for group in &mut view.groups {
+                for action in &mut group.actions {
+                    if let Some(i) = st.actions.iter().position(|(n, _)| *n == action.name) {
+                        action.state = Some(st.actions.swap_remove(i).1);
+                    }
+                }
+            }
+            view.state = Some(st);
+        }
+    }
     let page = ViewPage {
         layout: Layout::signed_in(&user, Section::Pipelines),
         link: segment(&name),
         version,
         latest,
-        is_current: version == i64::from(latest),
+        is_current,
         mode: decl.execution_mode.clone().unwrap_or_default(),
         pipeline_type: decl.pipeline_type.clone().unwrap_or_default(),
         notice: match query.done.as_deref() {
@@ -263,9 +295,16 @@ async fn view(
             Some("unchanged") => Some(format!(
                 "No changes to save: version {version} stays the latest."
             )),
+            Some("retried") => Some("The stage is running again.".to_string()),
+            Some("enabled") => Some("The transition is enabled.".to_string()),
+            Some("disabled") => Some("The transition is disabled.".to_string()),
             _ => None,
         },
-        stages: stage_views(&decl),
+        stages,
+        can_release: c.can(Action::StartPipelineExecution, &me),
+        can_history: c.can(Action::ListPipelineExecutions, &me),
+        has_variables: decl.variables.as_ref().is_some_and(|v| !v.is_empty()),
+        shows_state,
         can_edit: c.can(Action::UpdatePipeline, &me),
         can_clone: c.can(Action::CreatePipeline, &Resource::pipeline("*")),
         can_delete: c.can(Action::DeletePipeline, &me),

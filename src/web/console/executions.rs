@@ -1,0 +1,845 @@
+//! Executions in the console: Release change (with start-time variables), the execution history
+//! (keyset paged), an execution's page (its stages and action attempts, Stop), an attempt's log
+//! (lines appended while it runs), and the pipeline view's buttons: Retry a stage, enable or
+//! disable a transition. Everything goes through `ops::executions`; every POST carries the CSRF
+//! token, and every button shows only to those allowed to press it.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    ConsoleError, Layout, Section, console_page, display_time, render_with_status, see_other,
+    segment,
+};
+use crate::access::{Action, Resource};
+use crate::error::AppError;
+use crate::ops::executions::{self, ExecutionView};
+use crate::ops::{Caller, Page, pipelines};
+use crate::web::AppState;
+use crate::web::auth::{CsrfForm, SignedIn};
+use crate::web::htmx::HxRequest;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/pipelines/{name}/release")
+            .route(web::get().to(release_form))
+            .route(web::post().to(release))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(crate::web::get_only(
+        "/pipelines/{name}/executions",
+        history,
+    ))
+    .service(crate::web::get_only(
+        "/pipelines/{name}/executions/{id}",
+        detail,
+    ))
+    .route(
+        "/pipelines/{name}/executions/{id}/stop",
+        web::post().to(stop),
+    )
+    .route(
+        "/pipelines/{name}/stages/{stage}/retry",
+        web::post().to(retry),
+    )
+    .route(
+        "/pipelines/{name}/stages/{stage}/transition",
+        web::post().to(transition),
+    )
+    .service(crate::web::get_only(
+        "/pipelines/{name}/actions/{id}/log",
+        log_page,
+    ))
+    .service(crate::web::get_only(
+        "/pipelines/{name}/actions/{id}/log/more",
+        log_more,
+    ));
+}
+
+/// A status as the console shows it: its words and the class that colours it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub label: String,
+    pub class: &'static str,
+}
+
+impl Status {
+    pub fn of(status: &str) -> Status {
+        let class = match status {
+            "Succeeded" => "status-succeeded",
+            "Failed" => "status-failed",
+            "InProgress" | "Stopping" => "status-inprogress",
+            "Stopped" | "Cancelled" | "Abandoned" => "status-stopped",
+            "Superseded" => "status-superseded",
+            _ => "status-none",
+        };
+        let label = match status {
+            "InProgress" => "In progress".to_string(),
+            "" => "Didn't run".to_string(),
+            other => other.to_string(),
+        };
+        Status { label, class }
+    }
+
+    pub fn none() -> Status {
+        Status::of("")
+    }
+}
+
+fn short(id: &Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
+fn duration(from: OffsetDateTime, to: OffsetDateTime) -> String {
+    let secs = (to - from).whole_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+fn execution_id(text: &str) -> Result<Uuid, ConsoleError> {
+    Uuid::parse_str(text).map_err(|_| ConsoleError::NotFound)
+}
+
+// ---- Release change ---------------------------------------------------------------------------
+
+struct VariableField {
+    name: String,
+    value: String,
+    description: String,
+    required: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/release.html", blocks = ["content"])]
+struct ReleasePage {
+    layout: Layout,
+    name: String,
+    link: String,
+    variables: Vec<VariableField>,
+    error: Option<String>,
+}
+console_page!(ReleasePage);
+
+/// The form's fields: each declared variable, with what was typed or its default.
+async fn release_fields(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    typed: &[(String, String)],
+) -> Result<(String, Vec<VariableField>), ConsoleError> {
+    let (decl, _) = pipelines::get_pipeline_shared(&state.services, caller, name, None).await?;
+    let fields = decl
+        .variables
+        .iter()
+        .flatten()
+        .map(|v| VariableField {
+            value: typed
+                .iter()
+                .find(|(n, _)| *n == v.name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| v.default_value.clone())
+                .unwrap_or_default(),
+            required: v.default_value.is_none(),
+            description: v.description.clone().unwrap_or_default(),
+            name: v.name.clone(),
+        })
+        .collect();
+    Ok((decl.name.clone(), fields))
+}
+
+async fn release_form(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    super::require(
+        &state,
+        &user,
+        Action::StartPipelineExecution,
+        &Resource::pipeline(&path),
+    )
+    .await?;
+    let (name, variables) = release_fields(&state, &user.caller, &path, &[]).await?;
+    let page = ReleasePage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        link: segment(&name),
+        name,
+        variables,
+        error: None,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// The release form: `var.<name>` fields (a browser sends every field, so an empty one means
+/// "use the default" only when the variable has one).
+#[derive(Deserialize)]
+struct ReleaseForm {
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
+}
+
+async fn release(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: CsrfForm<ReleaseForm>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let user = &form.user;
+    let typed: Vec<(String, String)> = form
+        .form
+        .fields
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("var.")?.to_string(), v.clone())))
+        .collect();
+    // A variable left empty takes its default; one without a default must be given.
+    let given: Vec<(String, String)> = typed
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .cloned()
+        .collect();
+    let request = executions::StartRequest {
+        variables: given,
+        ..Default::default()
+    };
+    match executions::start_pipeline_execution(&state.services, &user.caller, &path, request).await
+    {
+        Ok(id) => Ok(see_other(&format!(
+            "/pipelines/{}/executions/{id}?done=started",
+            segment(&path)
+        ))),
+        Err(AppError::Validation { message, .. }) => {
+            let (name, variables) = release_fields(&state, &user.caller, &path, &typed).await?;
+            let page = ReleasePage {
+                layout: Layout::signed_in(user, Section::Pipelines),
+                link: segment(&name),
+                name,
+                variables,
+                error: Some(message),
+            };
+            render_with_status(hx, &page, StatusCode::BAD_REQUEST)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+// ---- History ----------------------------------------------------------------------------------
+
+struct HistoryRow {
+    id: String,
+    short_id: String,
+    status: Status,
+    revision: Option<(String, String)>,
+    trigger: String,
+    started: String,
+    duration: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/history.html", blocks = ["content"])]
+struct HistoryPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    rows: Vec<HistoryRow>,
+    next_link: Option<String>,
+    can_release: bool,
+}
+console_page!(HistoryPage);
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    next: Option<String>,
+}
+
+fn trigger_text(e: &ExecutionView) -> String {
+    let who = e
+        .trigger
+        .detail
+        .rsplit('/')
+        .next()
+        .unwrap_or(&e.trigger.detail);
+    match e.trigger.trigger_type {
+        "CreatePipeline" => format!("Pipeline created by {who}"),
+        _ => format!("Released by {who}"),
+    }
+}
+
+fn revision_of(e: &ExecutionView) -> Option<(String, String)> {
+    e.source_revisions.first().map(|r| {
+        (
+            r.revision_id.chars().take(8).collect(),
+            r.revision_summary
+                .as_deref()
+                .and_then(|s| s.lines().next())
+                .unwrap_or_default()
+                .to_string(),
+        )
+    })
+}
+
+async fn history(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let page = executions::list_pipeline_executions(
+        &state.services,
+        &user.caller,
+        &path,
+        &Page {
+            next: query.next.clone(),
+            max: Some(50),
+        },
+    )
+    .await?;
+    let link = segment(&path);
+    let rows = page
+        .items
+        .iter()
+        .map(|e| HistoryRow {
+            id: e.id.to_string(),
+            short_id: short(&e.id),
+            status: Status::of(&e.status),
+            revision: revision_of(e),
+            trigger: trigger_text(e),
+            started: display_time(e.started),
+            duration: duration(e.started, e.updated),
+        })
+        .collect();
+    let page = HistoryPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        next_link: page
+            .next
+            .map(|n| format!("/pipelines/{link}/executions?next={}", segment(&n))),
+        can_release: user
+            .caller
+            .can(Action::StartPipelineExecution, &Resource::pipeline(&path)),
+        name: path.into_inner(),
+        link,
+        rows,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+// ---- One execution ----------------------------------------------------------------------------
+
+struct AttemptRow {
+    stage: String,
+    action: String,
+    attempt: i32,
+    status: Status,
+    summary: String,
+    started: String,
+    duration: String,
+    log_link: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/execution.html", blocks = ["content"])]
+struct ExecutionPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    id: String,
+    status: Status,
+    version: i32,
+    trigger: String,
+    started: String,
+    duration: String,
+    variables: Vec<(String, String)>,
+    revisions: Vec<(String, String, String)>,
+    stop_reason: Option<String>,
+    attempts: Vec<AttemptRow>,
+    can_stop: bool,
+    notice: Option<String>,
+}
+console_page!(ExecutionPage);
+
+#[derive(Deserialize)]
+struct DoneQuery {
+    done: Option<String>,
+}
+
+async fn detail(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+    query: web::Query<DoneQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id) = path.into_inner();
+    let id = execution_id(&id)?;
+    let s = &state.services;
+    let e = executions::get_pipeline_execution(s, &user.caller, &name, id).await?;
+    let mut attempts = Vec::new();
+    if user
+        .caller
+        .can(Action::ListActionExecutions, &Resource::pipeline(&name))
+    {
+        let mut next = None;
+        // An execution's attempts, at most a few pages of them.
+        for _ in 0..10 {
+            let page = executions::list_action_executions(
+                s,
+                &user.caller,
+                &name,
+                &executions::AttemptFilter {
+                    execution_id: Some(id),
+                },
+                &Page {
+                    next: next.take(),
+                    max: Some(1000),
+                },
+            )
+            .await?;
+            attempts.extend(page.items);
+            match page.next {
+                Some(n) => next = Some(n),
+                None => break,
+            }
+        }
+    }
+    // Oldest first reads as the run went.
+    attempts.reverse();
+    let link = segment(&name);
+    let page = ExecutionPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        id: e.id.to_string(),
+        status: Status::of(&e.status),
+        version: e.pipeline_version,
+        trigger: trigger_text(&e),
+        started: display_time(e.started),
+        duration: duration(e.started, e.updated),
+        variables: e.variables.clone(),
+        revisions: e
+            .source_revisions
+            .iter()
+            .map(|r| {
+                (
+                    r.action_name.clone(),
+                    r.revision_id.clone(),
+                    r.revision_summary
+                        .as_deref()
+                        .and_then(|s| s.lines().next())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect(),
+        stop_reason: e.stop_reason.clone(),
+        attempts: attempts
+            .iter()
+            .map(|a| AttemptRow {
+                stage: a.stage_name.clone(),
+                action: a.action_name.clone(),
+                attempt: a.attempt,
+                status: Status::of(&a.status),
+                summary: a.summary.clone().unwrap_or_default(),
+                started: display_time(a.started),
+                duration: duration(a.started, a.updated),
+                log_link: format!("/pipelines/{link}/actions/{}/log", a.id),
+            })
+            .collect(),
+        can_stop: matches!(e.status.as_str(), "InProgress" | "Stopping")
+            && user
+                .caller
+                .can(Action::StopPipelineExecution, &Resource::pipeline(&name)),
+        notice: match query.done.as_deref() {
+            Some("started") => Some("The execution started.".to_string()),
+            Some("stopping") => Some("The execution is stopping.".to_string()),
+            _ => None,
+        },
+        link,
+        name,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct StopForm {
+    #[serde(default)]
+    mode: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn stop(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: CsrfForm<StopForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id) = path.into_inner();
+    let id = execution_id(&id)?;
+    let reason = form.form.reason.trim();
+    if reason.chars().count() > 200 {
+        return Err(ConsoleError::BadRequest(
+            "The reason can be at most 200 characters.".into(),
+        ));
+    }
+    executions::stop_pipeline_execution(
+        &state.services,
+        &form.user.caller,
+        &name,
+        id,
+        form.form.mode == "abandon",
+        Some(reason.to_string()).filter(|r| !r.is_empty()),
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/pipelines/{}/executions/{id}?done=stopping",
+        segment(&name)
+    )))
+}
+
+// ---- Stage buttons on the pipeline view -------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RetryForm {
+    execution: String,
+    #[serde(default)]
+    mode: String,
+}
+
+async fn retry(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: CsrfForm<RetryForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, stage) = path.into_inner();
+    let id = execution_id(&form.form.execution)?;
+    executions::retry_stage_execution(
+        &state.services,
+        &form.user.caller,
+        &name,
+        &stage,
+        id,
+        form.form.mode == "all",
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/pipelines/{}?done=retried",
+        segment(&name)
+    )))
+}
+
+#[derive(Deserialize)]
+struct TransitionForm {
+    op: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn transition(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: CsrfForm<TransitionForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, stage) = path.into_inner();
+    let reason = match form.form.op.as_str() {
+        "enable" => None,
+        "disable" => {
+            let reason = form.form.reason.trim();
+            if reason.is_empty() {
+                return Err(ConsoleError::BadRequest(
+                    "Say why the transition is disabled (people waiting on it will see it).".into(),
+                ));
+            }
+            Some(reason.to_string())
+        }
+        _ => {
+            return Err(ConsoleError::BadRequest(
+                "Unknown transition change.".into(),
+            ));
+        }
+    };
+    let done = if reason.is_some() {
+        "disabled"
+    } else {
+        "enabled"
+    };
+    executions::set_stage_transition(
+        &state.services,
+        &form.user.caller,
+        &name,
+        &stage,
+        false,
+        reason,
+    )
+    .await?;
+    Ok(see_other(&format!(
+        "/pipelines/{}?done={done}",
+        segment(&name)
+    )))
+}
+
+// ---- Logs -------------------------------------------------------------------------------------
+
+struct LogLine {
+    number: i32,
+    text: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/log.html", blocks = ["content"])]
+struct LogPage {
+    layout: Layout,
+    name: String,
+    link: String,
+    execution: String,
+    stage: String,
+    action: String,
+    attempt: i32,
+    status: Status,
+    summary: String,
+    lines: Vec<LogLine>,
+    /// Where the lines go on from: polled while the attempt runs, a link when a page is full.
+    more: Option<More>,
+    earlier: Option<String>,
+}
+console_page!(LogPage);
+
+/// The rest of a log: polled (`hx-trigger`) while the attempt runs; a link when a page is full.
+struct More {
+    url: String,
+    live: bool,
+    /// The whole page (for a reload without htmx).
+    page: String,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/log_more.html")]
+struct LogMore {
+    lines: Vec<LogLine>,
+    more: Option<More>,
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    from: Option<i32>,
+}
+
+/// Lines shown per page.
+const LOG_PAGE: i64 = 5000;
+
+async fn log_lines(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    id: &str,
+    from: i32,
+) -> Result<(executions::LogPage, Vec<LogLine>, Option<More>), ConsoleError> {
+    let id = execution_id(id)?;
+    let page = executions::action_log(&state.services, caller, name, id, from, LOG_PAGE).await?;
+    let lines = page
+        .lines
+        .iter()
+        .map(|l| LogLine {
+            number: l.line,
+            text: l.text.clone(),
+        })
+        .collect();
+    let full = i64::try_from(page.lines.len()).unwrap_or(0) >= LOG_PAGE;
+    let base = format!("/pipelines/{}/actions/{id}/log", segment(name));
+    let more = if full {
+        Some(More {
+            url: format!("{base}?from={}", page.next_line),
+            live: false,
+            page: base.clone(),
+        })
+    } else if !page.complete {
+        Some(More {
+            url: format!("{base}/more?from={}", page.next_line),
+            live: true,
+            page: format!("{base}?from={from}"),
+        })
+    } else {
+        None
+    };
+    Ok((page, lines, more))
+}
+
+async fn log_page(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+    query: web::Query<LogQuery>,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id) = path.into_inner();
+    let from = query.from.unwrap_or(1).max(1);
+    let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
+    let a = &page.attempt;
+    let link = segment(&name);
+    let page = LogPage {
+        layout: Layout::signed_in(&user, Section::Pipelines),
+        execution: a.execution_id.to_string(),
+        stage: a.stage_name.clone(),
+        action: a.action_name.clone(),
+        attempt: a.attempt,
+        status: Status::of(&a.status),
+        summary: a.summary.clone().unwrap_or_default(),
+        lines,
+        earlier: (from > 1).then(|| {
+            format!(
+                "/pipelines/{link}/actions/{id}/log?from={}",
+                (i64::from(from) - LOG_PAGE).max(1)
+            )
+        }),
+        more,
+        link,
+        name,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// The lines after `from`, and the element that asks for the next ones (htmx polls it while the
+/// attempt runs; it goes away once the log is complete).
+async fn log_more(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+    query: web::Query<LogQuery>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id) = path.into_inner();
+    let from = query.from.unwrap_or(1).max(1);
+    let (_, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
+    let html = LogMore { lines, more }
+        .render()
+        .map_err(|e| ConsoleError::Internal(anyhow::Error::new(e)))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+// ---- The pipeline view's execution state ------------------------------------------------------
+
+/// What the pipeline view shows of one action's latest attempt.
+pub struct ActionState {
+    pub status: Status,
+    pub summary: String,
+    pub log_link: Option<String>,
+    pub when: String,
+}
+
+/// What the pipeline view shows of one stage: its latest execution there, its transition, and
+/// the buttons the viewer may press.
+pub struct StageState {
+    pub status: Status,
+    pub execution: Option<(String, String)>,
+    pub waiting: usize,
+    pub disabled: Option<(String, String)>,
+    pub retry_execution: Option<String>,
+    pub can_toggle: bool,
+    pub actions: Vec<(String, ActionState)>,
+}
+
+/// The latest execution state of the pipeline's current version, by stage name; `None` when the
+/// viewer may not read it (nothing is refused or audited then: the view just shows less).
+pub async fn pipeline_state(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Option<Vec<(String, StageState)>>, ConsoleError> {
+    let me = Resource::pipeline(name);
+    if !caller.can(Action::GetPipelineState, &me) {
+        return Ok(None);
+    }
+    let (_, stages) = executions::get_pipeline_state(&state.services, caller, name).await?;
+    let link = segment(name);
+    Ok(Some(
+        stages
+            .into_iter()
+            .map(|st| {
+                let stage_resource = Resource::stage(name, &st.name);
+                let status = st
+                    .latest
+                    .as_ref()
+                    .map_or_else(Status::none, |(_, s)| Status::of(s));
+                let retryable = st
+                    .latest
+                    .as_ref()
+                    .filter(|(_, s)| s == "Failed" || s == "Stopped")
+                    .map(|(id, _)| id.to_string());
+                let can_retry = caller.can(Action::RetryStageExecution, &stage_resource);
+                let can_toggle = if st.disabled.is_some() {
+                    caller.can(Action::EnableStageTransition, &stage_resource)
+                } else {
+                    caller.can(Action::DisableStageTransition, &stage_resource)
+                };
+                let actions = st
+                    .actions
+                    .into_iter()
+                    .map(|a| {
+                        let view = match a.latest {
+                            None => ActionState {
+                                status: Status::none(),
+                                summary: String::new(),
+                                log_link: None,
+                                when: String::new(),
+                            },
+                            Some((id, status, summary, at)) => ActionState {
+                                status: Status::of(&status),
+                                summary: summary
+                                    .unwrap_or_default()
+                                    .lines()
+                                    .next()
+                                    .unwrap_or_default()
+                                    .chars()
+                                    .take(300)
+                                    .collect(),
+                                log_link: Some(format!("/pipelines/{link}/actions/{id}/log")),
+                                when: display_time(at),
+                            },
+                        };
+                        (a.name, view)
+                    })
+                    .collect();
+                (
+                    st.name.clone(),
+                    StageState {
+                        status,
+                        execution: st
+                            .latest
+                            .as_ref()
+                            .map(|(id, _)| (id.to_string(), short(id))),
+                        waiting: st.inbound.len(),
+                        disabled: st.disabled.map(|(reason, by, _)| {
+                            let who = by.rsplit('/').next().unwrap_or(&by).to_string();
+                            (reason, who)
+                        }),
+                        retry_execution: retryable.filter(|_| can_retry),
+                        can_toggle,
+                        actions,
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_words_with_a_colour() {
+        assert_eq!(Status::of("InProgress").label, "In progress");
+        assert_eq!(Status::of("Stopping").class, "status-inprogress");
+        assert_eq!(Status::of("Abandoned").class, "status-stopped");
+        assert_eq!(Status::none().label, "Didn't run");
+        let t = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(duration(t, t + time::Duration::seconds(59)), "59 s");
+        assert_eq!(duration(t, t + time::Duration::seconds(61)), "1 min 1 s");
+        assert_eq!(duration(t, t + time::Duration::seconds(3700)), "1 h 1 min");
+    }
+}
