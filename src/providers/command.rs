@@ -206,7 +206,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .is_err()
     {
         ctx.log
-            .line("[sluice] a process that left the build's process group still holds its output");
+            .line("[Sluice] a process that left the build's process group still holds its output");
     }
     let tail = || ctx.log.tail_summary();
     if ended.is_err() {

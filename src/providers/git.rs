@@ -48,7 +48,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let log = &ctx.log;
     match &ctx.revision {
         None => {
-            log.line(&format!("[sluice] cloning {url} (branch {branch})"));
+            log.line(&format!("[Sluice] cloning {url} (branch {branch})"));
             git(
                 log,
                 runner,
@@ -74,7 +74,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         Some(revision) => {
             // The execution is pinned to this commit (a source revision override, or what an
             // earlier attempt of this action in the same execution checked out).
-            log.line(&format!("[sluice] fetching commit {revision} of {url}"));
+            log.line(&format!("[Sluice] fetching commit {revision} of {url}"));
             check_out(log, runner, &home, &checkout, &url, &branch, revision)
                 .await
                 .map_err(|e| format!("git fetch of commit {revision} from {url} failed: {e}"))?;
@@ -95,7 +95,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let date = fields.next().unwrap_or_default().to_string();
     let message = fields.next().unwrap_or_default().trim_end().to_string();
     log.line(&format!(
-        "[sluice] checked out {commit}: {}",
+        "[Sluice] checked out {commit}: {}",
         message.lines().next().unwrap_or_default()
     ));
 
@@ -172,7 +172,7 @@ async fn check_out(
     )
     .await;
     if shallow.is_err() {
-        log.line("[sluice] the server does not serve single commits; fetching the branch");
+        log.line("[Sluice] the server does not serve single commits; fetching the branch");
         git(
             log,
             runner,

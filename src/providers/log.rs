@@ -84,7 +84,7 @@ impl Log {
         let entry = if state.used + kept.len() > BUDGET {
             state.over = true;
             format!(
-                "[sluice] the log reached its limit of {} MiB; later lines are not kept",
+                "[Sluice] the log reached its limit of {} MiB; later lines are not kept",
                 BUDGET / (1024 * 1024)
             )
         } else {

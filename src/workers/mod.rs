@@ -337,7 +337,7 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                 providers::log::Log::new(lines, std::mem::take(&mut prepared.secrets));
             let type_id = &prepared.context.action.action_type_id;
             prepared.context.log.line(&format!(
-                "[sluice] {}/{}/{}/{} on {} (job {}, try {})",
+                "[Sluice] {}/{}/{}/{} on {} (job {}, try {})",
                 type_id.category,
                 type_id.owner,
                 type_id.provider,
@@ -351,7 +351,7 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                 prepared
                     .context
                     .log
-                    .line(&format!("[sluice] failed: {}", first_line(summary)));
+                    .line(&format!("[Sluice] failed: {}", first_line(summary)));
             }
             // Every sender gone, the flusher writes what is left and ends; the result is recorded
             // after the log is complete (a bounded wait: a stuck database must not hold the job).

@@ -707,3 +707,150 @@ async fn wait_for_text(browser: &WebDriver, css: &str, text: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reloads until the page's heading area shows `text`.
+async fn reload_until(browser: &WebDriver, css: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(found) = browser.find(By::Css(css)).await
+            && found.text().await.unwrap_or_default().contains(text)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{css} never showed {text:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        browser.refresh().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn release_change_runs_the_pipeline_and_its_log_grows_while_it_runs() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = crate::executions::repository(repo.path());
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before the pause\n      - sleep 2\n      - echo after the pause\n";
+    let decl = serde_json::json!({"name": "shop", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [{"name": "Compile",
+            "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+            "configuration": {"BuildSpec": spec}, "inputArtifacts": [{"name": "Src"}]}]}
+    ]});
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": decl}),
+    )
+    .await;
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 1280).await;
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/").await;
+
+    // The first run (CreatePipeline's) ends; then Release change starts another.
+    browser.goto(app.url("/pipelines/shop")).await.unwrap();
+    reload_until(&browser, ".stage:last-child .stage-header", "Succeeded").await;
+    click(&browser, "form[action='/pipelines/shop/release'] button").await;
+    wait_for_text(&browser, ".notice-success", "The execution started.").await;
+
+    // Its build's log, opened while it runs, grows without a reload.
+    let log_link = loop {
+        if let Ok(link) = browser
+            .find(By::XPath("//tr[td[text()='Compile']]//a[text()='Log']"))
+            .await
+        {
+            break link.attr("href").await.unwrap().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        browser.refresh().await.unwrap();
+    };
+    browser.goto(app.url(&log_link)).await.unwrap();
+    wait_for_text(&browser, ".log", "before the pause").await;
+    let url_before = browser.current_url().await.unwrap();
+    wait_for_text(&browser, ".log", "after the pause").await;
+    assert_eq!(
+        browser.current_url().await.unwrap(),
+        url_before,
+        "the lines arrived in place"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.find(By::Css(".log-more")).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the log keeps polling after the build ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_text(&browser, "#log-status", "Succeeded").await;
+    browser
+        .screenshot(&screenshot_path("action-log-1280.png"))
+        .await
+        .unwrap();
+
+    // The view shows the second execution's success on every stage and action.
+    browser.goto(app.url("/pipelines/shop")).await.unwrap();
+    reload_until(&browser, ".stage:last-child .stage-header", "Succeeded").await;
+    let succeeded = browser
+        .find_all(By::Css(".status-succeeded"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(succeeded, 4, "two stages and two actions");
+    browser
+        .screenshot(&screenshot_path("pipeline-run-1280.png"))
+        .await
+        .unwrap();
+    browser
+        .goto(app.url("/pipelines/shop/executions"))
+        .await
+        .unwrap();
+    let rows = browser.find_all(By::Css("tbody tr")).await.unwrap().len();
+    assert_eq!(rows, 2);
+    browser
+        .screenshot(&screenshot_path("history-1280.png"))
+        .await
+        .unwrap();
+    for (page, shot) in [
+        ("/pipelines/shop", "pipeline-run-390.png"),
+        ("/pipelines/shop/executions", "history-390.png"),
+        (log_link.as_str(), "action-log-390.png"),
+    ] {
+        browser
+            .cdp()
+            .emulation()
+            .set_device_metrics_override(390, 900, 1.0, true)
+            .await
+            .unwrap();
+        browser.goto(app.url(page)).await.unwrap();
+        let fits: bool = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert!(fits, "{page} fits 390 px");
+        browser.screenshot(&screenshot_path(shot)).await.unwrap();
+    }
+    let errors: Vec<String> = browser
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.level == "SEVERE" || e.level == "WARNING")
+        .map(|e| e.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console: {errors:#?}");
+    browser.quit().await.unwrap();
+}

@@ -835,7 +835,7 @@ async fn action_logs_attempts_start_tokens_and_pinned_source_revisions() {
         }
     }
     assert!(
-        lines[0].starts_with("[sluice] Build/Sluice/Command/1 on "),
+        lines[0].starts_with("[Sluice] Build/Sluice/Command/1 on "),
         "{}",
         lines[0]
     );

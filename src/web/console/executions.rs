@@ -621,6 +621,8 @@ struct More {
 struct LogMore {
     lines: Vec<LogLine>,
     more: Option<More>,
+    /// Once the log is complete: the attempt's final status, swapped into the page's heading.
+    ended: Option<(Status, String)>,
 }
 
 #[derive(Deserialize)]
@@ -712,8 +714,14 @@ async fn log_more(
 ) -> Result<HttpResponse, ConsoleError> {
     let (name, id) = path.into_inner();
     let from = query.from.unwrap_or(1).max(1);
-    let (_, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
-    let html = LogMore { lines, more }
+    let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
+    let ended = page.complete.then(|| {
+        (
+            Status::of(&page.attempt.status),
+            page.attempt.summary.clone().unwrap_or_default(),
+        )
+    });
+    let html = LogMore { lines, more, ended }
         .render()
         .map_err(|e| ConsoleError::Internal(anyhow::Error::new(e)))?;
     Ok(HttpResponse::Ok()
