@@ -173,6 +173,8 @@ actions! {
     LookupAuditEvents => Sluice, "LookupAuditEvents", All;
     ClearSignInThrottle => Sluice, "ClearSignInThrottle", User;
     GetServerStatus => Sluice, "GetServerStatus", All;
+    ListWorkers => Sluice, "ListWorkers", All;
+    GetMetrics => Sluice, "GetMetrics", All;
 }
 
 /// Events the audit log records that are not authorized actions: a sign-in has no principal yet,

@@ -92,20 +92,32 @@ pub async fn prune(conn: &mut PgConnection, before: OffsetDateTime) -> Result<u6
     )
 }
 
-/// A job a pool is running: `(pool, job id, payload, claimed at)`.
+/// An action a pool is running.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunningRow {
     pub pool: Uuid,
     pub job_id: i64,
-    pub payload: serde_json::Value,
     pub claimed_at: Option<OffsetDateTime>,
+    pub pipeline_id: Uuid,
+    pub pipeline_name: String,
+    pub execution_id: Uuid,
+    pub pipeline_version: i32,
+    pub stage_index: i32,
+    pub action_index: i32,
+    pub attempt_id: Uuid,
 }
 
 pub async fn running(conn: &mut PgConnection) -> Result<Vec<RunningRow>, sqlx::Error> {
     sqlx::query_as!(
         RunningRow,
-        r#"SELECT lease_owner AS "pool!", id AS job_id, payload, claimed_at
-           FROM jobs WHERE state = 'running' ORDER BY claimed_at"#
+        r#"SELECT j.lease_owner AS "pool!", j.id AS job_id, j.claimed_at, p.id AS pipeline_id,
+                  p.name AS pipeline_name, e.id AS execution_id, e.pipeline_version,
+                  a.stage_index, a.action_index, a.id AS attempt_id
+           FROM jobs j
+           JOIN action_executions a ON a.job_id = j.id
+           JOIN pipeline_executions e ON e.id = a.execution_id
+           JOIN pipelines p ON p.id = e.pipeline_id
+           WHERE j.state = 'running' ORDER BY j.claimed_at"#
     )
     .fetch_all(conn)
     .await

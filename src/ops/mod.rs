@@ -13,6 +13,7 @@ pub mod iam;
 pub mod pipelines;
 pub mod tags;
 pub mod throttle;
+pub mod workers;
 
 use std::sync::Arc;
 

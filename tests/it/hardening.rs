@@ -189,6 +189,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/admin/policies/AdministratorAccess",
         "/admin/audit",
         "/admin/audit/export",
+        "/admin/workers",
         "/pipelines/new",
         "/pipelines/import",
         "/pipelines/web",
@@ -297,6 +298,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("CreateGroup", json!({"groupName": "g"})),
         ("GetGroup", json!({"groupName": "ops"})),
         ("ListGroups", json!({})),
+        ("ListWorkers", json!({})),
         ("DeleteGroup", json!({"groupName": "ops"})),
         (
             "AddUserToGroup",

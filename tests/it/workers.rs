@@ -82,6 +82,27 @@ async fn two_servers_and_two_worker_processes_share_one_database() {
         "SELECT count(*) = 2 FROM worker_pools WHERE kind = 'worker' AND stopped_at IS NULL",
     )
     .await;
+    let listed = ok(&app, &t, "ListWorkers", json!({})).await;
+    let pools = listed["workerPools"].as_array().unwrap();
+    assert_eq!(pools.len(), 2, "{listed}");
+    assert!(
+        pools
+            .iter()
+            .all(|p| p["state"] == "Running" && p["command"] == "worker" && p["workers"] == 2)
+    );
+    let page = app
+        .client
+        .get(app.url("/admin/workers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("0 of 4 workers busy") && page.contains("sluice worker (pid"),
+        "{page}"
+    );
 
     let repo = tempfile::tempdir().unwrap();
     let (path, _) = crate::executions::repository(repo.path());

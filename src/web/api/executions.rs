@@ -20,6 +20,7 @@ pub const OPERATIONS: &[&str] = &[
     "DisableStageTransition",
     "ListActionExecutions",
     "GetActionExecutionLog",
+    "ListWorkers",
 ];
 
 pub async fn call(
@@ -195,6 +196,33 @@ pub async fn call(
                 "complete": page.complete,
             })
         }
+        "ListWorkers" => {
+            let _: Empty = parse(input)?;
+            let pools = crate::ops::workers::list_workers(s, c).await?;
+            json!({"workerPools": pools.iter().map(|p| json!({
+                "id": p.id,
+                "host": p.host,
+                "pid": p.pid,
+                "version": p.version,
+                "command": p.kind,
+                "workers": p.slots,
+                "state": match p.state {
+                    crate::ops::workers::PoolState::Running => "Running",
+                    crate::ops::workers::PoolState::Stopped => "Stopped",
+                    crate::ops::workers::PoolState::Lost => "Lost",
+                },
+                "started": epoch(p.started),
+                "lastHeartbeat": epoch(p.heartbeat),
+                "running": p.running.iter().map(|r| json!({
+                    "pipelineName": r.pipeline,
+                    "pipelineExecutionId": r.execution_id,
+                    "stageName": r.stage,
+                    "actionName": r.action,
+                    "actionExecutionId": r.attempt_id,
+                    "since": r.since.map(epoch),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>()})
+        }
         "RetryStageExecution" => {
             let i: Retry = parse(input)?;
             let id = execution_id(&i.pipeline_execution_id)?;
@@ -313,6 +341,10 @@ struct List {
     max_results: Option<i64>,
     next_token: Option<String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -26,9 +26,11 @@ mod audit;
 mod groups;
 mod policies;
 mod users;
+mod workers;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::web::get_only("/admin", index))
+        .service(crate::web::get_only("/admin/workers", workers::workers))
         .service(
             web::resource("/admin/users")
                 .route(web::get().to(users::users))
@@ -114,6 +116,7 @@ pub fn may_administer(caller: &Caller) -> bool {
         Action::ListGroups,
         Action::ListPolicies,
         Action::LookupAuditEvents,
+        Action::ListWorkers,
     ]
     .into_iter()
     .any(|a| caller.can(a, &Resource::All))
@@ -156,6 +159,7 @@ struct IndexPage {
     can_groups: bool,
     can_policies: bool,
     can_audit: bool,
+    can_workers: bool,
 }
 console_page!(IndexPage);
 
@@ -182,6 +186,7 @@ async fn index(
         can_groups: c.can(Action::ListGroups, &Resource::All),
         can_policies: c.can(Action::ListPolicies, &Resource::All),
         can_audit: c.can(Action::LookupAuditEvents, &Resource::All),
+        can_workers: c.can(Action::ListWorkers, &Resource::All),
     };
     render_with_status(hx, &page, StatusCode::OK)
 }
