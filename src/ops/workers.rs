@@ -67,13 +67,12 @@ pub async fn list_workers(s: &Services, c: &Caller) -> Result<Vec<PoolView>, App
             let mut by_pool: HashMap<Uuid, Vec<RunningAction>> = HashMap::new();
             for r in running {
                 let key = (r.pipeline_id, r.pipeline_version);
-                if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(key) {
-                    if let Some(v) =
+                if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(key)
+                    && let Some(v) =
                         db::pipelines::version(op.conn(), r.pipeline_id, r.pipeline_version).await?
-                        && let Ok(decl) = serde_json::from_str(&v.declaration)
-                    {
-                        slot.insert(decl);
-                    }
+                    && let Ok(decl) = serde_json::from_str(&v.declaration)
+                {
+                    slot.insert(decl);
                 }
                 let (stage, action) = names
                     .get(&key)
