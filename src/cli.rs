@@ -288,6 +288,17 @@ struct ServeArgs {
     )]
     trusted_proxies: Vec<crate::config::ProxyCidr>,
 
+    /// Address ranges (CIDR; repeatable) that may read /metrics without a token; others need an
+    /// API token allowed sluice:GetMetrics.
+    #[arg(
+        long = "metrics-allow",
+        env = "SLUICE_METRICS_ALLOW",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128",
+        value_name = "CIDR"
+    )]
+    metrics_allow: Vec<crate::config::ProxyCidr>,
+
     /// Days until a new API token expires when its creator does not choose; 0 means never.
     #[arg(long, env = "SLUICE_TOKEN_DEFAULT_EXPIRY_DAYS", default_value = "90", value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(0..=3650))]
@@ -327,6 +338,7 @@ impl ServeArgs {
                 .then_some(i64::from(self.token_default_expiry_days)),
             public_url: self.public_url,
             trusted_proxies: crate::config::TrustedProxies::new(self.trusted_proxies),
+            metrics_allow: self.metrics_allow,
             session_idle_minutes: self.session_idle_minutes,
             session_lifetime_hours: self.session_lifetime_hours,
             bind: self.bind,

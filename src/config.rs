@@ -227,6 +227,8 @@ pub struct ServeSettings {
     /// Reverse proxies whose `X-Forwarded-For` entries are believed (none: the peer address is
     /// the client's).
     pub trusted_proxies: TrustedProxies,
+    /// Who may read `/metrics` without a token (by client address).
+    pub metrics_allow: Vec<ProxyCidr>,
     pub session_idle_minutes: u32,
     pub session_lifetime_hours: u32,
     /// Where `master.key` lives (the data directory, whatever the database).

@@ -28,6 +28,8 @@ pub mod error;
 pub mod identity;
 /// Periodic maintenance beside the server: pruning what has expired.
 pub mod maintenance;
+/// Process-wide measurements for `/metrics` (histograms in memory).
+pub mod metrics;
 /// Operations shared by the console and the API: authorize, act in one transaction, audit.
 pub mod ops;
 /// Pipelines: CodePipeline-compatible declarations, action types, validation.

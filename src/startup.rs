@@ -202,6 +202,7 @@ impl Application {
                 workers: settings.workers,
                 public_url: public_url.clone(),
                 trusted_proxies: settings.trusted_proxies.clone(),
+                metrics_allow: settings.metrics_allow.clone(),
             },
         );
         let server = web::server(listener, state, settings).map_err(bind_err)?;

@@ -22,6 +22,8 @@ pub struct Claimed {
     pub attempt: i32,
     /// Names this claim: renewing and finishing must present it.
     pub lease: Uuid,
+    /// When it became runnable (for the claim latency).
+    pub run_at: OffsetDateTime,
 }
 
 /// How a job ended.
@@ -86,7 +88,7 @@ pub async fn claim(
                   claimed_by = $1
            WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $3
                         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
-           RETURNING id, kind, payload, attempt, lease_token AS "lease_token!""#,
+           RETURNING id, kind, payload, attempt, lease_token AS "lease_token!", run_at"#,
         owner,
         expires,
         now,
@@ -102,6 +104,7 @@ pub async fn claim(
             payload: r.payload,
             attempt: r.attempt,
             lease: r.lease_token,
+            run_at: r.run_at,
         })
         .collect();
     claimed.sort_by_key(|c| c.id);
@@ -260,4 +263,25 @@ pub async fn counts(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx:
             .fetch_all(conn)
             .await?;
     Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
+}
+
+/// The queue's depth: jobs runnable now, scheduled for later, and running (partial indexes
+/// answer these; finished jobs are not counted).
+pub async fn depth(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+) -> Result<(i64, i64, i64), sqlx::Error> {
+    let available = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE run_at <= $1) AS "runnable!",
+                  count(*) FILTER (WHERE run_at > $1) AS "scheduled!"
+           FROM jobs WHERE state = 'available'"#,
+        now
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let running =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM jobs WHERE state = 'running'"#)
+            .fetch_one(conn)
+            .await?;
+    Ok((available.runnable, available.scheduled, running))
 }

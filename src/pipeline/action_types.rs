@@ -127,15 +127,19 @@ const fn opt(name: &'static str, description: &'static str) -> Property {
 }
 
 const COMMAND_PROPERTIES: &[Property] = &[
+    // The buildspec decides what its commands do with the action's Secrets: whoever changes it
+    // must type the secrets again.
     opt(
         "BuildSpec",
         "An inline buildspec (YAML); overrides BuildSpecPath.",
     )
-    .of(Format::BuildSpec),
+    .of(Format::BuildSpec)
+    .sending_secrets(),
     opt(
         "BuildSpecPath",
         "Path of the buildspec in the primary input artifact (default buildspec.yml).",
-    ),
+    )
+    .sending_secrets(),
     opt(
         "EnvironmentVariables",
         "A JSON list of {\"name\", \"value\"} objects.",
@@ -339,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn only_the_webhook_secret_is_secret() {
+    fn only_the_webhook_secret_and_build_secrets_are_secret() {
         let secrets: Vec<String> = BUILT_IN
             .iter()
             .flat_map(|t| {
@@ -349,7 +353,14 @@ mod tests {
                     .map(move |p| format!("{}:{}", t.id(), p.name))
             })
             .collect();
-        assert_eq!(secrets, ["Invoke/Sluice/Webhook/1:Secret"]);
+        assert_eq!(
+            secrets,
+            [
+                "Build/Sluice/Command/1:Secrets",
+                "Test/Sluice/Command/1:Secrets",
+                "Invoke/Sluice/Webhook/1:Secret"
+            ]
+        );
     }
 
     #[test]

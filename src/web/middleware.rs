@@ -51,6 +51,7 @@ pub async fn access_log(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
+    let route = req.match_pattern();
     let request_id = req.extensions().get::<RequestId>().copied();
     let result = next.call(req).await;
     let status = match &result {
@@ -58,6 +59,12 @@ pub async fn access_log(
         Err(e) => e.as_response_error().status_code(),
     };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::metrics::http_request(
+        method.as_str(),
+        route.as_deref().unwrap_or("unmatched"),
+        status.as_u16(),
+        latency_ms / 1000.0,
+    );
     let id = request_id.map(|id| id.to_string()).unwrap_or_default();
     tracing::info!(
         request_id = %id,

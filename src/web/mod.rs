@@ -10,6 +10,7 @@ mod console;
 mod error;
 mod health;
 mod htmx;
+mod metrics;
 mod middleware;
 mod request;
 mod static_files;
@@ -41,6 +42,8 @@ pub struct ServerInfo {
     pub workers: WorkerCount,
     pub public_url: PublicUrl,
     pub trusted_proxies: crate::config::TrustedProxies,
+    /// Who may read `/metrics` without a token.
+    pub metrics_allow: Vec<crate::config::ProxyCidr>,
 }
 
 /// Shared state handed to every handler.
@@ -112,6 +115,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .configure(api::routes)
     .service(get_only("/healthz", health::healthz))
     .service(get_only("/readyz", health::readyz))
+    .service(get_only("/metrics", metrics::metrics))
     .service(get_only("/static/{path:.*}", static_files::serve))
     .configure(console::routes)
     .default_service(web::to(console::not_found));

@@ -240,6 +240,7 @@ async fn work(
         match claimed {
             Ok(mut jobs) if !jobs.is_empty() => {
                 let job = jobs.remove(0);
+                crate::metrics::job_claimed((s.clock.now() - job.run_at).as_seconds_f64());
                 let cancelled = Arc::new(Notify::new());
                 if let Ok(mut c) = cancels.lock() {
                     c.insert(job.id, cancelled.clone());
@@ -323,6 +324,7 @@ async fn run_job(
 
 /// What a job does, by kind.
 async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String> {
+    let claimed_at = std::time::Instant::now();
     if job.kind != ACTION_JOB {
         return Err(format!("no worker here runs {} jobs", job.kind));
     }
@@ -332,6 +334,7 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
     };
     match prepared {
         Ok(Some(Ok(mut prepared))) => {
+            crate::metrics::action_started(claimed_at.elapsed().as_secs_f64());
             let (lines, flusher) = logs::start(s.pool.clone(), prepared.action_execution_id);
             prepared.context.log =
                 providers::log::Log::new(lines, std::mem::take(&mut prepared.secrets));
@@ -346,7 +349,13 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                 job.id,
                 job.attempt
             ));
+            let started = std::time::Instant::now();
             let result = providers::run(&prepared.context).await;
+            crate::metrics::action_finished(
+                &prepared.context.action.action_type_id.provider,
+                result.is_ok(),
+                started.elapsed().as_secs_f64(),
+            );
             if let Err(summary) = &result {
                 prepared
                     .context

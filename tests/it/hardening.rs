@@ -219,6 +219,20 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "{page}: one AccessDenied event"
         );
     }
+    // The metrics, with a token whose user may not read them.
+    let before = denials(&app).await;
+    let res = reqwest::Client::new()
+        .get(app.url("/metrics"))
+        .bearer_auth(&nobody_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(
+        denials(&app).await - before,
+        1,
+        "/metrics: one AccessDenied event"
+    );
     let forms: [(&str, &[(&str, &str)]); 23] = [
         (
             "/admin/users",

@@ -319,6 +319,7 @@ async fn serve(
         } else {
             Default::default()
         },
+        metrics_allow: Vec::new(),
         token_default_expiry_days: Some(90),
         session_idle_minutes: 30,
         session_lifetime_hours: 12,
