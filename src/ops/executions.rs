@@ -1553,3 +1553,61 @@ pub(super) async fn stop_all_before_delete(
     }
     Ok(unfinished)
 }
+
+/// An artifact of an execution, ready to be opened for a download.
+pub struct ArtifactDownload {
+    pub store: Arc<crate::artifacts::store::LocalStore>,
+    pub key: DataKey,
+    pub address: crate::artifacts::store::Address,
+    pub name: String,
+}
+
+/// An execution's artifact by name (the latest succeeded attempt's that produced it), for those
+/// allowed `codepipeline:GetPipelineExecution` on its pipeline.
+pub async fn artifact_download(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    execution_id: Uuid,
+    artifact: &str,
+) -> Result<ArtifactDownload, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipelineExecution,
+        Resource::pipeline(name),
+        json!({"pipelineName": name, "pipelineExecutionId": execution_id, "artifact": artifact}),
+        async |op| {
+            let (pipeline, row) = owning_pipeline(op.conn(), name, execution_id).await?;
+            let mut found = None;
+            for (_, _, _, artifacts) in db::executions::outputs_of(op.conn(), row.id).await? {
+                if let Some(address) = artifacts
+                    .get(artifact)
+                    .and_then(|a| a.get("address"))
+                    .and_then(|a| a.as_str())
+                    .and_then(crate::artifacts::store::Address::parse)
+                {
+                    found = Some(address);
+                }
+            }
+            let address = found.ok_or_else(|| AppError::NotFound {
+                code: "ArtifactNotFoundException",
+                message: format!(
+                    "The execution {execution_id} produced no artifact named {artifact}"
+                ),
+            })?;
+            let store = s.artifacts.clone().ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!("this server has no artifact store"))
+            })?;
+            let key = data_key(s, op.conn(), pipeline.id).await?;
+            Ok(ArtifactDownload {
+                store,
+                key,
+                address,
+                name: artifact.to_string(),
+            })
+        },
+    )
+    .await
+}

@@ -7,6 +7,7 @@
 mod api;
 mod auth;
 mod console;
+mod download;
 mod error;
 mod health;
 mod htmx;

@@ -483,6 +483,66 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         "exported by the build"
     );
 
+    // The build's artifact, downloaded through the API and the console: the zip the build made.
+    let url = format!("/api/v1/pipelines/full/executions/{id}/artifacts/Bin");
+    let res = reqwest::Client::new()
+        .get(app.url(&url))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("Bin.zip")
+    );
+    let bytes = res.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("out.txt").unwrap(), &mut out).unwrap();
+    assert_eq!(out, "plaintext-marker-4711\n");
+    let console = app
+        .client
+        .get(app.url(&format!("/pipelines/full/executions/{id}/artifacts/Bin")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 200);
+    assert_eq!(console.bytes().await.unwrap(), bytes);
+    let page = app
+        .client
+        .get(app.url(&format!("/pipelines/full/executions/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("/pipelines/full/executions/{id}/artifacts/Bin")));
+    let missing = reqwest::Client::new()
+        .get(app.url(&format!(
+            "/api/v1/pipelines/full/executions/{id}/artifacts/Nope"
+        )))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    // The API's errors are CodePipeline's: 400 with the exception's name.
+    assert_eq!(missing.status(), 400);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["__type"],
+        "ArtifactNotFoundException"
+    );
+    let anonymous = reqwest::Client::new()
+        .get(app.url(&url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
     // The server's metrics, for a token allowed sluice:GetMetrics (the test server allows no
     // address without one).
     let scrape = |token: Option<String>| {

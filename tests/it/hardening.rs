@@ -202,6 +202,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/pipelines/web/release",
         "/pipelines/web/executions",
         "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001",
+        "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001/artifacts/Src",
         "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log",
         "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log/more?from=1",
     ];

@@ -30,7 +30,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/{operation}")
             .route(web::post().to(by_path))
             .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/pipelines/{name}/executions/{id}/artifacts/{artifact}")
+            .route(web::get().to(download))
+            .default_service(web::to(method_not_allowed)),
     );
+}
+
+/// `GET /api/v1/pipelines/{name}/executions/{id}/artifacts/{artifact}`: an execution's artifact
+/// as a zip, for a token allowed `codepipeline:GetPipelineExecution` on the pipeline.
+async fn download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &state).await?;
+    let (name, id, artifact) = path.into_inner();
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| {
+        ApiError::from(AppError::validation(
+            "pipelineExecutionId",
+            "is not a pipeline execution id",
+        ))
+    })?;
+    let d =
+        crate::ops::executions::artifact_download(&state.services, &caller, &name, id, &artifact)
+            .await?;
+    Ok(crate::web::download::send(d).await?)
 }
 
 /// The guard of `POST /` for `X-Amz-Target` requests.

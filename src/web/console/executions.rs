@@ -51,6 +51,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(transition),
     )
     .service(crate::web::get_only(
+        "/pipelines/{name}/executions/{id}/artifacts/{artifact}",
+        download,
+    ))
+    .service(crate::web::get_only(
         "/pipelines/{name}/actions/{id}/log",
         log_page,
     ))
@@ -360,6 +364,8 @@ struct ExecutionPage {
     revisions: Vec<(String, String, String)>,
     stop_reason: Option<String>,
     attempts: Vec<AttemptRow>,
+    /// Artifacts the execution produced: name, link, size in words, who made it.
+    artifacts: Vec<(String, String, String)>,
     can_stop: bool,
     notice: Option<String>,
 }
@@ -412,7 +418,23 @@ async fn detail(
     // Oldest first reads as the run went.
     attempts.reverse();
     let link = segment(&name);
+    let mut artifacts: Vec<(String, String, String)> = Vec::new();
+    for a in attempts.iter().filter(|a| a.status == "Succeeded") {
+        for (artifact, _) in &a.output_artifacts {
+            artifacts.retain(|(n, _, _)| n != artifact);
+            artifacts.push((
+                artifact.clone(),
+                format!(
+                    "/pipelines/{link}/executions/{}/artifacts/{}",
+                    e.id,
+                    segment(artifact)
+                ),
+                format!("{} › {}", a.stage_name, a.action_name),
+            ));
+        }
+    }
     let page = ExecutionPage {
+        artifacts,
         layout: Layout::signed_in(&user, Section::Pipelines),
         id: e.id.to_string(),
         status: Status::of(&e.status),
@@ -463,6 +485,19 @@ async fn detail(
         name,
     };
     render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// An execution's artifact, as a zip.
+async fn download(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id, artifact) = path.into_inner();
+    let id = execution_id(&id)?;
+    let d =
+        executions::artifact_download(&state.services, &user.caller, &name, id, &artifact).await?;
+    Ok(crate::web::download::send(d).await?)
 }
 
 #[derive(Deserialize)]
