@@ -1,9 +1,9 @@
 //! Buildspecs (version 0.2, as CodeBuild documents them), for the parts that make sense off AWS:
 //! `env` (`variables`, `secrets` (Sluice's: from the action's sealed `Secrets`),
 //! `exported-variables`, `shell`), `phases` (`install`, `pre_build`, `build`,
-//! `post_build`, each with `commands`, `finally` and `on-failure`), and `artifacts` (`files`,
-//! `base-directory`, `discard-paths`, `name`). A key Sluice does not support is an error naming
-//! it, never ignored.
+//! `post_build`, each with `commands`, `finally` and `on-failure`), `artifacts` (`files`,
+//! `base-directory`, `discard-paths`, `name`, `secondary-artifacts`) and `reports` (JUnit XML). A
+//! key Sluice does not support is an error naming it, never ignored.
 
 use std::collections::BTreeMap;
 
@@ -44,7 +44,12 @@ pub struct BuildSpec {
     pub secrets: BTreeMap<String, String>,
     pub exported: Vec<String>,
     pub phases: Vec<Phase>,
+    /// The primary artifact: the action's first output artifact.
     pub artifacts: Option<Artifacts>,
+    /// `secondary-artifacts`, by identifier: each names another output artifact of the action.
+    pub secondary: BTreeMap<String, Artifacts>,
+    /// `reports`, by report group: JUnit XML files summarized on the action.
+    pub reports: BTreeMap<String, Artifacts>,
 }
 
 fn keys(map: &Mapping, at: &str, allowed: &[&str]) -> Result<(), String> {
@@ -100,7 +105,11 @@ pub fn parse(source: &str) -> Result<BuildSpec, String> {
         None => "the buildspec is not valid YAML".to_string(),
     })?;
     let root = mapping(&doc, "the buildspec")?;
-    keys(root, "", &["version", "env", "phases", "artifacts"])?;
+    keys(
+        root,
+        "",
+        &["version", "env", "phases", "artifacts", "reports"],
+    )?;
     match root.get("version") {
         Some(Value::Number(n)) if n.as_f64() == Some(0.2) => {}
         Some(Value::String(s)) if s == "0.2" => {}
@@ -196,37 +205,90 @@ pub fn parse(source: &str) -> Result<BuildSpec, String> {
         keys(
             a,
             "artifacts",
-            &["files", "base-directory", "discard-paths", "name"],
+            &[
+                "files",
+                "base-directory",
+                "discard-paths",
+                "name",
+                "secondary-artifacts",
+            ],
         )?;
-        let files = a
-            .get("files")
-            .map(|f| list(f, "artifacts.files"))
-            .transpose()?
-            .ok_or("artifacts.files is required")?;
-        let discard_paths = match a
-            .get("discard-paths")
-            .map(|v| text(v, "artifacts.discard-paths"))
-            .transpose()?
-            .as_deref()
-        {
-            None | Some("no") | Some("false") => false,
-            Some("yes") | Some("true") => true,
-            Some(other) => {
-                return Err(format!(
-                    "artifacts.discard-paths must be yes or no (got {other})"
-                ));
-            }
+        let primary = if a.contains_key("files") {
+            Some(file_set(a, "artifacts")?)
+        } else {
+            None
         };
-        spec.artifacts = Some(Artifacts {
-            files,
-            base_directory: a
-                .get("base-directory")
-                .map(|v| text(v, "artifacts.base-directory"))
-                .transpose()?,
-            discard_paths,
-        });
+        spec.artifacts = primary;
+        if let Some(secondary) = a.get("secondary-artifacts") {
+            for (k, v) in mapping(secondary, "artifacts.secondary-artifacts")? {
+                let id = text(k, "artifacts.secondary-artifacts")?;
+                let at = format!("artifacts.secondary-artifacts.{id}");
+                let m = mapping(v, &at)?;
+                keys(
+                    m,
+                    &at,
+                    &["files", "base-directory", "discard-paths", "name"],
+                )?;
+                spec.secondary.insert(id, file_set(m, &at)?);
+            }
+        }
+        if spec.artifacts.is_none() && spec.secondary.is_empty() {
+            return Err("artifacts.files is required".into());
+        }
+    }
+    if let Some(reports) = root.get("reports") {
+        for (k, v) in mapping(reports, "reports")? {
+            let group = text(k, "reports")?;
+            let at = format!("reports.{group}");
+            let m = mapping(v, &at)?;
+            keys(
+                m,
+                &at,
+                &["files", "base-directory", "discard-paths", "file-format"],
+            )?;
+            if let Some(format) = m.get("file-format") {
+                let format = text(format, &format!("{at}.file-format"))?;
+                if format != "JUNITXML" {
+                    return Err(format!(
+                        "{at}.file-format: Sluice reads JUNITXML reports (not {format})"
+                    ));
+                }
+            }
+            spec.reports.insert(group, file_set(m, &at)?);
+        }
     }
     Ok(spec)
+}
+
+/// `files`, `base-directory` and `discard-paths` of an artifact or a report.
+fn file_set(a: &Mapping, at: &str) -> Result<Artifacts, String> {
+    let files = a
+        .get("files")
+        .map(|f| list(f, &format!("{at}.files")))
+        .transpose()?
+        .ok_or_else(|| format!("{at}.files is required"))?;
+    let discard_paths = match a
+        .get("discard-paths")
+        .map(|v| text(v, &format!("{at}.discard-paths")))
+        .transpose()?
+        .as_deref()
+    {
+        None | Some("no") | Some("false") => false,
+        Some("yes") | Some("true") => true,
+        Some(other) => {
+            return Err(format!(
+                "{at}.discard-paths must be yes or no (got {other})"
+            ));
+        }
+    };
+    Ok(Artifacts {
+        files,
+        base_directory: a
+            .get("base-directory")
+            .map(|v| text(v, &format!("{at}.base-directory")))
+            .transpose()?,
+        discard_paths,
+    })
 }
 
 /// Whether `path` (relative, `/`-separated) matches a buildspec file pattern: `*` within one
@@ -315,8 +377,12 @@ mod tests {
                 "phases.build.timeout",
             ),
             (
-                "version: 0.2\nphases: {build: {commands: [make]}}\nartifacts: {files: [a], secondary-artifacts: {}}",
-                "artifacts.secondary-artifacts",
+                "version: 0.2\nphases: {build: {commands: [make]}}\nartifacts: {files: [a], secondary-artifacts: {Docs: {files: [x], exclude-paths: [y]}}}",
+                "artifacts.secondary-artifacts.Docs.exclude-paths",
+            ),
+            (
+                "version: 0.2\nphases: {build: {commands: [make]}}\nreports: {unit: {files: [x], file-format: CUCUMBERJSON}}",
+                "JUNITXML",
             ),
             (
                 "version: 0.1\nphases: {build: {commands: [make]}}",

@@ -208,7 +208,20 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         ctx.log
             .line("[Sluice] a process that left the build's process group still holds its output");
     }
-    let tail = || ctx.log.tail_summary();
+    // Reports are read whether the build passed or not (that is when they matter most).
+    let tests = {
+        let (spec, primary, log) = (spec.clone(), primary.clone(), ctx.log.clone());
+        tokio::task::spawn_blocking(move || reports(&spec, &primary, &log))
+            .await
+            .unwrap_or(None)
+    };
+    let tail = || {
+        format!(
+            "{}{}",
+            tests.as_deref().unwrap_or(""),
+            ctx.log.tail_summary()
+        )
+    };
     if ended.is_err() {
         return Err(format!(
             "the build took longer than its timeout of {timeout_minutes} minutes and was stopped{}",
@@ -244,41 +257,101 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         }
     }
 
+    // What each declared output artifact is made of: the first is the primary `artifacts`, the
+    // others the `secondary-artifacts` of the same name.
+    let outputs: Vec<String> = ctx
+        .action
+        .output_artifacts
+        .iter()
+        .flatten()
+        .map(|o| o.name.clone())
+        .collect();
+    let mut plan = Vec::new();
+    for (i, name) in outputs.iter().enumerate() {
+        let files = if i == 0 {
+            spec.artifacts
+                .clone()
+                .or_else(|| spec.secondary.get(name).cloned())
+        } else {
+            spec.secondary.get(name).cloned()
+        };
+        let files = files.ok_or_else(|| {
+            format!(
+                "the action's output artifact {name} is not in the buildspec's artifacts{}",
+                if i == 0 { "" } else { ".secondary-artifacts" }
+            )
+        })?;
+        plan.push((name.clone(), files));
+    }
     let mut artifacts = Vec::new();
-    if let (Some(out), Some(name)) = (
-        spec.artifacts.clone(),
-        ctx.action
-            .output_artifacts
-            .iter()
-            .flatten()
-            .next()
-            .map(|o| o.name.clone()),
-    ) {
+    for (n, (name, files)) in plan.into_iter().enumerate() {
         let store = ctx.store.clone();
         let key = ctx.key.clone();
         let limit = ctx.artifact_limit;
         let primary = primary.clone();
-        let staged = root.join("artifact");
+        let staged = root.join(format!("artifact-{n}"));
         let stored = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            stage_artifact(&primary, &out, &staged)?;
+            stage_artifact(&primary, &files, &staged)?;
             let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
             archive::zip_directory(&staged, &mut zip, limit).map_err(|e| e.to_string())?;
             store.put(&key, &mut zip).map_err(|e| e.to_string())
         })
         .await
-        .map_err(|e| format!("packing the output artifact failed: {e}"))?
-        .map_err(|e| format!("packing the output artifact failed: {e}"))?;
+        .map_err(|e| format!("packing the output artifact {name} failed: {e}"))?
+        .map_err(|e| format!("packing the output artifact {name} failed: {e}"))?;
+        ctx.log.line(&format!(
+            "[Sluice] output artifact {name}: {} bytes",
+            stored.size
+        ));
         artifacts.push((name, stored));
     }
+    let mut summary = format!(
+        "Build succeeded ({} phase{})",
+        spec.phases.len(),
+        if spec.phases.len() == 1 { "" } else { "s" }
+    );
+    if let Some(tests) = tests {
+        summary.push_str(&tests);
+    }
     Ok(Output {
-        summary: Some(format!(
-            "Build succeeded ({} phase{})",
-            spec.phases.len(),
-            if spec.phases.len() == 1 { "" } else { "s" }
-        )),
+        summary: Some(summary),
         variables,
         artifacts,
     })
+}
+
+/// The JUnit reports the buildspec names, summarized (`; tests: 12 passed, 1 failed`), each
+/// report group's counts written to the log.
+fn reports(spec: &BuildSpec, primary: &Path, log: &super::log::Log) -> Option<String> {
+    if spec.reports.is_empty() {
+        return None;
+    }
+    let mut all = super::junit::Counts::default();
+    for (group, files) in &spec.reports {
+        let mut counts = super::junit::Counts::default();
+        let mut read = 0;
+        for (_, path) in matching_files(primary, files).unwrap_or_default() {
+            // A report larger than this is not a test report.
+            if fs::metadata(&path).is_ok_and(|m| m.len() <= 64 * 1024 * 1024)
+                && let Ok(xml) = fs::read_to_string(&path)
+            {
+                counts.add(super::junit::summarize(&xml));
+                read += 1;
+            }
+        }
+        log.line(&format!(
+            "[Sluice] report {group}: {} passed, {} failed, {} skipped ({read} file{})",
+            counts.passed,
+            counts.failed,
+            counts.skipped,
+            if read == 1 { "" } else { "s" }
+        ));
+        all.add(counts);
+    }
+    Some(format!(
+        "; tests: {} passed, {} failed, {} skipped",
+        all.passed, all.failed, all.skipped
+    ))
 }
 
 type Prepared = (PathBuf, Vec<(String, String)>, BuildSpec);
@@ -441,29 +514,37 @@ fn script_for(spec: &BuildSpec, failures: &Path, exported: &Path) -> String {
     s
 }
 
-/// Copies the files the buildspec's `artifacts` section names into `staged`.
-fn stage_artifact(
+/// The files under the set's `base-directory` matching its patterns: `(path inside the base,
+/// full path)`. The base must lie inside the source once links are followed, and links below it
+/// are not followed: the worker reads these files, and must not be led outside the build's own.
+fn matching_files(
     primary: &Path,
     spec: &buildspec::Artifacts,
-    staged: &Path,
-) -> Result<(), String> {
+) -> Result<Vec<(PathBuf, PathBuf)>, String> {
     let base = match &spec.base_directory {
         Some(b) => {
             let p = Path::new(b);
             if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-                return Err(format!(
-                    "artifacts.base-directory {b} must lie inside the source"
-                ));
+                return Err(format!("base-directory {b} must lie inside the source"));
             }
             primary.join(p)
         }
         None => primary.to_path_buf(),
     };
-    fs::create_dir_all(staged).map_err(|e| e.to_string())?;
-    let mut found = 0usize;
+    let Ok(real_base) = fs::canonicalize(&base) else {
+        return Ok(Vec::new());
+    };
+    let real_primary = fs::canonicalize(primary).map_err(|e| e.to_string())?;
+    if !real_base.starts_with(&real_primary) {
+        return Err(format!(
+            "base-directory {} leads outside the source",
+            spec.base_directory.as_deref().unwrap_or(".")
+        ));
+    }
+    let mut found = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = fs::read_dir(base.join(&dir)) else {
+        let Ok(entries) = fs::read_dir(real_base.join(&dir)) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -476,25 +557,39 @@ fn stage_artifact(
             } else if kind.is_file() {
                 let text = relative.to_string_lossy().replace('\\', "/");
                 if spec.files.iter().any(|p| buildspec::matches(p, &text)) {
-                    let target = if spec.discard_paths {
-                        staged.join(entry.file_name())
-                    } else {
-                        staged.join(&relative)
-                    };
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                    }
-                    fs::copy(entry.path(), &target).map_err(|e| e.to_string())?;
-                    found += 1;
+                    found.push((relative, entry.path()));
                 }
             }
         }
     }
-    if found == 0 {
+    found.sort();
+    Ok(found)
+}
+
+/// Copies the files an artifact's `files` name into `staged`.
+fn stage_artifact(
+    primary: &Path,
+    spec: &buildspec::Artifacts,
+    staged: &Path,
+) -> Result<(), String> {
+    fs::create_dir_all(staged).map_err(|e| e.to_string())?;
+    let found = matching_files(primary, spec)?;
+    if found.is_empty() {
         return Err(format!(
-            "no file matches the buildspec's artifacts.files ({})",
+            "no file matches the buildspec's artifacts files ({})",
             spec.files.join(", ")
         ));
+    }
+    for (relative, path) in found {
+        let target = if spec.discard_paths {
+            staged.join(relative.file_name().unwrap_or_default())
+        } else {
+            staged.join(&relative)
+        };
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        fs::copy(&path, &target).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod buildspec;
 pub mod command;
 pub mod git;
+pub mod junit;
 pub mod log;
 
 use std::collections::BTreeMap;

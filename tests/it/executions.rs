@@ -1236,3 +1236,121 @@ async fn deleting_a_pipeline_stops_its_running_builds_first() {
     let stopped: Value = serde_json::from_str(&stopped).unwrap();
     assert_eq!(stopped["stoppedExecutions"], 1, "{stopped}");
 }
+
+#[tokio::test]
+async fn secondary_artifacts_and_junit_reports() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let junit = r#"<testsuite><testcase name=\"a\"/><testcase name=\"b\"/><testcase name=\"c\"><failure message=\"no\"/></testcase><testcase name=\"d\"><skipped/></testcase></testsuite>"#;
+    let build_spec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p bin docs reports\n      - echo binary > bin/app\n      - echo manual > docs/index.html\n      - echo '{junit}' > reports/unit.xml\n      - ln -s / escape\nartifacts:\n  files: ['**/*']\n  base-directory: bin\n  secondary-artifacts:\n    Docs:\n      files: ['index.html']\n      base-directory: docs\nreports:\n  unit:\n    files: ['*.xml']\n    base-directory: reports\n    file-format: JUNITXML\n"
+    );
+    let test_spec =
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q manual index.html\n";
+    let compile = json!({"name": "Compile",
+        "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+        "configuration": {"BuildSpec": build_spec},
+        "inputArtifacts": [{"name": "Src"}],
+        "outputArtifacts": [{"name": "Bin"}, {"name": "Docs"}]});
+    let decl = json!({"name": "docs", "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": "Build", "actions": [compile]},
+        {"name": "Test", "actions": [command("Read", "Test", &["Docs"], None, json!({"BuildSpec": test_spec}))]}
+    ]});
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": decl.clone()}),
+    )
+    .await;
+    let id = first_execution(&app, &t, "docs").await;
+    let end = wait_for_end(&app, &t, "docs", &id).await;
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "docs"}),
+    )
+    .await;
+    assert_eq!(end["status"], "Succeeded", "{attempts}");
+    let build = attempts["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "Compile")
+        .unwrap();
+    let outputs: Vec<&str> = build["output"]["outputArtifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs, ["Bin", "Docs"]);
+    let summary = build["output"]["executionResult"]["externalExecutionSummary"]
+        .as_str()
+        .unwrap();
+    assert!(
+        summary.ends_with("; tests: 2 passed, 1 failed, 1 skipped"),
+        "{summary}"
+    );
+
+    // A base directory that is a link out of the source is refused, not followed.
+    let mut escaping = decl.clone();
+    escaping["name"] = json!("escaping");
+    escaping["stages"][1]["actions"][0]["configuration"]["BuildSpec"] =
+        json!(build_spec.replace("base-directory: bin", "base-directory: escape/etc"));
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": escaping})).await;
+    let id = first_execution(&app, &t, "escaping").await;
+    assert_eq!(
+        wait_for_end(&app, &t, "escaping", &id).await["status"],
+        "Failed"
+    );
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "escaping"}),
+    )
+    .await;
+    let failed = attempts["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]
+        ["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(failed.contains("leads outside the source"), "{failed}");
+
+    // An output artifact the buildspec does not make is an error naming it.
+    let mut missing = decl.clone();
+    missing["name"] = json!("missing");
+    missing["stages"][1]["actions"][0]["outputArtifacts"] =
+        json!([{"name": "Bin"}, {"name": "Other"}]);
+    missing["stages"][2]["actions"][0]["inputArtifacts"] = json!([{"name": "Other"}]);
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": missing})).await;
+    let id = first_execution(&app, &t, "missing").await;
+    assert_eq!(
+        wait_for_end(&app, &t, "missing", &id).await["status"],
+        "Failed"
+    );
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "missing"}),
+    )
+    .await;
+    let failed = attempts["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]
+        ["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        failed.contains(
+            "output artifact Other is not in the buildspec's artifacts.secondary-artifacts"
+        ),
+        "{failed}"
+    );
+}
