@@ -17,3 +17,8 @@ CREATE INDEX worker_pools_heartbeat ON worker_pools (heartbeat_at DESC);
 
 -- The pool that claimed a job last (kept after it ends, unlike the lease).
 ALTER TABLE jobs ADD COLUMN claimed_by uuid;
+
+-- When an execution's artifacts were deleted by the retention task (its history says so).
+ALTER TABLE pipeline_executions ADD COLUMN artifacts_expired_at timestamptz;
+CREATE INDEX pipeline_executions_retention ON pipeline_executions (started_at)
+    WHERE artifacts_expired_at IS NULL AND place = 'finished';

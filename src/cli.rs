@@ -36,6 +36,9 @@ enum Command {
     /// Run workers only (no HTTP): on this machine beside `serve`, or on any other machine that
     /// reaches the same PostgreSQL (DATABASE_URL), master key and artifact directory.
     Worker(WorkerArgs),
+    /// Work with stored artifacts.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
     /// Apply pending database migrations, then exit. Works whether or not a server is running on
     /// the same data directory.
     Migrate(DatabaseArgs),
@@ -48,6 +51,18 @@ enum Command {
     /// Measure the cost of internal operations (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ArtifactsCommand {
+    /// Delete now the artifacts of executions older than the retention (the server does this
+    /// hourly), and say how many.
+    Expire {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        artifacts: ArtifactArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +195,38 @@ impl DatabaseArgs {
     }
 }
 
+/// Where artifacts are kept and for how long.
+#[derive(Debug, Args, Clone)]
+struct ArtifactArgs {
+    /// Where artifacts are kept (default <data-dir>/artifacts); every server and worker must
+    /// see the same directory (a shared mount when they run on several machines).
+    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
+    artifact_dir: Option<std::path::PathBuf>,
+
+    /// The largest artifact an action may produce, in bytes.
+    #[arg(long, env = "SLUICE_MAX_ARTIFACT_BYTES", default_value = "1073741824", value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1_048_576..=1_099_511_627_776))]
+    max_artifact_bytes: u64,
+
+    /// Days artifacts are kept; after that they are deleted and the execution's page says so.
+    #[arg(long, env = "SLUICE_ARTIFACT_RETENTION_DAYS", default_value = "365", value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    artifact_retention_days: u32,
+}
+
+impl ArtifactArgs {
+    fn settings(&self, data_dir: &std::path::Path) -> crate::config::ArtifactSettings {
+        crate::config::ArtifactSettings {
+            dir: self
+                .artifact_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("artifacts")),
+            max_bytes: self.max_artifact_bytes,
+            retention_days: self.artifact_retention_days,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 struct WorkerArgs {
     #[command(flatten)]
@@ -193,10 +240,8 @@ struct WorkerArgs {
     #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
     runner_user: String,
 
-    /// Where artifacts are kept (default <data-dir>/artifacts); every server and worker must
-    /// see the same directory (a shared mount when they run on several machines).
-    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
-    artifact_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    artifacts: ArtifactArgs,
 
     /// Seconds a claimed job's lease lasts without a heartbeat (renewed every third of it): how
     /// soon the job of a worker that died runs again elsewhere.
@@ -225,9 +270,7 @@ impl WorkerArgs {
                 .master_key
                 .clone()
                 .map(crate::config::MasterKeyText::new),
-            artifact_dir: self
-                .artifact_dir
-                .unwrap_or_else(|| self.database.data_dir.join("artifacts")),
+            artifacts: self.artifacts.settings(&self.database.data_dir),
             database: self.database.into_target(),
             workers: self.workers,
             runner_user: self.runner_user,
@@ -263,10 +306,8 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
     runner_user: String,
 
-    /// Where artifacts are kept (default <data-dir>/artifacts); `sluice worker` processes must
-    /// see the same directory.
-    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
-    artifact_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    artifacts: ArtifactArgs,
 
     /// Largest request body accepted, in bytes; larger requests get 413.
     #[arg(
@@ -322,12 +363,9 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn into_settings(self) -> ServeSettings {
-        let artifact_dir = self
-            .artifact_dir
-            .clone()
-            .unwrap_or_else(|| self.database.data_dir.join("artifacts"));
+        let artifacts = self.artifacts.settings(&self.database.data_dir);
         ServeSettings {
-            artifact_dir,
+            artifacts,
             data_dir: self.database.data_dir.clone(),
             master_key: self
                 .database
@@ -390,6 +428,22 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => startup::serve(args.into_settings(), path_var.as_deref()).await,
             Command::Worker(args) => startup::work(args.into_settings()?, path_var.as_deref()).await,
+            Command::Artifacts(ArtifactsCommand::Expire {
+                database,
+                artifacts,
+            }) => {
+                let settings = artifacts.settings(&database.data_dir);
+                let key = database.load_master_key()?;
+                let n = startup::expire_artifacts(
+                    database.into_target(),
+                    settings,
+                    key,
+                    path_var.as_deref(),
+                )
+                .await?;
+                println!("deleted the artifacts of {n} execution(s) past their retention");
+                Ok(())
+            }
             Command::Migrate(args) => {
                 let report = startup::migrate(args.into_target(), path_var.as_deref()).await?;
                 println!(

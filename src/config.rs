@@ -241,11 +241,18 @@ pub struct ServeSettings {
     pub workers: WorkerCount,
     /// The user build commands run as when Sluice runs as root.
     pub runner_user: String,
-    /// Where artifacts are kept.
-    pub artifact_dir: std::path::PathBuf,
+    pub artifacts: ArtifactSettings,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub shutdown_timeout_secs: u64,
+}
+
+/// Where artifacts are kept, how large they may be, and for how long.
+#[derive(Debug, Clone)]
+pub struct ArtifactSettings {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
+    pub retention_days: u32,
 }
 
 /// Everything `sluice worker` needs.
@@ -258,8 +265,8 @@ pub struct WorkerSettings {
     /// At least one.
     pub workers: WorkerCount,
     pub runner_user: String,
-    /// Where artifacts are kept: the same store every server and worker uses.
-    pub artifact_dir: std::path::PathBuf,
+    /// The same store every server and worker uses.
+    pub artifacts: ArtifactSettings,
     /// How long a claimed job's lease lasts without renewal.
     pub lease_seconds: u32,
     /// How long running actions may take to finish after a stop signal.

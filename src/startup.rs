@@ -187,14 +187,7 @@ impl Application {
         {
             return Err(StartupError::Command(why.clone()));
         }
-        services.artifacts = Some(Arc::new(
-            crate::artifacts::store::LocalStore::open(&settings.artifact_dir).map_err(
-                |source| StartupError::Artifacts {
-                    path: settings.artifact_dir.display().to_string(),
-                    source,
-                },
-            )?,
-        ));
+        apply_artifact_settings(&mut services, &settings.artifacts)?;
         let state = AppState::new(
             services.clone(),
             ServerInfo {
@@ -436,13 +429,6 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
     if let Err(why) = &runner {
         return Err(StartupError::Command(why.clone()));
     }
-    let artifacts =
-        crate::artifacts::store::LocalStore::open(&settings.artifact_dir).map_err(|source| {
-            StartupError::Artifacts {
-                path: settings.artifact_dir.display().to_string(),
-                source,
-            }
-        })?;
     let connections = 4 + 2 * u32::from(settings.workers.get());
     let db = CommandDatabase::open_sized(&settings.database, path_var, connections).await?;
     if let Err(e) = prepare_schema(db.pool()).await {
@@ -450,7 +436,10 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
         return Err(e);
     }
     let mut services = db.services(master_key);
-    services.artifacts = Some(Arc::new(artifacts));
+    if let Err(e) = apply_artifact_settings(&mut services, &settings.artifacts) {
+        db.close().await;
+        return Err(e);
+    }
     services.runner = runner;
     let pool = crate::workers::WorkerPool::start(
         services,
@@ -493,4 +482,39 @@ async fn stop_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// The artifact store, its size limit and retention, into the services.
+fn apply_artifact_settings(
+    services: &mut Services,
+    settings: &crate::config::ArtifactSettings,
+) -> Result<(), StartupError> {
+    services.artifacts = Some(Arc::new(
+        crate::artifacts::store::LocalStore::open(&settings.dir).map_err(|source| {
+            StartupError::Artifacts {
+                path: settings.dir.display().to_string(),
+                source,
+            }
+        })?,
+    ));
+    services.artifact_limit = settings.max_bytes;
+    services.artifact_retention = time::Duration::days(i64::from(settings.retention_days));
+    Ok(())
+}
+
+/// `sluice artifacts expire`: the retention task, now.
+pub async fn expire_artifacts(
+    target: DatabaseTarget,
+    settings: crate::config::ArtifactSettings,
+    master_key: MasterKey,
+    path_var: Option<&str>,
+) -> Result<usize, StartupError> {
+    let db = CommandDatabase::open(&target, path_var).await?;
+    let mut services = db.services(master_key);
+    let result = match apply_artifact_settings(&mut services, &settings) {
+        Ok(()) => Ok(crate::workers::leader::expire_all(&services).await),
+        Err(e) => Err(e),
+    };
+    db.close().await;
+    result
 }

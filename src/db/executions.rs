@@ -25,6 +25,8 @@ pub struct ExecutionRow {
     /// Source revision overrides: `[{actionName, revisionType, revisionValue}]`.
     pub source_revisions: serde_json::Value,
     pub stop_reason: Option<String>,
+    /// When the retention task deleted its artifacts.
+    pub artifacts_expired_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,7 +182,7 @@ pub async fn active(
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
                   trigger_type, trigger_detail, variables, started_at, updated_at,
-                  client_request_token, source_revisions, stop_reason
+                  client_request_token, source_revisions, stop_reason, artifacts_expired_at
            FROM pipeline_executions
            WHERE pipeline_id = $1 AND (place <> 'finished' OR id = $2)
            ORDER BY seq"#,
@@ -196,7 +198,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<ExecutionRo
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
                   trigger_type, trigger_detail, variables, started_at, updated_at,
-                  client_request_token, source_revisions, stop_reason
+                  client_request_token, source_revisions, stop_reason, artifacts_expired_at
            FROM pipeline_executions WHERE id = $1"#,
         id
     )
@@ -215,7 +217,7 @@ pub async fn history(
         ExecutionRow,
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
                   trigger_type, trigger_detail, variables, started_at, updated_at,
-                  client_request_token, source_revisions, stop_reason
+                  client_request_token, source_revisions, stop_reason, artifacts_expired_at
            FROM pipeline_executions
            WHERE pipeline_id = $1 AND ($2::bigint IS NULL OR seq < $2)
            ORDER BY seq DESC LIMIT $3"#,
@@ -726,4 +728,44 @@ pub async fn running_of_pipeline(
     .fetch_one(conn)
     .await?;
     Ok((jobs, unfinished))
+}
+
+/// Finished executions started before `cutoff` whose artifacts are still kept, oldest first,
+/// with the addresses of every artifact their attempts produced.
+pub async fn expiring(
+    conn: &mut PgConnection,
+    cutoff: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<(Uuid, Vec<String>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT e.id,
+                  coalesce(array_agg(o.value->>'address') FILTER (WHERE o.value IS NOT NULL), '{}')
+                      AS "addresses!: Vec<String>"
+           FROM (SELECT id, started_at FROM pipeline_executions
+                 WHERE artifacts_expired_at IS NULL AND place = 'finished' AND started_at < $1
+                 ORDER BY started_at LIMIT $2) e
+           LEFT JOIN action_executions a ON a.execution_id = e.id
+           LEFT JOIN LATERAL jsonb_each(coalesce(a.output_artifacts, '{}')) o ON true
+           GROUP BY e.id, e.started_at ORDER BY e.started_at"#,
+        cutoff,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.addresses)).collect())
+}
+
+pub async fn set_artifacts_expired(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE pipeline_executions SET artifacts_expired_at = $2 WHERE id = $1",
+        id,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

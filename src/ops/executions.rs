@@ -52,6 +52,8 @@ pub struct ExecutionView {
     pub source_revisions: Vec<SourceRevision>,
     /// StopPipelineExecution's reason, when one was given.
     pub stop_reason: Option<String>,
+    /// When its artifacts were deleted for their age.
+    pub artifacts_expired: Option<OffsetDateTime>,
 }
 
 /// What a source action checked out (CodePipeline's `SourceRevision`).
@@ -299,6 +301,7 @@ async fn advance(
                         client_request_token: new.client_request_token.clone(),
                         source_revisions: new.source_revisions.clone(),
                         stop_reason: None,
+                        artifacts_expired_at: None,
                     },
                 )
                 .await?;
@@ -678,6 +681,7 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
     ExecutionView {
         source_revisions: Vec::new(),
         stop_reason: row.stop_reason.clone(),
+        artifacts_expired: row.artifacts_expired_at,
         id: row.id,
         pipeline_name: pipeline_name.to_string(),
         pipeline_version: row.pipeline_version,
@@ -714,8 +718,10 @@ impl ActionJob {
     }
 }
 
-/// The largest artifact an action may produce (1 GiB).
+/// The largest artifact an action may produce by default (1 GiB).
 pub const ARTIFACT_LIMIT: u64 = 1 << 30;
+/// How long artifacts are kept by default.
+pub const ARTIFACT_RETENTION_DAYS: i64 = 365;
 
 /// The pipeline's artifact data key, created (and stored wrapped by the master key) on first use.
 async fn data_key(
@@ -895,7 +901,7 @@ pub async fn prepare_action(
             inputs,
             key,
             store,
-            artifact_limit: ARTIFACT_LIMIT,
+            artifact_limit: s.artifact_limit,
             revision,
             log: providers::log::Log::discarding(),
             runner: s.runner.clone(),
@@ -1580,6 +1586,16 @@ pub async fn artifact_download(
         json!({"pipelineName": name, "pipelineExecutionId": execution_id, "artifact": artifact}),
         async |op| {
             let (pipeline, row) = owning_pipeline(op.conn(), name, execution_id).await?;
+            if let Some(at) = row.artifacts_expired_at {
+                return Err(AppError::NotFound {
+                    code: "ArtifactNotFoundException",
+                    message: format!(
+                        "The artifacts of execution {execution_id} were deleted on {} (they are kept for {} days)",
+                        at.date(),
+                        s.artifact_retention.whole_days()
+                    ),
+                });
+            }
             let mut found = None;
             for (_, _, _, artifacts) in db::executions::outputs_of(op.conn(), row.id).await? {
                 if let Some(address) = artifacts
@@ -1610,4 +1626,35 @@ pub async fn artifact_download(
         },
     )
     .await
+}
+
+/// The retention task: deletes the artifacts of finished executions started longer ago than
+/// the retention, and records on each execution when (its page says so). The engine's own work,
+/// run by the leader; a batch at a time. Returns how many executions it expired.
+pub async fn expire_artifacts(s: &Services) -> Result<usize, AppError> {
+    let Some(store) = s.artifacts.clone() else {
+        return Ok(0);
+    };
+    let now = s.clock.now();
+    let mut conn = s.pool.acquire().await?;
+    let batch = db::executions::expiring(&mut conn, now - s.artifact_retention, 200).await?;
+    let count = batch.len();
+    for (id, addresses) in batch {
+        let store = store.clone();
+        let deleted = tokio::task::spawn_blocking(move || {
+            for a in addresses
+                .iter()
+                .filter_map(|a| crate::artifacts::store::Address::parse(a))
+            {
+                store.delete(&a)?;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+        deleted
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("deleting artifacts")))?;
+        db::executions::set_artifacts_expired(&mut conn, id, now).await?;
+    }
+    Ok(count)
 }

@@ -68,6 +68,10 @@ pub struct Services {
     pub artifacts: Option<Arc<crate::artifacts::store::LocalStore>>,
     /// Who builds run as (`--runner-user`).
     pub runner: crate::providers::Runner,
+    /// The largest artifact an action may produce (`--max-artifact-bytes`).
+    pub artifact_limit: u64,
+    /// How long artifacts are kept (`--artifact-retention-days`).
+    pub artifact_retention: time::Duration,
 }
 
 /// The default lifetime of an API token whose creator does not choose one.
@@ -92,6 +96,8 @@ impl Services {
             declarations: Default::default(),
             artifacts: None,
             runner: crate::providers::runner_named(crate::providers::DEFAULT_RUNNER_USER),
+            artifact_limit: executions::ARTIFACT_LIMIT,
+            artifact_retention: time::Duration::days(executions::ARTIFACT_RETENTION_DAYS),
         }
     }
 

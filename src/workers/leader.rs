@@ -57,6 +57,28 @@ async fn lead(s: &Services) -> Result<(), sqlx::Error> {
                 if let Err(e) = db::workers::prune(&mut conn, s.clock.now() - POOLS_KEPT).await {
                     tracing::warn!(error = %e, "forgetting old worker pools failed");
                 }
+                expire_all(s).await;
+            }
+        }
+    }
+}
+
+/// Runs the artifact retention until no execution is due.
+pub async fn expire_all(s: &Services) -> usize {
+    let mut total = 0;
+    loop {
+        match executions::expire_artifacts(s).await {
+            Ok(0) => return total,
+            Ok(n) => {
+                total += n;
+                tracing::info!(
+                    executions = n,
+                    "deleted the artifacts of executions past their retention"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the artifact retention failed; retrying at the next interval");
+                return total;
             }
         }
     }

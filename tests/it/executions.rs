@@ -1354,3 +1354,94 @@ async fn secondary_artifacts_and_junit_reports() {
         "{failed}"
     );
 }
+
+#[tokio::test]
+async fn artifacts_past_their_retention_are_deleted_and_the_execution_says_so() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let mut decl = crate::pipelines::web_app("aging");
+    decl["stages"][0]["actions"][0]["configuration"] =
+        json!({"RepositoryUrl": path, "Branch": "main"});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = first_execution(&app, &t, "aging").await;
+    wait_for_end(&app, &t, "aging", &id).await;
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let (address,): (String,) = sqlx::query_as(
+        "SELECT output_artifacts->'SourceArtifact'->>'address' FROM action_executions WHERE stage_index = 0",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let stored = crate::harness::artifact_dir()
+        .join("sha256")
+        .join(&address[..2])
+        .join(&address[2..]);
+    assert!(stored.exists());
+
+    // Not yet old enough: nothing happens.
+    let data = crate::harness::temp_dir();
+    let expire = || {
+        crate::harness::run_sluice(
+            &[
+                "artifacts",
+                "expire",
+                "--data-dir",
+                data.path().to_str().unwrap(),
+                "--artifact-dir",
+                crate::harness::artifact_dir().to_str().unwrap(),
+            ],
+            &[
+                ("DATABASE_URL", &app.db.url()),
+                ("SLUICE_MASTER_KEY", &app.master_key),
+            ],
+        )
+    };
+    let (code, out, err) = expire();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("of 0 execution(s)"), "{out}");
+    assert!(stored.exists());
+
+    sqlx::query("UPDATE pipeline_executions SET started_at = now() - interval '400 days'")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let (code, out, err) = expire();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("of 1 execution(s)"), "{out}");
+    assert!(
+        !stored.exists(),
+        "the sealed artifact is gone from the store"
+    );
+    let page = app
+        .client
+        .get(app.url(&format!("/pipelines/aging/executions/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Its artifacts were deleted on"), "{page}");
+    assert!(!page.contains("/artifacts/SourceArtifact"));
+    let res = reqwest::Client::new()
+        .get(app.url(&format!(
+            "/api/v1/pipelines/aging/executions/{id}/artifacts/SourceArtifact"
+        )))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["__type"], "ArtifactNotFoundException");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("were deleted on"),
+        "{body}"
+    );
+    let (code, out, _) = expire();
+    assert_eq!(code, 0);
+    assert!(out.contains("of 0 execution(s)"), "once is enough: {out}");
+}

@@ -328,7 +328,11 @@ async fn serve(
         database: DatabaseTarget::External(Box::new(options.clone().into())),
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         runner_user: "nobody".into(),
-        artifact_dir: artifact_dir(),
+        artifacts: sluice::config::ArtifactSettings {
+            dir: artifact_dir(),
+            max_bytes: 1 << 30,
+            retention_days: 365,
+        },
         body_limit: BodyLimit::DEFAULT,
         shutdown_timeout_secs: 5,
     };

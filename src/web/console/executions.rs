@@ -363,6 +363,7 @@ struct ExecutionPage {
     variables: Vec<(String, String)>,
     revisions: Vec<(String, String, String)>,
     stop_reason: Option<String>,
+    artifacts_expired: Option<String>,
     attempts: Vec<AttemptRow>,
     /// Artifacts the execution produced: name, link, size in words, who made it.
     artifacts: Vec<(String, String, String)>,
@@ -419,7 +420,10 @@ async fn detail(
     attempts.reverse();
     let link = segment(&name);
     let mut artifacts: Vec<(String, String, String)> = Vec::new();
-    for a in attempts.iter().filter(|a| a.status == "Succeeded") {
+    for a in attempts
+        .iter()
+        .filter(|a| a.status == "Succeeded" && e.artifacts_expired.is_none())
+    {
         for (artifact, _) in &a.output_artifacts {
             artifacts.retain(|(n, _, _)| n != artifact);
             artifacts.push((
@@ -459,6 +463,7 @@ async fn detail(
             })
             .collect(),
         stop_reason: e.stop_reason.clone(),
+        artifacts_expired: e.artifacts_expired.map(display_time),
         attempts: attempts
             .iter()
             .map(|a| AttemptRow {
