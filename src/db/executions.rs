@@ -48,10 +48,12 @@ pub struct ActionRow {
 }
 
 /// The per-pipeline counters, locked until the transaction ends (created on first use).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunsRow {
     pub next_seq: i64,
     pub clock: i64,
+    /// The pipeline's name (read with the lock, for the events).
+    pub pipeline_name: String,
 }
 
 pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<RunsRow, sqlx::Error> {
@@ -62,7 +64,8 @@ pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<Run
     .execute(&mut *conn)
     .await?;
     let row = sqlx::query!(
-        "SELECT next_seq, clock FROM pipeline_runs WHERE pipeline_id = $1 FOR UPDATE",
+        "SELECT r.next_seq, r.clock, p.name FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id
+         WHERE r.pipeline_id = $1 FOR UPDATE OF r",
         pipeline_id
     )
     .fetch_one(conn)
@@ -70,13 +73,14 @@ pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<Run
     Ok(RunsRow {
         next_seq: row.next_seq,
         clock: row.clock,
+        pipeline_name: row.name,
     })
 }
 
 pub async fn set_runs(
     conn: &mut PgConnection,
     pipeline_id: Uuid,
-    runs: RunsRow,
+    runs: &RunsRow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE pipeline_runs SET next_seq = $2, clock = $3 WHERE pipeline_id = $1",

@@ -11,6 +11,9 @@ pub struct StageShape {
     pub actions: Vec<String>,
     /// Indexes into `actions`, one list per distinct runOrder, ascending.
     pub groups: Vec<Vec<usize>>,
+    /// Each action's type (category, owner, provider, version), for the state-change events;
+    /// empty for shapes built without a declaration.
+    pub types: Vec<[String; 4]>,
 }
 
 /// The stages of the pipeline version an execution runs (pinned for its whole life).
@@ -35,11 +38,25 @@ impl Shape {
                     .iter()
                     .map(|a| a.run_order.unwrap_or(1))
                     .collect();
-                StageShape::new(
+                let mut shape = StageShape::new(
                     &stage.name,
                     stage.actions.iter().map(|a| a.name.clone()).collect(),
                     &orders,
-                )
+                );
+                shape.types = stage
+                    .actions
+                    .iter()
+                    .map(|a| {
+                        let t = &a.action_type_id;
+                        [
+                            t.category.clone(),
+                            t.owner.clone(),
+                            t.provider.clone(),
+                            t.version.clone(),
+                        ]
+                    })
+                    .collect();
+                shape
             })
             .collect();
         Shape { stages }
@@ -72,6 +89,7 @@ impl StageShape {
             name: name.to_string(),
             actions,
             groups,
+            types: Vec::new(),
         }
     }
 }

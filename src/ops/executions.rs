@@ -128,9 +128,9 @@ async fn load(
     conn: &mut sqlx::PgConnection,
     pipeline_id: Uuid,
     mode: ExecutionMode,
-    counters: RunsRow,
+    counters: &RunsRow,
     also: Option<Uuid>,
-) -> Result<Runs, AppError> {
+) -> Result<(Runs, HashMap<Uuid, i32>), AppError> {
     let rows = db::executions::active(conn, pipeline_id, also).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let stages = db::executions::stages_of(conn, &ids).await?;
@@ -138,6 +138,7 @@ async fn load(
     let mut shapes: HashMap<i32, Arc<Shape>> = HashMap::new();
     let mut runs = Runs::new(mode);
     runs.clock = u64::try_from(counters.clock).map_err(|_| corrupt("clock"))?;
+    let versions = rows.iter().map(|r| (r.id, r.pipeline_version)).collect();
     for row in rows {
         let shape = match shapes.get(&row.pipeline_version) {
             Some(s) => s.clone(),
@@ -194,7 +195,7 @@ async fn load(
         .await?
         .into_iter()
         .collect();
-    Ok(runs)
+    Ok((runs, versions))
 }
 
 fn place_of(row: &ExecutionRow) -> Result<Place, AppError> {
@@ -239,6 +240,7 @@ async fn advance(
     pipeline_id: Uuid,
     mode: ExecutionMode,
     change: Change,
+    stop_comment: Option<&str>,
 ) -> Result<Vec<Effect>, AppError> {
     let mut counters = db::executions::lock_runs(conn, pipeline_id).await?;
     let (also, event, new) = match change {
@@ -261,7 +263,8 @@ async fn advance(
             (None, event, Some((new, seq)))
         }
     };
-    let mut runs = load(conn, pipeline_id, mode, counters, also).await?;
+    let resumed = matches!(event, Event::Retry { .. });
+    let (mut runs, mut versions) = load(conn, pipeline_id, mode, &counters, also).await?;
     let before = runs.clone();
     let effects = engine::apply(&mut runs, event).map_err(|refusal| match refusal {
         engine::Refusal::ExecutionNotFound => AppError::NotFound {
@@ -388,8 +391,30 @@ async fn advance(
             db::executions::set_latest(conn, pipeline_id, stage, *id).await?;
         }
     }
+    // The state changes as events, in the same transaction.
+    if let Some((new, _)) = &new {
+        versions.insert(new.id, new.version);
+    }
+    let context = engine::events::Context {
+        pipeline: &counters.pipeline_name,
+        started: new.as_ref().map(|(n, _)| n.id),
+        trigger: new
+            .as_ref()
+            .map(|(n, _)| (n.trigger.trigger_type, n.trigger.detail.as_str())),
+        stop_comment,
+        resumed,
+    };
+    let events = engine::events::of(&effects, &context, |id| {
+        let shape = runs.get(id)?.shape.as_ref();
+        Some((shape, *versions.get(&id)?))
+    });
+    let (types, details): (Vec<String>, Vec<serde_json::Value>) = events
+        .into_iter()
+        .map(|e| (e.detail_type.to_string(), e.detail))
+        .unzip();
+    db::events::append(conn, pipeline_id, now, &types, &details).await?;
     counters.clock = i64::try_from(runs.clock).map_err(|_| corrupt("clock"))?;
-    db::executions::set_runs(conn, pipeline_id, counters).await?;
+    db::executions::set_runs(conn, pipeline_id, &counters).await?;
     if enqueued {
         db::jobs::notify(conn).await?;
     }
@@ -535,7 +560,15 @@ pub(super) async fn start_in(
         client_request_token: request.client_request_token,
         source_revisions: json!(overrides),
     };
-    advance(op.conn(), now, row.id, mode_of(&decl), Change::Start(new)).await?;
+    advance(
+        op.conn(),
+        now,
+        row.id,
+        mode_of(&decl),
+        Change::Start(new),
+        None,
+    )
+    .await?;
     op.add_audit_param("pipelineExecutionId", json!(id));
     Ok(id)
 }
@@ -585,6 +618,7 @@ pub async fn stop_pipeline_execution(
                     id: execution_id,
                     abandon,
                 }),
+                reason.as_deref().filter(|r| !r.is_empty()),
             )
             .await?;
             if let Some(reason) = reason.as_deref().filter(|r| !r.is_empty()) {
@@ -1001,6 +1035,7 @@ async fn end_attempt(
             attempt: job.attempt,
             succeeded,
         }),
+        None,
     )
     .await?;
     Ok(())
@@ -1048,6 +1083,7 @@ pub async fn retry_stage_execution(
                     stage: stage.to_string(),
                     all_actions,
                 }),
+                None,
             )
             .await?;
             Ok(execution_id)
@@ -1137,6 +1173,7 @@ pub async fn set_stage_transition(
                     stage: gated,
                     enabled: disabled_reason.is_none(),
                 }),
+                None,
             )
             .await?;
             Ok(())

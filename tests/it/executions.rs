@@ -483,6 +483,55 @@ async fn git_then_build_then_test_runs_to_succeeded_with_artifacts_and_variables
         "exported by the build"
     );
 
+    // Every state change is an event in CodePipeline's EventBridge shape, in order.
+    let events: Vec<(String, Value)> =
+        sqlx::query_as("SELECT detail_type, detail FROM pipeline_events ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    let said: Vec<String> = events
+        .iter()
+        .map(|(t, d)| {
+            let what = d["action"]
+                .as_str()
+                .or(d["stage"].as_str())
+                .unwrap_or("pipeline");
+            format!(
+                "{} {what} {}",
+                t.split(' ').nth(1).unwrap(),
+                d["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "Pipeline pipeline STARTED",
+            "Stage Source STARTED",
+            "Action Checkout STARTED",
+            "Action Checkout SUCCEEDED",
+            "Stage Source SUCCEEDED",
+            "Stage Build STARTED",
+            "Action Compile STARTED",
+            "Action Compile SUCCEEDED",
+            "Stage Build SUCCEEDED",
+            "Stage Test STARTED",
+            "Action Check STARTED",
+            "Action Check SUCCEEDED",
+            "Stage Test SUCCEEDED",
+            "Pipeline pipeline SUCCEEDED",
+        ]
+    );
+    let (_, started) = &events[0];
+    assert_eq!(started["pipeline"], "full");
+    assert_eq!(started["execution-id"], id.as_str());
+    assert_eq!(started["version"], 1);
+    assert_eq!(
+        started["execution-trigger"]["trigger-type"],
+        "CreatePipeline"
+    );
+    assert_eq!(events[6].1["type"]["provider"], "Command");
+
     // The build's artifact, downloaded through the API and the console: the zip the build made.
     let url = format!("/api/v1/pipelines/full/executions/{id}/artifacts/Bin");
     let res = reqwest::Client::new()
