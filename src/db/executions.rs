@@ -57,15 +57,13 @@ pub struct RunsRow {
 }
 
 pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<RunsRow, sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO pipeline_runs (pipeline_id, next_seq, clock) VALUES ($1, 1, 0) ON CONFLICT DO NOTHING",
-        pipeline_id
-    )
-    .execute(&mut *conn)
-    .await?;
+    // One round trip: the upsert creates the row on first use and, either way, locks it.
     let row = sqlx::query!(
-        "SELECT r.next_seq, r.clock, p.name FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id
-         WHERE r.pipeline_id = $1 FOR UPDATE OF r",
+        r#"WITH up AS (
+               INSERT INTO pipeline_runs (pipeline_id, next_seq, clock) VALUES ($1, 1, 0)
+               ON CONFLICT (pipeline_id) DO UPDATE SET next_seq = pipeline_runs.next_seq
+               RETURNING pipeline_id, next_seq, clock)
+           SELECT up.next_seq, up.clock, p.name FROM up JOIN pipelines p ON p.id = up.pipeline_id"#,
         pipeline_id
     )
     .fetch_one(conn)

@@ -84,18 +84,60 @@ fn corrupt(what: &str) -> AppError {
     ))
 }
 
+/// A pipeline version as the engine uses it: its declaration (secrets sealed) and its shape.
+struct Pinned {
+    declaration: Arc<PipelineDeclaration>,
+    shape: Arc<Shape>,
+}
+
+/// Pinned versions already read, by (pipeline id, version). Versions never change once saved,
+/// and pipeline ids are never reused, so an entry never goes stale; the cache is emptied when
+/// full. It spares every transition a query and a JSON parse per version it touches.
+static PINNED: std::sync::LazyLock<std::sync::Mutex<HashMap<(Uuid, i32), Arc<Pinned>>>> =
+    std::sync::LazyLock::new(Default::default);
+const PINNED_CAPACITY: usize = 1024;
+
+async fn pinned(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    version: i32,
+) -> Result<Arc<Pinned>, AppError> {
+    if let Some(hit) = PINNED
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&(pipeline_id, version)).cloned())
+    {
+        return Ok(hit);
+    }
+    let row = db::pipelines::version(conn, pipeline_id, version)
+        .await?
+        .ok_or_else(|| corrupt("an execution's pipeline version is missing"))?;
+    let declaration: PipelineDeclaration = serde_json::from_str(&row.declaration).map_err(|e| {
+        AppError::Internal(anyhow::Error::new(e).context("a stored declaration does not parse"))
+    })?;
+    let entry = Arc::new(Pinned {
+        shape: Arc::new(Shape::of_declaration(&declaration)),
+        declaration: Arc::new(declaration),
+    });
+    if let Ok(mut cache) = PINNED.lock() {
+        if cache.len() >= PINNED_CAPACITY {
+            cache.clear();
+        }
+        cache.insert((pipeline_id, version), entry.clone());
+    }
+    Ok(entry)
+}
+
 /// A stored declaration, parsed (it was validated when saved).
 async fn declaration(
     conn: &mut sqlx::PgConnection,
     pipeline_id: Uuid,
     version: i32,
-) -> Result<PipelineDeclaration, AppError> {
-    let row = db::pipelines::version(conn, pipeline_id, version)
+) -> Result<Arc<PipelineDeclaration>, AppError> {
+    Ok(pinned(conn, pipeline_id, version)
         .await?
-        .ok_or_else(|| corrupt("an execution's pipeline version is missing"))?;
-    serde_json::from_str(&row.declaration).map_err(|e| {
-        AppError::Internal(anyhow::Error::new(e).context("a stored declaration does not parse"))
-    })
+        .declaration
+        .clone())
 }
 
 fn mode_of(decl: &PipelineDeclaration) -> ExecutionMode {
@@ -135,20 +177,14 @@ async fn load(
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let stages = db::executions::stages_of(conn, &ids).await?;
     let actions = db::executions::actions_of(conn, &ids).await?;
-    let mut shapes: HashMap<i32, Arc<Shape>> = HashMap::new();
     let mut runs = Runs::new(mode);
     runs.clock = u64::try_from(counters.clock).map_err(|_| corrupt("clock"))?;
     let versions = rows.iter().map(|r| (r.id, r.pipeline_version)).collect();
     for row in rows {
-        let shape = match shapes.get(&row.pipeline_version) {
-            Some(s) => s.clone(),
-            None => {
-                let decl = declaration(conn, pipeline_id, row.pipeline_version).await?;
-                let s = Arc::new(Shape::of_declaration(&decl));
-                shapes.insert(row.pipeline_version, s.clone());
-                s
-            }
-        };
+        let shape = pinned(conn, pipeline_id, row.pipeline_version)
+            .await?
+            .shape
+            .clone();
         let seq = u64::try_from(row.seq).map_err(|_| corrupt("seq"))?;
         let mut e = Execution::new(row.id, seq, shape);
         e.status = ExecutionStatus::parse(&row.status).ok_or_else(|| corrupt("status"))?;
@@ -448,7 +484,7 @@ pub async fn start_pipeline_execution(
     name: &str,
     request: StartRequest,
 ) -> Result<Uuid, AppError> {
-    Op::run(
+    let done = Op::run(
         s,
         c,
         Kind::Change,
@@ -468,7 +504,10 @@ pub async fn start_pipeline_execution(
             start_in(op, name, request, trigger).await
         },
     )
-    .await
+    .await?;
+    // Work it queued starts at once on this process's workers.
+    s.wake.notify_waiters();
+    Ok(done)
 }
 
 /// Starts an execution inside an operation's transaction (StartPipelineExecution, and
@@ -678,7 +717,7 @@ async fn views(
 ) -> Result<Vec<ExecutionView>, AppError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let revisions = db::executions::revisions_of(conn, &ids).await?;
-    let mut versions: HashMap<(Uuid, i32), PipelineDeclaration> = HashMap::new();
+    let mut versions: HashMap<(Uuid, i32), Arc<PipelineDeclaration>> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut sources = Vec::new();
@@ -998,8 +1037,11 @@ pub async fn finish_action_job(
         &artifacts,
     )
     .await?;
-    end_attempt(&mut tx, now, job, succeeded).await?;
+    let queued = end_attempt(&mut tx, now, job, succeeded).await?;
     tx.commit().await?;
+    if queued {
+        s.wake.notify_waiters();
+    }
     Ok(true)
 }
 
@@ -1008,22 +1050,26 @@ pub async fn abandon_action_job(s: &Services, payload: &serde_json::Value) -> Re
     let job = ActionJob::of(payload)?;
     let now = s.clock.now();
     let mut tx = s.pool.begin().await?;
-    end_attempt(&mut tx, now, job, false).await?;
+    let queued = end_attempt(&mut tx, now, job, false).await?;
     tx.commit().await?;
+    if queued {
+        s.wake.notify_waiters();
+    }
     Ok(())
 }
 
+/// Ends an attempt through the planner; whether that queued more work.
 async fn end_attempt(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     job: ActionJob,
     succeeded: bool,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let Some(pipeline) = db::pipelines::find_by_id(conn, job.pipeline_id).await? else {
-        return Ok(());
+        return Ok(false);
     };
     let decl = declaration(conn, pipeline.id, pipeline.current_version).await?;
-    advance(
+    let effects = advance(
         conn,
         now,
         pipeline.id,
@@ -1038,7 +1084,9 @@ async fn end_attempt(
         None,
     )
     .await?;
-    Ok(())
+    Ok(effects
+        .iter()
+        .any(|e| matches!(e, Effect::StartAction { .. })))
 }
 
 fn stage_not_found(name: &str, stage: &str) -> AppError {
@@ -1058,7 +1106,7 @@ pub async fn retry_stage_execution(
     execution_id: Uuid,
     all_actions: bool,
 ) -> Result<Uuid, AppError> {
-    Op::run(
+    let done = Op::run(
         s,
         c,
         Kind::Change,
@@ -1089,7 +1137,10 @@ pub async fn retry_stage_execution(
             Ok(execution_id)
         },
     )
-    .await
+    .await?;
+    // Work it queued starts at once on this process's workers.
+    s.wake.notify_waiters();
+    Ok(done)
 }
 
 /// EnableStageTransition / DisableStageTransition. `outbound` names the transition out of
@@ -1108,7 +1159,7 @@ pub async fn set_stage_transition(
     } else {
         Action::EnableStageTransition
     };
-    Op::run(
+    let done = Op::run(
         s,
         c,
         Kind::Change,
@@ -1179,7 +1230,10 @@ pub async fn set_stage_transition(
             Ok(())
         },
     )
-    .await
+    .await?;
+    // Work it queued starts at once on this process's workers.
+    s.wake.notify_waiters();
+    Ok(done)
 }
 
 /// ListPipelineExecutions: newest first, a page at a time.
@@ -1270,7 +1324,7 @@ pub async fn get_pipeline_state(
                     .collect();
             let active = db::executions::active(op.conn(), pipeline.id, None).await?;
             // Stage names of the versions executions pinned, read once each.
-            let mut versions: HashMap<i32, PipelineDeclaration> = HashMap::new();
+            let mut versions: HashMap<i32, Arc<PipelineDeclaration>> = HashMap::new();
             versions.insert(pipeline.current_version, decl.clone());
             let mut stage_name_of = async |conn: &mut sqlx::PgConnection,
                                            version: i32,
@@ -1460,7 +1514,7 @@ async fn attempt_view(
 ) -> Result<AttemptView, AppError> {
     if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(row.pipeline_version) {
         let decl = declaration(conn, pipeline_id, row.pipeline_version).await?;
-        slot.insert(super::pipelines::masked(decl));
+        slot.insert(super::pipelines::masked((*decl).clone()));
     }
     let decl = &versions[&row.pipeline_version];
     let stage = usize::try_from(row.stage_index)

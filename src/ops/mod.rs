@@ -72,6 +72,9 @@ pub struct Services {
     pub artifact_limit: u64,
     /// How long artifacts are kept (`--artifact-retention-days`).
     pub artifact_retention: time::Duration,
+    /// Wakes this process's idle workers when a commit here queued work, without waiting for
+    /// the NOTIFY to come back from PostgreSQL (other processes still hear the NOTIFY).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The default lifetime of an API token whose creator does not choose one.
@@ -98,6 +101,7 @@ impl Services {
             runner: crate::providers::runner_named(crate::providers::DEFAULT_RUNNER_USER),
             artifact_limit: executions::ARTIFACT_LIMIT,
             artifact_retention: time::Duration::days(executions::ARTIFACT_RETENTION_DAYS),
+            wake: Default::default(),
         }
     }
 

@@ -316,7 +316,7 @@ pub async fn create_pipeline(
         )
         .await?;
     }
-    Op::run(
+    let created = Op::run(
         s,
         c,
         Kind::Change,
@@ -363,7 +363,10 @@ pub async fn create_pipeline(
             Ok(masked(declaration))
         },
     )
-    .await
+    .await?;
+    // Its first execution's source actions start at once on this process's workers.
+    s.wake.notify_waiters();
+    Ok(created)
 }
 
 pub async fn get_pipeline(

@@ -87,7 +87,7 @@ impl WorkerPool {
     /// `settings.workers` above 0 the listener, the heartbeat and the workers.
     pub fn start(services: Services, settings: PoolSettings) -> WorkerPool {
         let (phase, watcher) = watch::channel(Phase::Running);
-        let wake = Arc::new(Notify::new());
+        let wake = services.wake.clone();
         let id = Uuid::new_v4();
         let mut helpers = vec![tokio::spawn(leader::run(services.clone()))];
         let mut workers = Vec::new();
