@@ -93,8 +93,8 @@ struct Pinned {
 /// Pinned versions already read, by (pipeline id, version). Versions never change once saved,
 /// and pipeline ids are never reused, so an entry never goes stale; the cache is emptied when
 /// full. It spares every transition a query and a JSON parse per version it touches.
-static PINNED: std::sync::LazyLock<std::sync::Mutex<HashMap<(Uuid, i32), Arc<Pinned>>>> =
-    std::sync::LazyLock::new(Default::default);
+type PinnedCache = std::sync::Mutex<HashMap<(Uuid, i32), Arc<Pinned>>>;
+static PINNED: std::sync::LazyLock<PinnedCache> = std::sync::LazyLock::new(Default::default);
 const PINNED_CAPACITY: usize = 1024;
 
 async fn pinned(
@@ -1159,7 +1159,7 @@ pub async fn set_stage_transition(
     } else {
         Action::EnableStageTransition
     };
-    let done = Op::run(
+    Op::run(
         s,
         c,
         Kind::Change,
@@ -1233,7 +1233,7 @@ pub async fn set_stage_transition(
     .await?;
     // Work it queued starts at once on this process's workers.
     s.wake.notify_waiters();
-    Ok(done)
+    Ok(())
 }
 
 /// ListPipelineExecutions: newest first, a page at a time.
