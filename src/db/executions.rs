@@ -44,7 +44,6 @@ pub struct ActionRow {
     pub action_index: i32,
     pub attempt: i32,
     pub status: String,
-    pub job_id: Option<i64>,
 }
 
 /// The per-pipeline counters, locked until the transaction ends (created on first use).
@@ -54,25 +53,34 @@ pub struct RunsRow {
     pub clock: i64,
     /// The pipeline's name (read with the lock, for the events).
     pub pipeline_name: String,
+    /// Its current version, whose execution mode rules its runs.
+    pub current_version: i32,
 }
 
-pub async fn lock_runs(conn: &mut PgConnection, pipeline_id: Uuid) -> Result<RunsRow, sqlx::Error> {
+/// `None` when the pipeline does not exist (any more).
+pub async fn lock_runs(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+) -> Result<Option<RunsRow>, sqlx::Error> {
     // One round trip: the upsert creates the row on first use and, either way, locks it.
     let row = sqlx::query!(
         r#"WITH up AS (
-               INSERT INTO pipeline_runs (pipeline_id, next_seq, clock) VALUES ($1, 1, 0)
+               INSERT INTO pipeline_runs (pipeline_id, next_seq, clock)
+               SELECT $1, 1, 0 WHERE EXISTS (SELECT 1 FROM pipelines WHERE id = $1)
                ON CONFLICT (pipeline_id) DO UPDATE SET next_seq = pipeline_runs.next_seq
                RETURNING pipeline_id, next_seq, clock)
-           SELECT up.next_seq, up.clock, p.name FROM up JOIN pipelines p ON p.id = up.pipeline_id"#,
+           SELECT up.next_seq, up.clock, p.name, p.current_version
+           FROM up JOIN pipelines p ON p.id = up.pipeline_id"#,
         pipeline_id
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(RunsRow {
+    Ok(row.map(|row| RunsRow {
         next_seq: row.next_seq,
         clock: row.clock,
         pipeline_name: row.name,
-    })
+        current_version: row.current_version,
+    }))
 }
 
 pub async fn set_runs(
@@ -89,19 +97,6 @@ pub async fn set_runs(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Stage names whose inbound transition is disabled.
-pub async fn disabled_stages(
-    conn: &mut PgConnection,
-    pipeline_id: Uuid,
-) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT stage_name FROM stage_transitions WHERE pipeline_id = $1 ORDER BY stage_name",
-        pipeline_id
-    )
-    .fetch_all(conn)
-    .await
 }
 
 /// Disables a stage's inbound transition (`Some`), or enables it again (`None`).
@@ -245,23 +240,6 @@ pub async fn stages_of(
     .await
 }
 
-/// The latest attempt of every action of these executions.
-pub async fn actions_of(
-    conn: &mut PgConnection,
-    executions: &[Uuid],
-) -> Result<Vec<ActionRow>, sqlx::Error> {
-    sqlx::query_as!(
-        ActionRow,
-        r#"SELECT DISTINCT ON (execution_id, stage_index, action_index)
-                  execution_id, stage_index, action_index, attempt, status, job_id
-           FROM action_executions WHERE execution_id = ANY($1)
-           ORDER BY execution_id, stage_index, action_index, attempt DESC"#,
-        executions
-    )
-    .fetch_all(conn)
-    .await
-}
-
 pub async fn insert(conn: &mut PgConnection, row: &ExecutionRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"INSERT INTO pipeline_executions (id, pipeline_id, seq, pipeline_version, status, place,
@@ -330,33 +308,6 @@ pub async fn set_stage(
         execution_id,
         stage_index,
         status,
-        now
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Records a new attempt of an action, with the job that runs it.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_action(
-    conn: &mut PgConnection,
-    execution_id: Uuid,
-    stage_index: i32,
-    action_index: i32,
-    attempt: i32,
-    job_id: i64,
-    now: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"INSERT INTO action_executions (execution_id, stage_index, action_index, attempt, status,
-               job_id, started_at, updated_at)
-           VALUES ($1, $2, $3, $4, 'InProgress', $5, $6, $6)"#,
-        execution_id,
-        stage_index,
-        action_index,
-        attempt,
-        job_id,
         now
     )
     .execute(conn)
@@ -766,6 +717,157 @@ pub async fn set_artifacts_expired(
         "UPDATE pipeline_executions SET artifacts_expired_at = $2 WHERE id = $1",
         id,
         now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What the planner needs of an unfinished (or `also`) execution.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ActiveRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub pipeline_version: i32,
+    pub status: String,
+    pub place: String,
+    pub place_stage: Option<i32>,
+    pub waiting_since: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct StageJson {
+    execution_id: Uuid,
+    stage_index: i32,
+    status: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ActionJson {
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+    status: String,
+}
+
+/// A pipeline's runs as the planner needs them, in one round trip: its unfinished executions
+/// (and `also`), their stage states and latest action attempts, the disabled transitions and the
+/// latest execution per stage.
+pub struct RunsState {
+    pub executions: Vec<ActiveRow>,
+    pub stages: Vec<StageRow>,
+    pub actions: Vec<ActionRow>,
+    pub disabled: Vec<String>,
+    pub latest: Vec<(String, Uuid)>,
+}
+
+pub async fn runs_state(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    also: Option<Uuid>,
+) -> Result<RunsState, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"WITH e AS (
+               SELECT id, seq, pipeline_version, status, place, place_stage, waiting_since
+               FROM pipeline_executions
+               WHERE pipeline_id = $1 AND (place <> 'finished' OR id = $2))
+           SELECT
+             (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.seq), '[]') FROM e) AS "executions!",
+             (SELECT coalesce(jsonb_agg(jsonb_build_object('execution_id', s.execution_id,
+                        'stage_index', s.stage_index, 'status', s.status)), '[]')
+              FROM stage_executions s WHERE s.execution_id IN (SELECT id FROM e)) AS "stages!",
+             (SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') FROM (
+                 SELECT DISTINCT ON (execution_id, stage_index, action_index)
+                        execution_id, stage_index, action_index, attempt, status
+                 FROM action_executions WHERE execution_id IN (SELECT id FROM e)
+                 ORDER BY execution_id, stage_index, action_index, attempt DESC) a) AS "actions!",
+             (SELECT coalesce(jsonb_agg(stage_name ORDER BY stage_name), '[]')
+              FROM stage_transitions WHERE pipeline_id = $1) AS "disabled!",
+             (SELECT coalesce(jsonb_agg(jsonb_build_array(stage_name, execution_id)), '[]')
+              FROM stage_latest WHERE pipeline_id = $1) AS "latest!""#,
+        pipeline_id,
+        also
+    )
+    .fetch_one(conn)
+    .await?;
+    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+    let stages: Vec<StageJson> = serde_json::from_value(row.stages).map_err(decode)?;
+    let actions: Vec<ActionJson> = serde_json::from_value(row.actions).map_err(decode)?;
+    Ok(RunsState {
+        executions: serde_json::from_value(row.executions).map_err(decode)?,
+        stages: stages
+            .into_iter()
+            .map(|s| StageRow {
+                execution_id: s.execution_id,
+                stage_index: s.stage_index,
+                status: s.status,
+            })
+            .collect(),
+        actions: actions
+            .into_iter()
+            .map(|a| ActionRow {
+                execution_id: a.execution_id,
+                stage_index: a.stage_index,
+                action_index: a.action_index,
+                attempt: a.attempt,
+                status: a.status,
+            })
+            .collect(),
+        disabled: serde_json::from_value(row.disabled).map_err(decode)?,
+        latest: serde_json::from_value(row.latest).map_err(decode)?,
+    })
+}
+
+/// One attempt to start: its execution, stage, action, attempt number and job payload.
+pub struct NewAttempt {
+    pub execution_id: Uuid,
+    pub stage_index: i32,
+    pub action_index: i32,
+    pub attempt: i32,
+    pub payload: serde_json::Value,
+}
+
+/// Starts attempts in one statement: a job each (kind `kind`, runnable now), the attempt rows
+/// pointing at them, and one NOTIFY on `channel` at commit.
+pub async fn start_attempts(
+    conn: &mut PgConnection,
+    attempts: &[NewAttempt],
+    kind: &str,
+    max_attempts: i32,
+    channel: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let executions: Vec<Uuid> = attempts.iter().map(|a| a.execution_id).collect();
+    let stages: Vec<i32> = attempts.iter().map(|a| a.stage_index).collect();
+    let actions: Vec<i32> = attempts.iter().map(|a| a.action_index).collect();
+    let numbers: Vec<i32> = attempts.iter().map(|a| a.attempt).collect();
+    let payloads: Vec<serde_json::Value> = attempts.iter().map(|a| a.payload.clone()).collect();
+    sqlx::query!(
+        r#"WITH input AS (
+               SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::int[], $4::int[], $5::jsonb[])
+                   WITH ORDINALITY AS t(execution_id, stage_index, action_index, attempt, payload, n)),
+           queued AS (
+               INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at)
+               SELECT $6, payload, 'available', $7, $8, $8 FROM input ORDER BY n
+               RETURNING id, payload)
+           INSERT INTO action_executions (execution_id, stage_index, action_index, attempt, status,
+                                          job_id, started_at, updated_at)
+           SELECT i.execution_id, i.stage_index, i.action_index, i.attempt, 'InProgress', q.id, $8, $8
+           FROM input i JOIN queued q ON q.payload = i.payload
+           CROSS JOIN (SELECT pg_notify($9, '')) AS woken"#,
+        &executions,
+        &stages,
+        &actions,
+        &numbers,
+        &payloads,
+        kind,
+        max_attempts,
+        now,
+        channel
     )
     .execute(conn)
     .await?;

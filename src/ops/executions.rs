@@ -173,10 +173,10 @@ async fn load(
     counters: &RunsRow,
     also: Option<Uuid>,
 ) -> Result<(Runs, HashMap<Uuid, i32>), AppError> {
-    let rows = db::executions::active(conn, pipeline_id, also).await?;
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let stages = db::executions::stages_of(conn, &ids).await?;
-    let actions = db::executions::actions_of(conn, &ids).await?;
+    let state = db::executions::runs_state(conn, pipeline_id, also).await?;
+    let rows = state.executions;
+    let stages = state.stages;
+    let actions = state.actions;
     let mut runs = Runs::new(mode);
     runs.clock = u64::try_from(counters.clock).map_err(|_| corrupt("clock"))?;
     let versions = rows.iter().map(|r| (r.id, r.pipeline_version)).collect();
@@ -223,18 +223,12 @@ async fn load(
             status: Some(ActionStatus::parse(&a.status).ok_or_else(|| corrupt("action status"))?),
         };
     }
-    runs.disabled = db::executions::disabled_stages(conn, pipeline_id)
-        .await?
-        .into_iter()
-        .collect();
-    runs.latest = db::executions::latest(conn, pipeline_id)
-        .await?
-        .into_iter()
-        .collect();
+    runs.disabled = state.disabled.into_iter().collect();
+    runs.latest = state.latest.into_iter().collect();
     Ok((runs, versions))
 }
 
-fn place_of(row: &ExecutionRow) -> Result<Place, AppError> {
+fn place_of(row: &db::executions::ActiveRow) -> Result<Place, AppError> {
     let stage = || {
         row.place_stage
             .and_then(|s| usize::try_from(s).ok())
@@ -274,11 +268,22 @@ async fn advance(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     pipeline_id: Uuid,
-    mode: ExecutionMode,
     change: Change,
     stop_comment: Option<&str>,
 ) -> Result<Vec<Effect>, AppError> {
-    let mut counters = db::executions::lock_runs(conn, pipeline_id).await?;
+    let mut counters =
+        db::executions::lock_runs(conn, pipeline_id)
+            .await?
+            .ok_or(AppError::NotFound {
+                code: "PipelineNotFoundException",
+                message: "The pipeline no longer exists".into(),
+            })?;
+    // The current version's execution mode rules every run of the pipeline.
+    let mode = mode_of(
+        &pinned(conn, pipeline_id, counters.current_version)
+            .await?
+            .declaration,
+    );
     let (also, event, new) = match change {
         Change::Event(event) => {
             let also = match &event {
@@ -360,7 +365,26 @@ async fn advance(
             Some(_) => {}
         }
     }
-    let mut enqueued = false;
+    // Attempts are started in one statement (jobs, attempt rows, the NOTIFY), flushed before
+    // anything that could refer to them.
+    let mut starting: Vec<db::executions::NewAttempt> = Vec::new();
+    async fn flush(
+        conn: &mut sqlx::PgConnection,
+        starting: &mut Vec<db::executions::NewAttempt>,
+        now: OffsetDateTime,
+    ) -> Result<(), AppError> {
+        db::executions::start_attempts(
+            conn,
+            starting,
+            ACTION_JOB,
+            ACTION_JOB_ATTEMPTS,
+            db::jobs::CHANNEL,
+            now,
+        )
+        .await?;
+        starting.clear();
+        Ok(())
+    }
     for effect in &effects {
         match *effect {
             Effect::StageStatus { id, stage, status } => {
@@ -373,27 +397,19 @@ async fn advance(
                 attempt,
             } => {
                 let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt"))?;
-                let payload = json!({
-                    "pipelineId": pipeline_id,
-                    "executionId": id,
-                    "stage": stage,
-                    "action": action,
-                    "attempt": attempt,
-                });
-                let job =
-                    db::jobs::enqueue(conn, ACTION_JOB, &payload, ACTION_JOB_ATTEMPTS, now, now)
-                        .await?;
-                db::executions::insert_action(
-                    conn,
-                    id,
-                    index(stage),
-                    index(action),
+                starting.push(db::executions::NewAttempt {
+                    execution_id: id,
+                    stage_index: index(stage),
+                    action_index: index(action),
                     attempt,
-                    job,
-                    now,
-                )
-                .await?;
-                enqueued = true;
+                    payload: json!({
+                        "pipelineId": pipeline_id,
+                        "executionId": id,
+                        "stage": stage,
+                        "action": action,
+                        "attempt": attempt,
+                    }),
+                });
             }
             Effect::ActionStatus {
                 id,
@@ -402,6 +418,7 @@ async fn advance(
                 attempt,
                 status,
             } => {
+                flush(conn, &mut starting, now).await?;
                 let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt"))?;
                 let job = db::executions::end_action(
                     conn,
@@ -422,6 +439,7 @@ async fn advance(
             Effect::ExecutionStatus { .. } | Effect::Waiting { .. } => {}
         }
     }
+    flush(conn, &mut starting, now).await?;
     for (stage, id) in &runs.latest {
         if before.latest.get(stage) != Some(id) {
             db::executions::set_latest(conn, pipeline_id, stage, *id).await?;
@@ -451,9 +469,6 @@ async fn advance(
     db::events::append(conn, pipeline_id, now, &types, &details).await?;
     counters.clock = i64::try_from(runs.clock).map_err(|_| corrupt("clock"))?;
     db::executions::set_runs(conn, pipeline_id, &counters).await?;
-    if enqueued {
-        db::jobs::notify(conn).await?;
-    }
     Ok(effects)
 }
 
@@ -524,7 +539,9 @@ pub(super) async fn start_in(
         .ok_or_else(|| pipeline_not_found(name))?;
     if let Some(token) = &request.client_request_token {
         // Under the runs lock, so two requests with one token never both start.
-        db::executions::lock_runs(op.conn(), row.id).await?;
+        db::executions::lock_runs(op.conn(), row.id)
+            .await?
+            .ok_or_else(|| pipeline_not_found(name))?;
         if let Some(id) = db::executions::by_client_request_token(op.conn(), row.id, token).await? {
             op.add_audit_param("pipelineExecutionId", json!(id));
             op.add_audit_param("repeated", json!(true));
@@ -599,15 +616,7 @@ pub(super) async fn start_in(
         client_request_token: request.client_request_token,
         source_revisions: json!(overrides),
     };
-    advance(
-        op.conn(),
-        now,
-        row.id,
-        mode_of(&decl),
-        Change::Start(new),
-        None,
-    )
-    .await?;
+    advance(op.conn(), now, row.id, Change::Start(new), None).await?;
     op.add_audit_param("pipelineExecutionId", json!(id));
     Ok(id)
 }
@@ -647,12 +656,10 @@ pub async fn stop_pipeline_execution(
         async |op| {
             let now = op.now();
             let (pipeline, _) = owning_pipeline(op.conn(), name, execution_id).await?;
-            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
             advance(
                 op.conn(),
                 now,
                 pipeline.id,
-                mode_of(&decl),
                 Change::Event(Event::Stop {
                     id: execution_id,
                     abandon,
@@ -1042,6 +1049,11 @@ pub async fn finish_action_job(
     if queued {
         s.wake.notify_waiters();
     }
+    tracing::debug!(
+        job = claimed.id,
+        ms = (s.clock.now() - now).as_seconds_f64() * 1000.0,
+        "job finished and the engine moved on"
+    );
     Ok(true)
 }
 
@@ -1065,15 +1077,10 @@ async fn end_attempt(
     job: ActionJob,
     succeeded: bool,
 ) -> Result<bool, AppError> {
-    let Some(pipeline) = db::pipelines::find_by_id(conn, job.pipeline_id).await? else {
-        return Ok(false);
-    };
-    let decl = declaration(conn, pipeline.id, pipeline.current_version).await?;
-    let effects = advance(
+    let effects = match advance(
         conn,
         now,
-        pipeline.id,
-        mode_of(&decl),
+        job.pipeline_id,
         Change::Event(Event::ActionCompleted {
             id: job.execution_id,
             stage: job.stage,
@@ -1083,7 +1090,13 @@ async fn end_attempt(
         }),
         None,
     )
-    .await?;
+    .await
+    {
+        Ok(effects) => effects,
+        // The pipeline was deleted meanwhile: there is nothing left to move on.
+        Err(AppError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
     Ok(effects
         .iter()
         .any(|e| matches!(e, Effect::StartAction { .. })))
@@ -1125,7 +1138,6 @@ pub async fn retry_stage_execution(
                 op.conn(),
                 now,
                 pipeline.id,
-                mode_of(&decl),
                 Change::Event(Event::Retry {
                     id: execution_id,
                     stage: stage.to_string(),
@@ -1219,7 +1231,6 @@ pub async fn set_stage_transition(
                 op.conn(),
                 now,
                 pipeline.id,
-                mode_of(&decl),
                 Change::Event(Event::Transition {
                     stage: gated,
                     enabled: disabled_reason.is_none(),
@@ -1643,7 +1654,12 @@ pub(super) async fn stop_all_before_delete(
     now: OffsetDateTime,
     pipeline_id: Uuid,
 ) -> Result<i64, AppError> {
-    db::executions::lock_runs(conn, pipeline_id).await?;
+    if db::executions::lock_runs(conn, pipeline_id)
+        .await?
+        .is_none()
+    {
+        return Ok(0);
+    }
     let (jobs, unfinished) = db::executions::running_of_pipeline(conn, pipeline_id).await?;
     for job in jobs {
         db::jobs::cancel(conn, job, now).await?;

@@ -240,7 +240,9 @@ async fn work(
         match claimed {
             Ok(mut jobs) if !jobs.is_empty() => {
                 let job = jobs.remove(0);
-                crate::metrics::job_claimed((s.clock.now() - job.run_at).as_seconds_f64());
+                let waited = (s.clock.now() - job.run_at).as_seconds_f64();
+                crate::metrics::job_claimed(waited);
+                tracing::debug!(job = job.id, waited_ms = waited * 1000.0, "claimed");
                 let cancelled = Arc::new(Notify::new());
                 if let Ok(mut c) = cancels.lock() {
                     c.insert(job.id, cancelled.clone());
