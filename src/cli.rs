@@ -123,6 +123,16 @@ enum BenchCommand {
         #[arg(long, default_value = "20", value_parser = clap::value_parser!(u16).range(1..=1000))]
         rounds: u16,
     },
+    /// Engine transitions per second next to a bare SKIP LOCKED loop, on a fresh embedded
+    /// cluster in a temporary directory.
+    Throughput {
+        /// Concurrent claimers.
+        #[arg(long, default_value = "4", value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
+        /// Seconds per phase.
+        #[arg(long, default_value = "10", value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
     /// Time one authorization decision against many attached policies.
     Authorize {
         /// Number of attached policies.
@@ -453,6 +463,9 @@ pub fn main() -> ExitCode {
                 Ok(())
             }
             Command::Admin(command) => admin(command, path_var.as_deref()).await,
+            Command::Bench(BenchCommand::Throughput { workers, seconds }) => {
+                startup::throughput_bench(workers, seconds, path_var.as_deref()).await
+            }
             Command::Audit(AuditCommand::Verify { database }) => {
                 let key = crate::sealing::MasterKey::load(
                     database.master_key.as_deref(),

@@ -518,3 +518,40 @@ pub async fn expire_artifacts(
     db.close().await;
     result
 }
+
+/// `sluice bench throughput`: a fresh embedded cluster in a temporary directory, then the
+/// benchmark (see `bench::throughput_bench`).
+pub async fn throughput_bench(
+    workers: u16,
+    seconds: u64,
+    path_var: Option<&str>,
+) -> Result<(), StartupError> {
+    let dir = tempfile::Builder::new()
+        .prefix("sluice-bench-")
+        .tempdir()
+        .map_err(|e| StartupError::Command(format!("cannot make a temporary directory: {e}")))?;
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(|e| StartupError::Command(e.to_string()))?;
+    let target = DatabaseTarget::Embedded(EmbeddedSettings {
+        data_dir: dir.path().join("data"),
+        pg_bin: None,
+        pg_user: "postgres".into(),
+    });
+    let db = CommandDatabase::open_sized(&target, path_var, 4 + 2 * u32::from(workers)).await?;
+    if let Err(e) = prepare_schema(db.pool()).await {
+        db.close().await;
+        return Err(e);
+    }
+    let key = MasterKey::from_bytes([7; 32]);
+    let services = db.services(key);
+    println!(
+        "machine: {} cores; {workers} claimers, {seconds} s per phase",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let result = crate::bench::throughput_bench(services, usize::from(workers), seconds).await;
+    db.close().await;
+    result.map_err(|e| StartupError::Command(e.to_string()))
+}

@@ -285,3 +285,21 @@ pub async fn depth(
             .await?;
     Ok((available.runnable, available.scheduled, running))
 }
+
+/// Cancels every unfinished job of `kind` (benchmarks clean up with it).
+pub async fn cancel_kind(
+    conn: &mut PgConnection,
+    kind: &str,
+    now: OffsetDateTime,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        r#"UPDATE jobs SET state = 'cancelled', finished_at = $2,
+                  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+           WHERE kind = $1 AND state IN ('available', 'running')"#,
+        kind,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
