@@ -55,6 +55,8 @@ pub struct RunsRow {
     pub pipeline_name: String,
     /// Its current version, whose execution mode rules its runs.
     pub current_version: i32,
+    /// When its runs last changed.
+    pub last_change_at: Option<OffsetDateTime>,
 }
 
 /// `None` when the pipeline does not exist (any more).
@@ -68,8 +70,8 @@ pub async fn lock_runs(
                INSERT INTO pipeline_runs (pipeline_id, next_seq, clock)
                SELECT $1, 1, 0 WHERE EXISTS (SELECT 1 FROM pipelines WHERE id = $1)
                ON CONFLICT (pipeline_id) DO UPDATE SET next_seq = pipeline_runs.next_seq
-               RETURNING pipeline_id, next_seq, clock)
-           SELECT up.next_seq, up.clock, p.name, p.current_version
+               RETURNING pipeline_id, next_seq, clock, last_change_at)
+           SELECT up.next_seq, up.clock, up.last_change_at, p.name, p.current_version
            FROM up JOIN pipelines p ON p.id = up.pipeline_id"#,
         pipeline_id
     )
@@ -80,6 +82,7 @@ pub async fn lock_runs(
         clock: row.clock,
         pipeline_name: row.name,
         current_version: row.current_version,
+        last_change_at: row.last_change_at,
     }))
 }
 
@@ -89,10 +92,11 @@ pub async fn set_runs(
     runs: &RunsRow,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE pipeline_runs SET next_seq = $2, clock = $3 WHERE pipeline_id = $1",
+        "UPDATE pipeline_runs SET next_seq = $2, clock = $3, last_change_at = $4 WHERE pipeline_id = $1",
         pipeline_id,
         runs.next_seq,
-        runs.clock
+        runs.clock,
+        runs.last_change_at
     )
     .execute(conn)
     .await?;

@@ -278,6 +278,9 @@ async fn advance(
                 code: "PipelineNotFoundException",
                 message: "The pipeline no longer exists".into(),
             })?;
+    // Never earlier than the change before: `now` was read before waiting for the lock.
+    let now = counters.last_change_at.map_or(now, |last| now.max(last));
+    counters.last_change_at = Some(now);
     // The current version's execution mode rules every run of the pipeline.
     let mode = mode_of(
         &pinned(conn, pipeline_id, counters.current_version)
