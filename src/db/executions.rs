@@ -586,6 +586,7 @@ pub async fn revisions_of(
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttemptDetailRow {
     pub id: Uuid,
+    pub pipeline_id: Uuid,
     pub execution_id: Uuid,
     pub pipeline_version: i32,
     pub stage_index: i32,
@@ -612,7 +613,7 @@ pub async fn attempts_page(
     let (after_at, after_id) = after.unzip();
     sqlx::query_as!(
         AttemptDetailRow,
-        r#"SELECT a.id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
+        r#"SELECT a.id, e.pipeline_id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
                   a.attempt, a.status, a.started_at, a.updated_at, a.summary,
                   a.resolved_configuration, a.input_artifacts, a.output_artifacts,
                   a.output_variables
@@ -637,26 +638,12 @@ pub async fn attempt(
 ) -> Result<Option<AttemptDetailRow>, sqlx::Error> {
     sqlx::query_as!(
         AttemptDetailRow,
-        r#"SELECT a.id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
+        r#"SELECT a.id, e.pipeline_id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
                   a.attempt, a.status, a.started_at, a.updated_at, a.summary,
                   a.resolved_configuration, a.input_artifacts, a.output_artifacts,
                   a.output_variables
            FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
            WHERE a.id = $1"#,
-        id
-    )
-    .fetch_optional(conn)
-    .await
-}
-
-/// The pipeline an attempt belongs to.
-pub async fn pipeline_of_attempt(
-    conn: &mut PgConnection,
-    id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT e.pipeline_id FROM action_executions a
-           JOIN pipeline_executions e ON e.id = a.execution_id WHERE a.id = $1"#,
         id
     )
     .fetch_optional(conn)

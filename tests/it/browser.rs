@@ -732,9 +732,7 @@ async fn release_change_runs_the_pipeline_and_its_log_grows_while_it_runs() {
     let (path, _) = crate::executions::repository(repo.path());
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before the pause\n      - sleep 2\n      - echo after the pause\n";
     let decl = serde_json::json!({"name": "shop", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        crate::executions::source_stage(&path),
         {"name": "Build", "actions": [{"name": "Compile",
             "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
             "configuration": {"BuildSpec": spec}, "inputArtifacts": [{"name": "Src"}]}]}

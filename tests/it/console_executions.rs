@@ -60,9 +60,7 @@ async fn release_follow_retry_and_hold_an_execution_from_the_console() {
             {"name": "Region", "defaultValue": "eu-west-1"}
         ],
         "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        crate::executions::source_stage(&path),
         {"name": "Build", "actions": [{"name": "Compile",
             "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
             "configuration": {"BuildSpec": spec,
@@ -248,9 +246,7 @@ async fn a_running_execution_is_stopped_from_its_page_and_its_log_is_polled_whil
     let (path, _) = crate::executions::repository(repo.path());
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started the long part\n      - sleep 622\n";
     let decl = json!({"name": "slow", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        crate::executions::source_stage(&path),
         {"name": "Build", "actions": [{"name": "Compile",
             "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
             "configuration": {"BuildSpec": spec}, "inputArtifacts": [{"name": "Src"}]}]}

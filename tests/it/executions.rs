@@ -230,6 +230,14 @@ async fn racing_starts_each_get_one_execution_and_the_runs_stay_consistent() {
     assert_eq!(seqs[0].1, 21, "every execution has its own sequence number");
 }
 
+/// A `Source` stage with one Git action, `Checkout`, of `main` into the artifact `Src`.
+pub fn source_stage(repository: &str) -> Value {
+    json!({"name": "Source", "actions": [{"name": "Checkout",
+        "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+        "configuration": {"RepositoryUrl": repository, "Branch": "main"},
+        "outputArtifacts": [{"name": "Src"}]}]})
+}
+
 /// A Git repository on disk with one commit on `main`; its path and the commit id.
 pub fn repository(dir: &std::path::Path) -> (String, String) {
     // Readable by the unprivileged user builds run as when the tests run as root.
@@ -667,9 +675,7 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
         m = marker.display()
     );
     let decl = json!({"name": "flaky", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
     ]});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
@@ -868,9 +874,7 @@ async fn action_logs_attempts_start_tokens_and_pinned_source_revisions() {
     let head = commit(repo.path(), "second.txt", "Second commit");
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hello from the build\n      - echo to stderr >&2\n      - for i in $(seq 1 3000); do echo \"line $i\"; done\n      - printf 'no newline at the end'\n";
     let decl = json!({"name": "logged", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
     ]});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
@@ -1073,9 +1077,7 @@ async fn a_build_secret_reaches_the_build_and_nothing_else() {
     let secret = "s3cr3t-value-991";
     let spec = "version: 0.2\nenv:\n  secrets:\n    TOKEN: npm\nphases:\n  build:\n    commands:\n      - test ${#TOKEN} = 16 && test \"${TOKEN%-991}\" != \"$TOKEN\"\n      - echo \"token is $TOKEN\"\n      - echo \"$TOKEN\" >&2\n";
     let decl = json!({"name": "secretive", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None,
             json!({"BuildSpec": spec, "Secrets": format!("{{\"npm\": \"{secret}\"}}")}))]}
     ]});
@@ -1185,9 +1187,7 @@ async fn stop_and_abandon_kills_the_builds_process_group_at_once() {
     // The sleep runs in a subshell, in the background, so only a kill of the group reaches it.
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - (sleep 619) &\n      - sleep 619\n";
     let decl = json!({"name": "stuck", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
     ]});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
@@ -1245,9 +1245,7 @@ async fn deleting_a_pipeline_stops_its_running_builds_first() {
     let (path, _) = repository(repo.path());
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 621\n";
     let decl = json!({"name": "doomed", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [command("Compile", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
     ]});
     ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
@@ -1303,9 +1301,7 @@ async fn secondary_artifacts_and_junit_reports() {
         "inputArtifacts": [{"name": "Src"}],
         "outputArtifacts": [{"name": "Bin"}, {"name": "Docs"}]});
     let decl = json!({"name": "docs", "stages": [
-        {"name": "Source", "actions": [{"name": "Checkout",
-            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
-            "configuration": {"RepositoryUrl": path, "Branch": "main"}, "outputArtifacts": [{"name": "Src"}]}]},
+        source_stage(&path),
         {"name": "Build", "actions": [compile]},
         {"name": "Test", "actions": [command("Read", "Test", &["Docs"], None, json!({"BuildSpec": test_spec}))]}
     ]});
