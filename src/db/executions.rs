@@ -207,11 +207,14 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<ExecutionRo
     .await
 }
 
-/// A page of a pipeline's executions, newest first, before `before_seq` when given.
+/// A page of a pipeline's executions, newest first, before `before_seq` when given; only those
+/// whose stage named `succeeded_in` succeeded, when given (the stage's name in each execution's
+/// own pinned version).
 pub async fn history(
     conn: &mut PgConnection,
     pipeline_id: Uuid,
     before_seq: Option<i64>,
+    succeeded_in: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ExecutionRow>, sqlx::Error> {
     sqlx::query_as!(
@@ -219,12 +222,18 @@ pub async fn history(
         r#"SELECT id, pipeline_id, seq, pipeline_version, status, place, place_stage, waiting_since,
                   trigger_type, trigger_detail, variables, started_at, updated_at,
                   client_request_token, source_revisions, stop_reason, artifacts_expired_at
-           FROM pipeline_executions
+           FROM pipeline_executions e
            WHERE pipeline_id = $1 AND ($2::bigint IS NULL OR seq < $2)
+             AND ($4::text IS NULL OR EXISTS (
+                 SELECT 1 FROM stage_executions s
+                 JOIN pipeline_versions v ON v.pipeline_id = e.pipeline_id AND v.version = e.pipeline_version
+                 WHERE s.execution_id = e.id AND s.status = 'Succeeded'
+                   AND v.declaration -> 'stages' -> s.stage_index ->> 'name' = $4))
            ORDER BY seq DESC LIMIT $3"#,
         pipeline_id,
         before_seq,
-        limit
+        limit,
+        succeeded_in
     )
     .fetch_all(conn)
     .await

@@ -1255,6 +1255,7 @@ pub async fn list_pipeline_executions(
     s: &Services,
     c: &Caller,
     name: &str,
+    succeeded_in_stage: Option<&str>,
     page: &super::Page,
 ) -> Result<super::Paged<ExecutionView>, AppError> {
     Op::run(
@@ -1263,7 +1264,7 @@ pub async fn list_pipeline_executions(
         Kind::Read,
         Action::ListPipelineExecutions,
         Resource::pipeline(name),
-        json!({"pipelineName": name}),
+        json!({"pipelineName": name, "filter": {"succeededInStage": succeeded_in_stage}}),
         async |op| {
             let limit = page.limit()?;
             let before = match &page.next {
@@ -1276,7 +1277,14 @@ pub async fn list_pipeline_executions(
             let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
                 .await?
                 .ok_or_else(|| pipeline_not_found(name))?;
-            let rows = db::executions::history(op.conn(), pipeline.id, before, limit + 1).await?;
+            let rows = db::executions::history(
+                op.conn(),
+                pipeline.id,
+                before,
+                succeeded_in_stage,
+                limit + 1,
+            )
+            .await?;
             let paged = super::Paged::from_rows(rows, limit, |r| r.seq.to_string());
             Ok(super::Paged {
                 items: views(op.conn(), &pipeline.name, paged.items).await?,

@@ -736,6 +736,35 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
     let (_, out) = call(&app, &t, "RetryStageExecution", retry).await;
     assert_eq!(out["__type"], "StageNotRetryableException", "{out}");
 
+    // Filtered by a stage that succeeded.
+    let in_build = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "flaky", "filter": {"succeededInStage": {"stageName": "Build"}}}),
+    )
+    .await;
+    assert_eq!(
+        in_build["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let in_nothing = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "flaky", "filter": {"succeededInStage": {"stageName": "Deploy"}}}),
+    )
+    .await;
+    assert!(
+        in_nothing["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
     // Hold executions in front of Build, then let the newest in.
     ok(
         &app,

@@ -74,10 +74,15 @@ pub async fn call(
         }
         "ListPipelineExecutions" => {
             let i: List = parse(input)?;
+            let stage = i
+                .filter
+                .and_then(|f| f.succeeded_in_stage)
+                .map(|f| f.stage_name);
             let page = executions::list_pipeline_executions(
                 s,
                 c,
                 &i.pipeline_name,
+                stage.as_deref(),
                 &Page {
                     next: i.next_token,
                     max: i.max_results,
@@ -338,8 +343,21 @@ struct Get {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct List {
     pipeline_name: String,
+    filter: Option<ExecutionFilter>,
     max_results: Option<i64>,
     next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExecutionFilter {
+    succeeded_in_stage: Option<StageFilter>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StageFilter {
+    stage_name: String,
 }
 
 #[derive(Deserialize)]

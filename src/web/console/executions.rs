@@ -300,6 +300,7 @@ async fn history(
         &state.services,
         &user.caller,
         &path,
+        None,
         &Page {
             next: query.next.clone(),
             max: Some(50),
