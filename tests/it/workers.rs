@@ -170,8 +170,10 @@ async fn two_servers_and_two_worker_processes_share_one_database() {
     let leaders = || async {
         let mut c = conn(&app).await;
         let n: i64 = sqlx::query_scalar(
+            // The leader's lock is key 0x5117_CE00_0001 (high and low halves below).
             "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database() \
+             AND l.classid = 20759 AND l.objid = 3456106497 AND l.objsubid = 1",
         )
         .fetch_one(&mut c)
         .await
