@@ -817,9 +817,23 @@ async fn release_change_runs_the_pipeline_and_its_log_grows_while_it_runs() {
         .screenshot(&screenshot_path("history-1280.png"))
         .await
         .unwrap();
+    let execution_page = browser
+        .find(By::Css("tbody tr td a.mono"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    browser.goto(app.url(&execution_page)).await.unwrap();
+    browser
+        .screenshot(&screenshot_path("execution-1280.png"))
+        .await
+        .unwrap();
     for (page, shot) in [
         ("/pipelines/shop", "pipeline-run-390.png"),
         ("/pipelines/shop/executions", "history-390.png"),
+        (execution_page.as_str(), "execution-390.png"),
         (log_link.as_str(), "action-log-390.png"),
     ] {
         browser
