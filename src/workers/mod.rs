@@ -1,6 +1,6 @@
 //! The worker pool: workers claim jobs from the PostgreSQL queue, run them under a lease they
 //! renew while they work, and finish them fenced by that lease. Any number of processes (`sluice
-//! serve --workers N`, later `sluice worker`) may share one database.
+//! serve --workers N`, `sluice worker`) may share one database.
 //!
 //! Wake-ups: `LISTEN` on the queue's channel (one NOTIFY per enqueuing transaction), with a poll
 //! of at most [`PoolSettings::poll`] behind it. Expired leases are returned by the rescuer, which
@@ -394,11 +394,14 @@ fn first_line(summary: &str) -> &str {
         .map_or(summary, |(head, _)| head)
 }
 
-/// This machine's name, for logs and the workers page.
+/// This machine's name, for logs and the workers page (read once).
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    static NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
+    });
+    NAME.clone()
 }

@@ -1198,8 +1198,25 @@ async fn a_build_secret_reaches_the_build_and_nothing_else() {
     }
 }
 
+/// Waits for the pipeline's first execution, which must fail; its newest attempt's error.
+async fn first_run_failure(app: &TestApp, t: &str, name: &str) -> String {
+    let id = first_execution(app, t, name).await;
+    assert_eq!(wait_for_end(app, t, name, &id).await["status"], "Failed");
+    let attempts = ok(
+        app,
+        t,
+        "ListActionExecutions",
+        json!({"pipelineName": name}),
+    )
+    .await;
+    attempts["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Whether a process runs exactly `sleep <seconds>`.
-fn sleeping(seconds: u32) -> bool {
+pub fn sleeping(seconds: u32) -> bool {
     let wanted = format!("sleep\0{seconds}\0");
     std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
         std::fs::read(p.path().join("cmdline"))
@@ -1378,23 +1395,7 @@ async fn secondary_artifacts_and_junit_reports() {
     escaping["stages"][1]["actions"][0]["configuration"]["BuildSpec"] =
         json!(build_spec.replace("base-directory: bin", "base-directory: escape/etc"));
     ok(&app, &t, "CreatePipeline", json!({"pipeline": escaping})).await;
-    let id = first_execution(&app, &t, "escaping").await;
-    assert_eq!(
-        wait_for_end(&app, &t, "escaping", &id).await["status"],
-        "Failed"
-    );
-    let attempts = ok(
-        &app,
-        &t,
-        "ListActionExecutions",
-        json!({"pipelineName": "escaping"}),
-    )
-    .await;
-    let failed = attempts["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]
-        ["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let failed = first_run_failure(&app, &t, "escaping").await;
     assert!(failed.contains("leads outside the source"), "{failed}");
 
     // An output artifact the buildspec does not make is an error naming it.
@@ -1404,23 +1405,7 @@ async fn secondary_artifacts_and_junit_reports() {
         json!([{"name": "Bin"}, {"name": "Other"}]);
     missing["stages"][2]["actions"][0]["inputArtifacts"] = json!([{"name": "Other"}]);
     ok(&app, &t, "CreatePipeline", json!({"pipeline": missing})).await;
-    let id = first_execution(&app, &t, "missing").await;
-    assert_eq!(
-        wait_for_end(&app, &t, "missing", &id).await["status"],
-        "Failed"
-    );
-    let attempts = ok(
-        &app,
-        &t,
-        "ListActionExecutions",
-        json!({"pipelineName": "missing"}),
-    )
-    .await;
-    let failed = attempts["actionExecutionDetails"][0]["output"]["executionResult"]["errorDetails"]
-        ["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let failed = first_run_failure(&app, &t, "missing").await;
     assert!(
         failed.contains(
             "output artifact Other is not in the buildspec's artifacts.secondary-artifacts"

@@ -236,12 +236,15 @@ async fn a_worker_killed_mid_action_loses_its_lease_and_the_action_runs_once_mor
     }
     // Lines reach the database in batches of 100 ms: give the first run's a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(sleeping(), "the first run is under way");
+    assert!(
+        crate::executions::sleeping(617),
+        "the first run is under way"
+    );
     doomed.signal(libc::SIGKILL);
     doomed.wait_exit();
     // Its supervisor saw the worker die and took the build's whole process group with it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sleeping() {
+    while crate::executions::sleeping(617) {
         assert!(
             Instant::now() < deadline,
             "the killed worker's build is still running"
@@ -284,41 +287,4 @@ async fn a_worker_killed_mid_action_loses_its_lease_and_the_action_runs_once_mor
         .await
         .unwrap();
     assert_eq!(running, 0);
-}
-
-/// Whether the hanging build command of the test above is running.
-fn sleeping() -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
-        std::fs::read(p.path().join("cmdline"))
-            .map(|c| c == b"sleep\x00617\x00")
-            .unwrap_or(false)
-    })
-}
-
-#[tokio::test]
-async fn metrics_are_open_to_loopback_by_default_and_closed_when_not_allowed() {
-    let app = spawn_app().await;
-    for (allow, expected) in [(None, 200), (Some("10.0.0.0/8"), 401)] {
-        let data = crate::harness::temp_dir();
-        let mut cmd = crate::harness::sluice_command();
-        cmd.args(["serve", "--workers", "0", "--bind", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("DATABASE_URL", app.db.url())
-            .env("SLUICE_MASTER_KEY", &app.master_key);
-        if let Some(range) = allow {
-            cmd.args(["--metrics-allow", range]);
-        }
-        let mut server = SluiceProcess::spawn(cmd);
-        let addr = server.wait_listening();
-        let res = reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), expected, "{allow:?}");
-        if expected == 200 {
-            assert!(res.text().await.unwrap().contains("sluice_database_up 1"));
-        }
-        server.signal(libc::SIGTERM);
-        assert_eq!(server.wait_exit(), Some(0), "{}", server.stderr());
-    }
 }
