@@ -288,3 +288,31 @@ async fn a_worker_killed_mid_action_loses_its_lease_and_the_action_runs_once_mor
         .unwrap();
     assert_eq!(running, 0);
 }
+
+#[tokio::test]
+async fn metrics_are_open_to_loopback_by_default_and_closed_when_not_allowed() {
+    let app = spawn_app().await;
+    for (allow, expected) in [(None, 200), (Some("10.0.0.0/8"), 401)] {
+        let data = crate::harness::temp_dir();
+        let mut cmd = crate::harness::sluice_command();
+        cmd.args(["serve", "--workers", "0", "--bind", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("DATABASE_URL", app.db.url())
+            .env("SLUICE_MASTER_KEY", &app.master_key);
+        if let Some(range) = allow {
+            cmd.args(["--metrics-allow", range]);
+        }
+        let mut server = SluiceProcess::spawn(cmd);
+        let addr = server.wait_listening();
+        let res = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), expected, "{allow:?}");
+        if expected == 200 {
+            assert!(res.text().await.unwrap().contains("sluice_database_up 1"));
+        }
+        server.signal(libc::SIGTERM);
+        assert_eq!(server.wait_exit(), Some(0), "{}", server.stderr());
+    }
+}
