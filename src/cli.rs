@@ -208,10 +208,16 @@ impl DatabaseArgs {
 /// Where artifacts are kept and for how long.
 #[derive(Debug, Args, Clone)]
 struct ArtifactArgs {
-    /// Where artifacts are kept (default <data-dir>/artifacts); every server and worker must
-    /// see the same directory (a shared mount when they run on several machines).
-    #[arg(long, env = "SLUICE_ARTIFACT_DIR", value_name = "DIR")]
-    artifact_dir: Option<std::path::PathBuf>,
+    /// Where artifacts are kept: a directory (default <data-dir>/artifacts) or an S3-compatible
+    /// bucket, s3://bucket/prefix, reached with the usual AWS_* environment variables. Every
+    /// server and worker must use the same store.
+    #[arg(
+        long,
+        alias = "artifact-dir",
+        env = "SLUICE_ARTIFACT_STORE",
+        value_name = "DIR|s3://BUCKET/PREFIX"
+    )]
+    artifact_store: Option<crate::config::ArtifactLocation>,
 
     /// The largest artifact an action may produce, in bytes.
     #[arg(long, env = "SLUICE_MAX_ARTIFACT_BYTES", default_value = "1073741824", value_name = "BYTES",
@@ -227,10 +233,14 @@ struct ArtifactArgs {
 impl ArtifactArgs {
     fn settings(&self, data_dir: &std::path::Path) -> crate::config::ArtifactSettings {
         crate::config::ArtifactSettings {
-            dir: self
-                .artifact_dir
-                .clone()
-                .unwrap_or_else(|| data_dir.join("artifacts")),
+            location: self.artifact_store.clone().unwrap_or_else(|| {
+                crate::config::ArtifactLocation::Directory(data_dir.join("artifacts"))
+            }),
+            s3: crate::config::S3Options::from_vars(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            ),
+            scratch: data_dir.join("tmp"),
             max_bytes: self.max_artifact_bytes,
             retention_days: self.artifact_retention_days,
         }

@@ -250,9 +250,107 @@ pub struct ServeSettings {
 /// Where artifacts are kept, how large they may be, and for how long.
 #[derive(Debug, Clone)]
 pub struct ArtifactSettings {
-    pub dir: std::path::PathBuf,
+    pub location: ArtifactLocation,
+    /// How to reach an S3 location.
+    pub s3: S3Options,
+    /// A directory on this machine for work files of a store that is not local.
+    pub scratch: std::path::PathBuf,
     pub max_bytes: u64,
     pub retention_days: u32,
+}
+
+/// Where artifacts are kept: a directory, or an S3-compatible bucket (`s3://bucket/prefix`)
+/// reached with [`S3Options`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactLocation {
+    Directory(PathBuf),
+    S3 {
+        bucket: String,
+        /// Without leading or trailing `/`; empty for the bucket's root.
+        prefix: String,
+    },
+}
+
+/// The S3 client's settings, as the usual `AWS_*` environment variables name them
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, …). `Debug` shows the names only: values hold secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Options(Vec<(String, String)>);
+
+impl S3Options {
+    /// Keeps the `AWS_*` entries of `vars` (names as given, e.g. from the environment).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> S3Options {
+        let mut kept: Vec<_> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("AWS_"))
+            .collect();
+        kept.sort();
+        S3Options(kept)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl FromStr for ArtifactLocation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some(rest) = s.strip_prefix("s3://") else {
+            if s.contains("://") {
+                return Err("use a directory or s3://bucket/prefix".into());
+            }
+            if s.trim().is_empty() {
+                return Err("the artifact store must not be empty".into());
+            }
+            return Ok(ArtifactLocation::Directory(PathBuf::from(s)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && !bucket.starts_with(['-', '.'])
+            && !bucket.ends_with(['-', '.']);
+        if !valid_bucket {
+            return Err(format!(
+                "{bucket:?} is not an S3 bucket name (3-63 lowercase letters, digits, '-' and '.')"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|part| part == "." || part == ".." || (part.is_empty() && !prefix.is_empty()))
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(format!("{prefix:?} is not a usable key prefix"));
+        }
+        Ok(ArtifactLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for ArtifactLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArtifactLocation::Directory(dir) => write!(f, "{}", dir.display()),
+            ArtifactLocation::S3 { bucket, prefix } if prefix.is_empty() => {
+                write!(f, "s3://{bucket}")
+            }
+            ArtifactLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 /// Everything `sluice worker` needs.
@@ -403,6 +501,45 @@ mod tests {
 
     fn ip(text: &str) -> std::net::IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn artifact_locations_parse_to_a_directory_or_a_bucket_and_prefix() {
+        let at = |s: &str| s.parse::<ArtifactLocation>();
+        assert_eq!(
+            at("/srv/artifacts"),
+            Ok(ArtifactLocation::Directory("/srv/artifacts".into()))
+        );
+        assert_eq!(
+            at("s3://my-bucket"),
+            Ok(ArtifactLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: String::new()
+            })
+        );
+        let nested = at("s3://my.bucket/sluice/prod/").unwrap();
+        assert_eq!(
+            nested,
+            ArtifactLocation::S3 {
+                bucket: "my.bucket".into(),
+                prefix: "sluice/prod".into()
+            }
+        );
+        assert_eq!(nested.to_string(), "s3://my.bucket/sluice/prod");
+        for bad in [
+            "",
+            "https://example.com/x",
+            "s3://",
+            "s3://ab",
+            "s3://Upper",
+            "s3://-dash",
+            "s3://b_ucket",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+            "s3://bucket/a\u{0}b",
+        ] {
+            assert!(at(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]

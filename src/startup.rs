@@ -43,11 +43,11 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
-    #[error("cannot use {path} for artifacts")]
+    #[error("cannot use {location} for artifacts")]
     Artifacts {
-        path: String,
+        location: String,
         #[source]
-        source: std::io::Error,
+        source: crate::artifacts::store::StoreError,
     },
     /// A command could not do what was asked (the message says why).
     #[error("{0}")]
@@ -261,6 +261,7 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
         &settings.data_dir,
     )
     .map_err(|e| StartupError::Command(e.to_string()))?;
+    check_artifact_store(&settings.artifacts).await?;
     let db = Database::open(&settings.database, path_var).await?;
     let app = match Application::build(
         &settings,
@@ -429,6 +430,7 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
     if let Err(why) = &runner {
         return Err(StartupError::Command(why.clone()));
     }
+    check_artifact_store(&settings.artifacts).await?;
     let connections = 4 + 2 * u32::from(settings.workers.get());
     let db = CommandDatabase::open_sized(&settings.database, path_var, connections).await?;
     if let Err(e) = prepare_schema(db.pool()).await {
@@ -489,17 +491,38 @@ fn apply_artifact_settings(
     services: &mut Services,
     settings: &crate::config::ArtifactSettings,
 ) -> Result<(), StartupError> {
-    services.artifacts = Some(Arc::new(
-        crate::artifacts::store::LocalStore::open(&settings.dir).map_err(|source| {
-            StartupError::Artifacts {
-                path: settings.dir.display().to_string(),
-                source,
-            }
-        })?,
-    ));
+    services.artifacts = Some(Arc::new(open_artifact_store(settings)?));
     services.artifact_limit = settings.max_bytes;
     services.artifact_retention = time::Duration::days(i64::from(settings.retention_days));
     Ok(())
+}
+
+fn open_artifact_store(
+    settings: &crate::config::ArtifactSettings,
+) -> Result<crate::artifacts::store::ArtifactStore, StartupError> {
+    crate::artifacts::store::ArtifactStore::open(
+        &settings.location,
+        &settings.s3,
+        &settings.scratch,
+    )
+    .map_err(|source| StartupError::Artifacts {
+        location: settings.location.to_string(),
+        source,
+    })
+}
+
+/// Reaches the artifact store once before anything starts, so a wrong bucket, endpoint or
+/// credentials stop the start with a clear message rather than fail the first action.
+async fn check_artifact_store(
+    settings: &crate::config::ArtifactSettings,
+) -> Result<(), StartupError> {
+    open_artifact_store(settings)?
+        .check()
+        .await
+        .map_err(|source| StartupError::Artifacts {
+            location: settings.location.to_string(),
+            source,
+        })
 }
 
 /// `sluice artifacts expire`: the retention task, now.

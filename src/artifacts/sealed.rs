@@ -56,6 +56,10 @@ pub enum OpenError {
     OtherKey(String),
     #[error("the artifact has been altered or cut short (chunk {0} does not authenticate)")]
     Tampered(u64),
+    #[error("the artifact is no longer in the artifact store")]
+    Missing,
+    #[error("{0}")]
+    Store(String),
     #[error(transparent)]
     Io(#[from] io::Error),
 }

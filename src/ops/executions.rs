@@ -1676,7 +1676,7 @@ pub(super) async fn stop_all_before_delete(
 
 /// An artifact of an execution, ready to be opened for a download.
 pub struct ArtifactDownload {
-    pub store: Arc<crate::artifacts::store::LocalStore>,
+    pub store: Arc<crate::artifacts::store::ArtifactStore>,
     pub key: DataKey,
     pub address: crate::artifacts::store::Address,
     pub name: String,
@@ -1754,20 +1754,14 @@ pub async fn expire_artifacts(s: &Services) -> Result<usize, AppError> {
     let batch = db::executions::expiring(&mut conn, now - s.artifact_retention, 200).await?;
     let count = batch.len();
     for (id, addresses) in batch {
-        let store = store.clone();
-        let deleted = tokio::task::spawn_blocking(move || {
-            for a in addresses
-                .iter()
-                .filter_map(|a| crate::artifacts::store::Address::parse(a))
-            {
-                store.delete(&a)?;
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .await
-        .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
-        deleted
-            .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("deleting artifacts")))?;
+        for a in addresses
+            .iter()
+            .filter_map(|a| crate::artifacts::store::Address::parse(a))
+        {
+            store.delete(&a).await.map_err(|e| {
+                AppError::Internal(anyhow::Error::new(e).context("deleting artifacts"))
+            })?;
+        }
         db::executions::set_artifacts_expired(&mut conn, id, now).await?;
     }
     Ok(count)

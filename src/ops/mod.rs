@@ -65,7 +65,7 @@ pub struct Services {
     pub declarations: Arc<pipelines::DeclarationCache>,
     /// Where artifacts are kept (`None`: this process stores none, and actions that produce or
     /// consume artifacts fail saying so).
-    pub artifacts: Option<Arc<crate::artifacts::store::LocalStore>>,
+    pub artifacts: Option<Arc<crate::artifacts::store::ArtifactStore>>,
     /// Who builds run as (`--runner-user`).
     pub runner: crate::providers::Runner,
     /// The largest artifact an action may produce (`--max-artifact-bytes`).

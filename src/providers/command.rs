@@ -128,18 +128,22 @@ async fn exited(pid: Option<i32>) {
 pub async fn run(ctx: &Context) -> Result<Output, String> {
     let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
     let root = work.path().to_path_buf();
+    let mut inputs = Vec::with_capacity(ctx.inputs.len());
+    for (name, address) in &ctx.inputs {
+        let (zip, _) = ctx
+            .store
+            .get(&ctx.key, address)
+            .await
+            .map_err(|e| format!("the input artifact {name} cannot be read: {e}"))?;
+        inputs.push((name.clone(), zip));
+    }
     let (primary, env, spec) = {
-        let ctx_inputs = ctx.inputs.clone();
-        let store = ctx.store.clone();
-        let key = ctx.key.clone();
         let config = ctx.configuration.clone();
         let limit = ctx.artifact_limit;
         let root = root.clone();
-        tokio::task::spawn_blocking(move || {
-            prepare(&root, &ctx_inputs, &store, &key, &config, limit)
-        })
-        .await
-        .map_err(|e| format!("preparing the build failed: {e}"))??
+        tokio::task::spawn_blocking(move || prepare(&root, inputs, &config, limit))
+            .await
+            .map_err(|e| format!("preparing the build failed: {e}"))??
     };
     let timeout_minutes = ctx
         .configuration
@@ -290,15 +294,19 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         let limit = ctx.artifact_limit;
         let primary = primary.clone();
         let staged = root.join(format!("artifact-{n}"));
-        let stored = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let zip = tokio::task::spawn_blocking(move || -> Result<_, String> {
             stage_artifact(&primary, &files, &staged)?;
             let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
             archive::zip_directory(&staged, &mut zip, limit).map_err(|e| e.to_string())?;
-            store.put(&key, &mut zip).map_err(|e| e.to_string())
+            Ok(zip)
         })
         .await
         .map_err(|e| format!("packing the output artifact {name} failed: {e}"))?
         .map_err(|e| format!("packing the output artifact {name} failed: {e}"))?;
+        let stored = store
+            .put(&key, zip)
+            .await
+            .map_err(|e| format!("storing the output artifact {name} failed: {e}"))?;
         ctx.log.line(&format!(
             "[Sluice] output artifact {name}: {} bytes",
             stored.size
@@ -356,12 +364,11 @@ fn reports(spec: &BuildSpec, primary: &Path, log: &super::log::Log) -> Option<St
 
 type Prepared = (PathBuf, Vec<(String, String)>, BuildSpec);
 
-/// Extracts the inputs and reads the buildspec; the primary directory, the environment, the spec.
+/// Extracts the inputs (opened zips, by name) and reads the buildspec; the primary directory, the
+/// environment, the spec.
 fn prepare(
     root: &Path,
-    inputs: &[(String, crate::artifacts::store::Address)],
-    store: &crate::artifacts::store::LocalStore,
-    key: &crate::artifacts::sealed::DataKey,
+    inputs: Vec<(String, fs::File)>,
     config: &BTreeMap<String, String>,
     limit: u64,
 ) -> Result<Prepared, String> {
@@ -382,20 +389,16 @@ fn prepare(
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     let mut primary = root.join("src");
-    for (name, address) in inputs {
-        let dir = if *name == primary_name {
+    for (name, zip) in inputs {
+        let dir = if name == primary_name {
             root.join("src")
         } else {
-            root.join("inputs").join(name)
+            root.join("inputs").join(&name)
         };
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
-        store
-            .get(key, address, &mut zip)
-            .map_err(|e| format!("the input artifact {name} cannot be read: {e}"))?;
         archive::unzip_into(zip, &dir, limit)
             .map_err(|e| format!("the input artifact {name} cannot be extracted: {e}"))?;
-        if *name == primary_name {
+        if name == primary_name {
             primary = dir.clone();
         } else {
             env.push((

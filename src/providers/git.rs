@@ -102,15 +102,19 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let store = ctx.store.clone();
     let key = ctx.key.clone();
     let limit = ctx.artifact_limit;
-    let stored = tokio::task::spawn_blocking(move || -> Result<_, String> {
+    let zip = tokio::task::spawn_blocking(move || -> Result<_, String> {
         let mut zip = tempfile::tempfile().map_err(|e| e.to_string())?;
         crate::artifacts::archive::zip_directory(&checkout, &mut zip, limit)
             .map_err(|e| e.to_string())?;
-        store.put(&key, &mut zip).map_err(|e| e.to_string())
+        Ok(zip)
     })
     .await
     .map_err(|e| format!("packing the source failed: {e}"))?
     .map_err(|e| format!("packing the source failed: {e}"))?;
+    let stored = store
+        .put(&key, zip)
+        .await
+        .map_err(|e| format!("storing the source failed: {e}"))?;
 
     let variables = [
         ("CommitId", commit.clone()),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::artifacts::sealed::DataKey;
-use crate::artifacts::store::{Address, LocalStore, Stored};
+use crate::artifacts::store::{Address, ArtifactStore, Stored};
 use crate::pipeline::wire::ActionDeclaration;
 
 /// What a provider works with.
@@ -24,7 +24,7 @@ pub struct Context {
     /// The input artifacts, in declaration order: name and where it is stored.
     pub inputs: Vec<(String, Address)>,
     pub key: DataKey,
-    pub store: Arc<LocalStore>,
+    pub store: Arc<ArtifactStore>,
     /// The largest artifact an action may produce.
     pub artifact_limit: u64,
     /// The source revision this attempt must produce (a source action pinned by a revision

@@ -1,6 +1,6 @@
-//! Sending an artifact: opened (hash and tags checked) into a temporary file on the blocking
-//! pool, then streamed in 64 KiB chunks, so no artifact is ever whole in memory. The console and
-//! the API both answer with this.
+//! Sending an artifact: opened (hash and tags checked) into a scratch file, then streamed in
+//! 64 KiB chunks, so no artifact is ever whole in memory. The console and the API both answer
+//! with this.
 
 use actix_web::HttpResponse;
 use actix_web::http::header;
@@ -17,17 +17,10 @@ pub async fn send(d: ArtifactDownload) -> Result<HttpResponse, AppError> {
         address,
         name,
     } = d;
-    let opened = tokio::task::spawn_blocking(move || {
-        let mut plain = tempfile::tempfile()?;
-        store
-            .get(&key, &address, &mut plain)
-            .map(|size| (plain, size))
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?
-    .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("opening an artifact")))?;
-    let (file, size) = opened;
+    let (file, size) = store
+        .get(&key, &address)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("opening an artifact")))?;
     let file = tokio::fs::File::from_std(file);
     let chunks = stream::unfold(file, |mut file| async move {
         let mut buf = vec![0u8; 64 * 1024];

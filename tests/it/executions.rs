@@ -16,7 +16,7 @@ async fn start(app: &TestApp, t: &str, name: &str) -> String {
 }
 
 /// The one execution a pipeline has (the one CreatePipeline started).
-async fn first_execution(app: &TestApp, t: &str, name: &str) -> String {
+pub async fn first_execution(app: &TestApp, t: &str, name: &str) -> String {
     let listed = ok(
         app,
         t,
@@ -390,7 +390,7 @@ async fn workers_pick_up_an_action_at_once_and_its_end_moves_the_execution_on() 
 }
 
 /// A server with two workers, and the administrator's token.
-async fn workers_app() -> (TestApp, String) {
+pub async fn workers_app() -> (TestApp, String) {
     let app = crate::harness::spawn_app_with_workers(2).await;
     app.setup_admin().await;
     let t = app
@@ -399,7 +399,7 @@ async fn workers_app() -> (TestApp, String) {
     (app, t)
 }
 
-async fn wait_for_end(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
+pub async fn wait_for_end(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
     for _ in 0..400 {
         let e = execution(app, t, name, id).await;
         if e["status"] != "InProgress" {
@@ -410,7 +410,7 @@ async fn wait_for_end(app: &TestApp, t: &str, name: &str, id: &str) -> Value {
     panic!("the execution {id} of {name} never ended");
 }
 
-fn command(
+pub fn command(
     name: &str,
     category: &str,
     inputs: &[&str],
@@ -1447,7 +1447,7 @@ async fn artifacts_past_their_retention_are_deleted_and_the_execution_says_so() 
                 "expire",
                 "--data-dir",
                 data.path().to_str().unwrap(),
-                "--artifact-dir",
+                "--artifact-store",
                 crate::harness::artifact_dir().to_str().unwrap(),
             ],
             &[

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use sluice::clock::Clock;
-use sluice::config::{BodyLimit, DatabaseTarget, PublicUrl, ServeSettings, WorkerCount};
+use sluice::config::{
+    ArtifactLocation, BodyLimit, DatabaseTarget, PublicUrl, S3Options, ServeSettings, WorkerCount,
+};
 use sluice::embedded_pg::{ClusterConfig, Durability, EmbeddedPostgres, PgBinaries};
 use sluice::startup::Application;
 use sluice::web::DatabaseMode;
@@ -249,11 +251,44 @@ pub async fn spawn_app_behind_proxy() -> TestApp {
     spawn(TestDatabase::migrated().await, None, true, 0).await
 }
 
+/// Runs the real server with `workers` job workers and the given artifact store.
+pub async fn spawn_app_with_artifact_store(
+    workers: u16,
+    location: ArtifactLocation,
+    s3: S3Options,
+) -> TestApp {
+    spawn_with_store(
+        TestDatabase::migrated().await,
+        None,
+        false,
+        workers,
+        (location, s3),
+    )
+    .await
+}
+
+fn local_artifacts() -> (ArtifactLocation, S3Options) {
+    (
+        ArtifactLocation::Directory(artifact_dir()),
+        S3Options::default(),
+    )
+}
+
 async fn spawn(
     db: TestDatabase,
     public_url: Option<PublicUrl>,
     trust_proxy: bool,
     workers: u16,
+) -> TestApp {
+    spawn_with_store(db, public_url, trust_proxy, workers, local_artifacts()).await
+}
+
+async fn spawn_with_store(
+    db: TestDatabase,
+    public_url: Option<PublicUrl>,
+    trust_proxy: bool,
+    workers: u16,
+    artifacts: (ArtifactLocation, S3Options),
 ) -> TestApp {
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -265,6 +300,7 @@ async fn spawn(
         workers,
         key,
         clock.clone(),
+        artifacts,
     )
     .await;
     TestApp {
@@ -294,6 +330,7 @@ pub async fn spawn_peer(app: &TestApp, workers: u16) -> String {
         workers,
         key,
         app.clock.clone(),
+        local_artifacts(),
     )
     .await
 }
@@ -310,6 +347,7 @@ async fn serve(
     workers: u16,
     key: [u8; 32],
     clock: Clock,
+    (location, s3): (ArtifactLocation, S3Options),
 ) -> String {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -329,7 +367,9 @@ async fn serve(
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         runner_user: "nobody".into(),
         artifacts: sluice::config::ArtifactSettings {
-            dir: artifact_dir(),
+            location,
+            s3,
+            scratch: std::env::temp_dir().join("sluice-test-scratch"),
             max_bytes: 1 << 30,
             retention_days: 365,
         },

@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod artifact_store;
 
 mod browser;
 mod cli;

@@ -16,7 +16,7 @@ fn worker(app: &TestApp, workers: u16, lease_seconds: u32) -> SluiceProcess {
     let mut cmd = crate::harness::sluice_command();
     cmd.args(["worker", "--workers", &workers.to_string()])
         .args(["--lease-seconds", &lease_seconds.to_string()])
-        .arg("--artifact-dir")
+        .arg("--artifact-store")
         .arg(artifact_dir())
         .arg("--data-dir")
         .arg(data.path())
