@@ -11,17 +11,24 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
     CodePipeline,
+    CodeConnections,
     Iam,
     Sluice,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::CodePipeline, Service::Iam, Service::Sluice];
+    pub const ALL: [Service; 4] = [
+        Service::CodePipeline,
+        Service::CodeConnections,
+        Service::Iam,
+        Service::Sluice,
+    ];
 
     /// The prefix as written in actions and ARNs (`codepipeline`, `iam`, `sluice`).
     pub fn prefix(self) -> &'static str {
         match self {
             Service::CodePipeline => "codepipeline",
+            Service::CodeConnections => "codeconnections",
             Service::Iam => "iam",
             Service::Sluice => "sluice",
         }
@@ -58,6 +65,8 @@ pub enum ResourceKind {
     Group,
     /// `policy/NAME`
     Policy,
+    /// `connection/NAME`
+    Connection,
     /// No resource-level permissions: checked against `*`.
     All,
 }
@@ -105,6 +114,7 @@ macro_rules! actions {
         }
     };
     (@full CodePipeline, $name:literal) => { concat!("codepipeline:", $name) };
+    (@full CodeConnections, $name:literal) => { concat!("codeconnections:", $name) };
     (@full Iam, $name:literal) => { concat!("iam:", $name) };
     (@full Sluice, $name:literal) => { concat!("sluice:", $name) };
 }
@@ -138,6 +148,13 @@ actions! {
     TagResource => CodePipeline, "TagResource", Pipeline;
     UntagResource => CodePipeline, "UntagResource", Pipeline;
     ListTagsForResource => CodePipeline, "ListTagsForResource", Pipeline;
+
+    CreateConnection => CodeConnections, "CreateConnection", Connection;
+    GetConnection => CodeConnections, "GetConnection", Connection;
+    UpdateConnection => CodeConnections, "UpdateConnection", Connection;
+    DeleteConnection => CodeConnections, "DeleteConnection", Connection;
+    PassConnection => CodeConnections, "PassConnection", Connection;
+    ListConnections => CodeConnections, "ListConnections", All;
 
     CreateUser => Iam, "CreateUser", User;
     GetUser => Iam, "GetUser", User;

@@ -53,6 +53,10 @@ impl Resource {
         Self::arn(Service::Iam, format!("policy/{name}"))
     }
 
+    pub fn connection(name: &str) -> Self {
+        Self::arn(Service::CodeConnections, format!("connection/{name}"))
+    }
+
     fn arn(service: Service, resource: String) -> Self {
         Resource::Arn(ResourceArn { service, resource })
     }

@@ -28,11 +28,16 @@ const DEFINITIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "AWSCodePipeline_FullAccess",
-        "Full access to pipelines, executions, approvals and custom actions.",
+        "Full access to pipelines, executions, approvals and custom actions; sees connections (passing one to a pipeline needs codeconnections:PassConnection).",
         r#"{
   "Version": "2012-10-17",
   "Statement": [
-    { "Effect": "Allow", "Action": "codepipeline:*", "Resource": "*" }
+    { "Effect": "Allow", "Action": "codepipeline:*", "Resource": "*" },
+    {
+      "Effect": "Allow",
+      "Action": ["codeconnections:ListConnections", "codeconnections:GetConnection"],
+      "Resource": "*"
+    }
   ]
 }"#,
     ),

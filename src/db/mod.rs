@@ -6,6 +6,7 @@
 pub mod access_keys;
 pub mod audit;
 pub mod cluster_admin;
+pub mod connections;
 pub mod events;
 pub mod executions;
 pub mod groups;

@@ -960,6 +960,18 @@ pub async fn prepare_action(
             }
         }
     }
+    let git_credentials = match resolved.get("ConnectionName") {
+        Some(name) if id.provider == "Git" => {
+            match super::connections::credentials_for(s, &mut conn, name).await? {
+                Ok(credentials) => {
+                    secrets.push(credentials.token().to_string());
+                    Some(credentials)
+                }
+                Err(why) => return Ok(Some(Err(why))),
+            }
+        }
+        _ => None,
+    };
     let key = data_key(s, &mut conn, row.pipeline_id).await?;
     let attempt = i32::try_from(job.attempt).map_err(|_| corrupt("attempt"))?;
     let action_execution_id = db::executions::action_id(
@@ -988,6 +1000,7 @@ pub async fn prepare_action(
             revision,
             log: providers::log::Log::discarding(),
             runner: s.runner.clone(),
+            git_credentials,
         },
         action_execution_id,
         secrets,

@@ -8,6 +8,7 @@
 
 pub mod audit_log;
 pub mod auth;
+pub mod connections;
 pub mod executions;
 pub mod iam;
 pub mod pipelines;

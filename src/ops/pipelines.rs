@@ -332,6 +332,7 @@ pub async fn create_pipeline(
         async |op| {
             super::tags::check_tags(&tags)?;
             let pipeline = checked(decl)?.with_version(1);
+            super::connections::check_passed(op, None, pipeline.declaration()).await?;
             let mut declaration = pipeline.declaration().clone();
             let id = Uuid::new_v4();
             seal_secrets(&mut declaration, &s.master_key, id, None)?;
@@ -488,6 +489,7 @@ pub async fn update_pipeline(
             .await?
             .map(|v| stored(v.declaration))
             .transpose()?;
+        super::connections::check_passed(op, previous.as_ref(), pipeline.declaration()).await?;
         let next = row.current_version + 1;
         let mut declaration = pipeline.with_version(next.into()).declaration().clone();
         seal_secrets(&mut declaration, &s.master_key, row.id, previous.as_ref())?;

@@ -23,8 +23,10 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .get("Branch")
         .ok_or("the action has no Branch")?
         .clone();
-    if ctx.configuration.contains_key("ConnectionName") {
-        return Err("connections (stored Git credentials) are not available yet; remove ConnectionName to clone a public or local repository".into());
+    if ctx.git_credentials.is_some() && !url.starts_with("https://") {
+        return Err(format!(
+            "a connection's credentials are only sent over HTTPS: the RepositoryUrl {url} must start with https://"
+        ));
     }
     let output_name = ctx
         .action
@@ -42,6 +44,14 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     // another user than the one clones run as).
     std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
         .map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let env = GitEnv {
+        extra: match &ctx.git_credentials {
+            Some(credentials) => with_credentials(&home, credentials)
+                .map_err(|e| format!("cannot make a work directory: {e}"))?,
+            None => Vec::new(),
+        },
+        home: home.clone(),
+    };
     let runner = ctx.runner.clone()?;
     super::hand_over(work.path(), runner)?;
 
@@ -52,7 +62,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
             git(
                 log,
                 runner,
-                &home,
+                &env,
                 work.path(),
                 &[
                     "clone",
@@ -75,7 +85,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
             // The execution is pinned to this commit (a source revision override, or what an
             // earlier attempt of this action in the same execution checked out).
             log.line(&format!("[Sluice] fetching commit {revision} of {url}"));
-            check_out(log, runner, &home, &checkout, &url, &branch, revision)
+            check_out(log, runner, &env, &checkout, &url, &branch, revision)
                 .await
                 .map_err(|e| format!("git fetch of commit {revision} from {url} failed: {e}"))?;
         }
@@ -83,7 +93,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let described = git(
         log,
         runner,
-        &home,
+        &env,
         &checkout,
         &["log", "-1", "--format=%H%x00%an%x00%aI%x00%B"],
     )
@@ -139,7 +149,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
 async fn check_out(
     log: &super::log::Log,
     runner: Option<(u32, u32)>,
-    home: &Path,
+    env: &GitEnv,
     checkout: &Path,
     url: &str,
     branch: &str,
@@ -150,11 +160,11 @@ async fn check_out(
     }
     std::fs::create_dir_all(checkout).map_err(|e| e.to_string())?;
     super::hand_over(checkout, runner)?;
-    git(log, runner, home, checkout, &["init", "--quiet"]).await?;
+    git(log, runner, env, checkout, &["init", "--quiet"]).await?;
     git(
         log,
         runner,
-        home,
+        env,
         checkout,
         &["remote", "add", "origin", "--", url],
     )
@@ -162,7 +172,7 @@ async fn check_out(
     let shallow = git(
         log,
         runner,
-        home,
+        env,
         checkout,
         &[
             "fetch",
@@ -180,7 +190,7 @@ async fn check_out(
         git(
             log,
             runner,
-            home,
+            env,
             checkout,
             &[
                 "fetch",
@@ -200,12 +210,47 @@ async fn check_out(
     git(
         log,
         runner,
-        home,
+        env,
         checkout,
         &["checkout", "--quiet", "--detach", target],
     )
     .await?;
     Ok(())
+}
+
+/// What every `git` of one attempt runs with: its home (and global configuration), and a
+/// connection's askpass variables when the action names one.
+struct GitEnv {
+    home: std::path::PathBuf,
+    extra: Vec<(&'static str, String)>,
+}
+
+/// The askpass program git asks for a username and password over HTTPS: it answers from two
+/// variables only `git` and it get, so the token is never in a URL, an argument (the process
+/// list) or a file, and git stores it nowhere (no credential helper is configured). A
+/// connection's CA certificate, when it has one, is the only authority git trusts.
+fn with_credentials(
+    home: &Path,
+    credentials: &crate::ops::connections::Credentials,
+) -> std::io::Result<Vec<(&'static str, String)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let askpass = home.join("askpass");
+    std::fs::write(
+        &askpass,
+        "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$SLUICE_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$SLUICE_GIT_TOKEN\" ;;\nesac\n",
+    )?;
+    std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
+    let mut env = vec![
+        ("GIT_ASKPASS", askpass.display().to_string()),
+        ("SLUICE_GIT_USERNAME", credentials.username.clone()),
+        ("SLUICE_GIT_TOKEN", credentials.token().to_string()),
+    ];
+    if let Some(pem) = &credentials.ca_certificate {
+        let path = home.join("ca.pem");
+        std::fs::write(&path, pem)?;
+        env.push(("GIT_SSL_CAINFO", path.display().to_string()));
+    }
+    Ok(env)
 }
 
 /// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a
@@ -214,10 +259,11 @@ async fn check_out(
 async fn git(
     log: &super::log::Log,
     runner: Option<(u32, u32)>,
-    home: &Path,
+    env: &GitEnv,
     dir: &Path,
     args: &[&str],
 ) -> Result<String, String> {
+    let home = &env.home;
     let mut command = Command::new("git");
     if let Some((uid, gid)) = runner {
         command.uid(uid).gid(gid);
@@ -232,6 +278,7 @@ async fn git(
         .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
         // Only transports a RepositoryUrl may name (never ext::, which runs commands).
         .env("GIT_ALLOW_PROTOCOL", "https:ssh:file")
+        .envs(env.extra.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let output = tokio::time::timeout(TIMEOUT, command.output())

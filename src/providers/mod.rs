@@ -34,6 +34,8 @@ pub struct Context {
     pub log: log::Log,
     /// Who the action's processes run as (see [`runner_named`]).
     pub runner: Runner,
+    /// The credentials of the connection a Git action names, opened.
+    pub git_credentials: Option<crate::ops::connections::Credentials>,
 }
 
 /// The user and group a provider's processes run as: `Ok(None)` for the worker's own user, or

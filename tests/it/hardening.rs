@@ -410,6 +410,23 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "DisableStageTransition",
             json!({"pipelineName": "web", "stageName": "Build", "transitionType": "Inbound", "reason": "freeze"}),
         ),
+        (
+            "CreateConnection",
+            json!({"ConnectionName": "c", "Username": "u", "Token": "t"}),
+        ),
+        (
+            "GetConnection",
+            json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/c"}),
+        ),
+        ("ListConnections", json!({})),
+        (
+            "UpdateConnection",
+            json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/c", "Token": "t"}),
+        ),
+        (
+            "DeleteConnection",
+            json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/c"}),
+        ),
     ];
     for (op, body) in operations {
         let before = denials(&app).await;

@@ -8,6 +8,7 @@ mod artifact_store;
 
 mod browser;
 mod cli;
+mod connections;
 mod console;
 mod console_executions;
 mod console_pipelines;

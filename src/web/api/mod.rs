@@ -2,6 +2,7 @@
 //! with `X-Amz-Target: CodePipeline_20150709.{Operation}`. Bearer tokens only (no cookies, so no
 //! CSRF). Errors are `{"__type": "...", "message": "..."}`.
 
+mod connections;
 mod executions;
 mod iam;
 mod pipelines;
@@ -19,6 +20,8 @@ use crate::ops::auth::{self, TokenError};
 
 /// The `X-Amz-Target` prefix of CodePipeline's JSON protocol.
 pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
+/// The target prefix of the connection operations (CodeConnections' own).
+pub const CONNECTIONS_TARGET_PREFIX: &str = "CodeConnections_20231201.";
 
 /// Whether a request is for the API (it gets JSON errors, never HTML pages).
 pub fn is_api_request(req: &actix_web::dev::ServiceRequest) -> bool {
@@ -185,7 +188,10 @@ pub async fn by_target(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let Some(operation) = target.strip_prefix(TARGET_PREFIX) else {
+    let Some(operation) = target
+        .strip_prefix(TARGET_PREFIX)
+        .or_else(|| target.strip_prefix(CONNECTIONS_TARGET_PREFIX))
+    else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -219,6 +225,7 @@ async fn dispatch(
     if !iam::OPERATIONS.contains(&operation)
         && !pipelines::OPERATIONS.contains(&operation)
         && !executions::OPERATIONS.contains(&operation)
+        && !connections::OPERATIONS.contains(&operation)
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -240,6 +247,8 @@ async fn dispatch(
         pipelines::call(&state.services, &caller, operation, input).await?
     } else if executions::OPERATIONS.contains(&operation) {
         executions::call(&state.services, &caller, operation, input).await?
+    } else if connections::OPERATIONS.contains(&operation) {
+        connections::call(&state.services, &caller, operation, input).await?
     } else {
         iam::call(&state.services, &caller, operation, input).await?
     };

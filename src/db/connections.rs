@@ -1,0 +1,108 @@
+//! Connections: named Git credentials, the token sealed.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A stored connection. `sealed_token` is the master key's ciphertext; only the worker that
+/// clones with it opens it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRow {
+    pub id: Uuid,
+    pub name: String,
+    pub provider_type: String,
+    pub username: String,
+    pub sealed_token: String,
+    pub ca_certificate: Option<String>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Inserts a connection; `false` when one of that name (in any case) exists.
+pub async fn insert(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
+        r#"INSERT INTO connections (id, name, provider_type, username, sealed_token, ca_certificate,
+                                    created_by, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT ((lower(name))) DO NOTHING"#,
+        row.id,
+        row.name,
+        row.provider_type,
+        row.username,
+        row.sealed_token,
+        row.ca_certificate,
+        row.created_by,
+        row.created_at,
+        row.updated_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The connection of that name, whatever the case it is written in.
+pub async fn find(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<Option<ConnectionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConnectionRow,
+        r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
+                  created_at, updated_at
+           FROM connections WHERE lower(name) = lower($1)"#,
+        name
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Connections by name, after `after` (keyset paging), at most `limit`.
+pub async fn list(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ConnectionRow,
+        r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
+                  created_at, updated_at
+           FROM connections WHERE $1::text IS NULL OR lower(name) > lower($1)
+           ORDER BY lower(name) LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces the credentials of a connection (its token, and the username or certificate when
+/// given); `false` when it is gone.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    username: &str,
+    sealed_token: &str,
+    ca_certificate: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        r#"UPDATE connections SET username = $2, sealed_token = $3, ca_certificate = $4, updated_at = $5
+           WHERE id = $1"#,
+        id,
+        username,
+        sealed_token,
+        ca_certificate,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query!("DELETE FROM connections WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}

@@ -1,0 +1,134 @@
+//! The connection operations of the API, in CodeConnections' shapes (PascalCase fields), plus
+//! what Sluice's connections carry that AWS's OAuth connections do not: `Username`, `Token` and
+//! `CaCertificate` on create, and `UpdateConnection` to replace the token. Connections take no
+//! tags yet: `Tags` is refused as an unknown field rather than dropped.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, epoch, parse};
+use crate::error::AppError;
+use crate::ops::connections::{self, ConnectionName, ConnectionView, Credentials};
+use crate::ops::{Caller, Page, Services};
+
+pub const OPERATIONS: &[&str] = &[
+    "CreateConnection",
+    "GetConnection",
+    "ListConnections",
+    "UpdateConnection",
+    "DeleteConnection",
+];
+
+pub async fn call(
+    s: &Services,
+    c: &Caller,
+    operation: &str,
+    input: Value,
+) -> Result<Value, ApiError> {
+    Ok(match operation {
+        "CreateConnection" => {
+            let i: Create = parse(input)?;
+            let name = ConnectionName::parse(&i.connection_name)
+                .map_err(|m| AppError::validation("ConnectionName", m))?;
+            let credentials =
+                Credentials::parse(&i.username, &i.token, i.ca_certificate.as_deref())?;
+            let provider = i.provider_type.as_deref().unwrap_or("Git");
+            let created = connections::create_connection(s, c, name, provider, credentials).await?;
+            json!({"ConnectionArn": created.arn})
+        }
+        "GetConnection" => {
+            let i: ByArn = parse(input)?;
+            let name = by_arn(&i.connection_arn)?;
+            json!({"Connection": shape(&connections::get_connection(s, c, &name).await?)})
+        }
+        "ListConnections" => {
+            let i: List = parse(input)?;
+            let page = Page {
+                next: i.next_token,
+                max: i.max_results,
+            };
+            let listed =
+                connections::list_connections(s, c, i.provider_type_filter.as_deref(), &page)
+                    .await?;
+            let mut out =
+                json!({"Connections": listed.items.iter().map(shape).collect::<Vec<_>>()});
+            if let Some(next) = listed.next {
+                out["NextToken"] = json!(next);
+            }
+            out
+        }
+        "UpdateConnection" => {
+            let i: Update = parse(input)?;
+            let name = by_arn(&i.connection_arn)?;
+            let updated = connections::update_connection(
+                s,
+                c,
+                &name,
+                i.username.as_deref(),
+                &i.token,
+                i.ca_certificate.as_deref(),
+            )
+            .await?;
+            json!({"Connection": shape(&updated)})
+        }
+        "DeleteConnection" => {
+            let i: ByArn = parse(input)?;
+            let name = by_arn(&i.connection_arn)?;
+            connections::delete_connection(s, c, &name).await?;
+            json!({})
+        }
+        _ => unreachable!("dispatch checks the operation"),
+    })
+}
+
+fn by_arn(arn: &str) -> Result<ConnectionName, AppError> {
+    ConnectionName::from_arn(arn).map_err(|m| AppError::validation("ConnectionArn", m))
+}
+
+fn shape(v: &ConnectionView) -> Value {
+    json!({
+        "ConnectionName": v.name,
+        "ConnectionArn": v.arn,
+        "ProviderType": v.provider_type,
+        "OwnerAccountId": "000000000000",
+        "ConnectionStatus": "AVAILABLE",
+        "Username": v.username,
+        "HasCaCertificate": v.has_ca_certificate,
+        "CreatedBy": v.created_by,
+        "Created": epoch(v.created_at),
+        "Updated": epoch(v.updated_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Create {
+    connection_name: String,
+    provider_type: Option<String>,
+    username: String,
+    token: String,
+    ca_certificate: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ByArn {
+    connection_arn: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct List {
+    provider_type_filter: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Update {
+    connection_arn: String,
+    username: Option<String>,
+    token: String,
+    ca_certificate: Option<String>,
+}
