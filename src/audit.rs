@@ -51,10 +51,19 @@ const SUMMARY_STRING_CHARS: usize = 256;
 pub struct ChainKey([u8; 32]);
 
 impl ChainKey {
-    /// The chain key belonging to a master key (a one-way derivation: the chain key reveals
-    /// nothing of the master key, and rotating the master key starts a new chain key).
+    /// The chain key first derived from a master key (one way: it reveals nothing of the master
+    /// key). Stored in the keyring from then on, so rotating the master key keeps the chain.
     pub fn from_master(master: &MasterKey) -> Self {
         Self(master.derive(b"sluice audit chain v2"))
+    }
+
+    /// A chain key kept elsewhere (the database's keyring, wrapped by the master key).
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 
     fn mac(&self) -> Hmac<Sha256> {

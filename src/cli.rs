@@ -48,6 +48,9 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with the keys that seal stored secrets.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Measure the cost of internal operations (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -108,6 +111,21 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new master key and reseal everything stored under new keys, in one transaction.
+    /// Stop every server and worker first. With <data-dir>/master.key the new key replaces it;
+    /// with SLUICE_MASTER_KEY the new key is written to --new-key-file for you to deploy.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Where to write the new master key (required when the key comes from
+        /// SLUICE_MASTER_KEY; the file must not exist).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
     },
 }
 
@@ -485,10 +503,14 @@ pub fn main() -> ExitCode {
                 let db =
                     startup::CommandDatabase::open(&database.into_target(), path_var.as_deref())
                         .await?;
-                let chain_key = crate::audit::ChainKey::from_master(&key);
-                let verdict = crate::audit::verify(db.pool(), &chain_key).await;
+                let verdict = match startup::open_keys(db.pool(), key, None).await {
+                    Ok(keys) => crate::audit::verify(db.pool(), &keys.chain)
+                        .await
+                        .map_err(|e| StartupError::Command(e.to_string())),
+                    Err(e) => Err(e),
+                };
                 db.close().await;
-                let report = verdict.map_err(|e| StartupError::Command(e.to_string()))?;
+                let report = verdict?;
                 let head = match &report.head {
                     Some((seq, hash)) => format!("head: event #{seq}, hash {hash}"),
                     None => "head: none (the log is empty)".to_string(),
@@ -513,6 +535,35 @@ pub fn main() -> ExitCode {
                         report.events
                     )))
                 }
+            }
+            Command::Keys(KeysCommand::Rotate {
+                database,
+                new_key_file,
+            }) => {
+                let from_env = database.master_key.is_some();
+                let old = crate::sealing::MasterKey::load(
+                    database.master_key.as_deref(),
+                    &database.data_dir,
+                )
+                .map_err(|e| StartupError::Command(e.to_string()))?;
+                let destination = match (from_env, new_key_file) {
+                    (_, Some(file)) => startup::NewKeyDestination::File(file),
+                    (false, None) => startup::NewKeyDestination::ReplaceIn(database.data_dir.clone()),
+                    (true, None) => {
+                        return Err(StartupError::Command(
+                            "the master key comes from SLUICE_MASTER_KEY: name a --new-key-file to write the new one to".into(),
+                        ));
+                    }
+                };
+                let report = startup::rotate_keys(
+                    database.into_target(),
+                    old,
+                    destination,
+                    path_var.as_deref(),
+                )
+                .await?;
+                println!("{report}");
+                Ok(())
             }
             Command::Bench(_) => Ok(()),
         }
@@ -571,7 +622,7 @@ async fn admin(command: AdminCommand, path_var: Option<&str>) -> Result<(), Star
     let db = startup::CommandDatabase::open(&database.into_target(), path_var).await?;
     let result = async {
         startup::prepare_schema(db.pool()).await?;
-        let services = db.services(key);
+        let services = db.services(key).await?;
         let outcome = match run {
             AdminRun::CreateUser(name, password, policies) => {
                 crate::ops::auth::admin_create_user(&services, &name, &password, &policies)

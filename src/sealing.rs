@@ -196,9 +196,55 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
+        Self::from_bytes(key)
+    }
+
+    /// The key's bytes, to be sealed into the keyring (`ops::keys`) and nowhere else.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
+    /// The key's bytes in base64, as `SLUICE_MASTER_KEY` and `master.key` hold them.
+    pub fn to_base64(&self) -> String {
+        B64.encode(self.key)
+    }
+
+    /// Writes the key to a new file `path` (mode 0600, synced); refuses an existing file.
+    pub fn write_new_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(format!("{}\n", self.to_base64()).as_bytes())?;
+        f.sync_all()?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_key_file_is_written_once_and_reads_back() {
+        let key = MasterKey::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        key.write_new_file(&path).unwrap();
+        assert!(key.write_new_file(&path).is_err(), "never overwrites");
+        assert_eq!(MasterKey::load(None, dir.path()).unwrap().id(), key.id());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 
     #[test]
     fn seal_and_open() {

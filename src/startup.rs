@@ -15,6 +15,7 @@ use crate::embedded_pg::{
     ClusterConfig, Durability, EmbeddedError, EmbeddedPostgres, Opened, PgBinaries,
 };
 use crate::identity::PasswordHasher;
+use crate::ops::keys::Keys;
 use crate::ops::{Services, SessionLimits};
 use crate::sealing::MasterKey;
 use crate::web::{self, AppState, DatabaseMode, ServerInfo};
@@ -43,6 +44,8 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] crate::ops::keys::KeysError),
     #[error("cannot use {location} for artifacts")]
     Artifacts {
         location: String,
@@ -157,7 +160,7 @@ impl Application {
         pool: PgPool,
         database_mode: DatabaseMode,
         clock: Clock,
-        master_key: MasterKey,
+        keys: Keys,
     ) -> Result<Self, StartupError> {
         let bind_err = |source| StartupError::Bind {
             addr: settings.bind,
@@ -178,7 +181,7 @@ impl Application {
                 idle: time::Duration::minutes(settings.session_idle_minutes.into()),
                 absolute: time::Duration::hours(settings.session_lifetime_hours.into()),
             },
-            master_key,
+            keys,
         );
         services.token_default_expiry_days = settings.token_default_expiry_days;
         services.runner = crate::providers::runner_named(&settings.runner_user);
@@ -263,12 +266,28 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
     .map_err(|e| StartupError::Command(e.to_string()))?;
     check_artifact_store(&settings.artifacts).await?;
     let db = Database::open(&settings.database, path_var).await?;
+    let keys = match open_keys(
+        db.pool(),
+        master_key,
+        settings
+            .master_key
+            .is_none()
+            .then_some(settings.data_dir.as_path()),
+    )
+    .await
+    {
+        Ok(keys) => keys,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
     let app = match Application::build(
         &settings,
         db.pool().clone(),
         db.mode,
         Clock::default(),
-        master_key,
+        keys,
     ) {
         Ok(app) => app,
         Err(e) => {
@@ -287,6 +306,44 @@ pub async fn serve(settings: ServeSettings, path_var: Option<&str>) -> Result<()
     served.map_err(StartupError::Serve)
 }
 
+/// The keys, opened with the master key. With a key file (`key_dir`), a `master.key.next` beside
+/// it that opens them instead is a rotation that committed and stopped before its key file was
+/// moved into place: it is moved now.
+pub async fn open_keys(
+    pool: &PgPool,
+    master: MasterKey,
+    key_dir: Option<&std::path::Path>,
+) -> Result<Keys, StartupError> {
+    let now = time::OffsetDateTime::now_utc();
+    match crate::ops::keys::load(pool, &master, now).await {
+        Err(crate::ops::keys::KeysError::WrongMasterKey(id)) => {
+            let next = key_dir.map(|d| (d.join(NEXT_KEY_FILE), d.join("master.key")));
+            let Some((next, current)) = next.filter(|(n, _)| n.exists()) else {
+                return Err(crate::ops::keys::KeysError::WrongMasterKey(id).into());
+            };
+            let text = std::fs::read_to_string(&next).map_err(|e| {
+                StartupError::Command(format!("cannot read {}: {e}", next.display()))
+            })?;
+            let candidate = MasterKey::from_base64(&text).ok_or_else(|| {
+                StartupError::Command(format!("{} is not a master key", next.display()))
+            })?;
+            let keys = crate::ops::keys::load(pool, &candidate, now).await?;
+            std::fs::rename(&next, &current).map_err(|e| {
+                StartupError::Command(format!("cannot move {} into place: {e}", next.display()))
+            })?;
+            tracing::warn!(
+                "finished an interrupted key rotation: {} is now the master key",
+                current.display()
+            );
+            Ok(keys)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Where `sluice keys rotate` writes the new master key before the database commits to it.
+pub const NEXT_KEY_FILE: &str = "master.key.next";
+
 /// What `sluice migrate` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationReport {
@@ -301,6 +358,8 @@ pub struct MigrationReport {
 pub struct CommandDatabase {
     pool: PgPool,
     cluster: Option<EmbeddedPostgres>,
+    /// A running server owns the data directory; its cluster is borrowed.
+    attached: bool,
 }
 
 impl CommandDatabase {
@@ -323,6 +382,7 @@ impl CommandDatabase {
                 return Ok(Self {
                     pool: connect(url).await?,
                     cluster: None,
+                    attached: false,
                 });
             }
             DatabaseTarget::Embedded(settings) => settings,
@@ -334,6 +394,7 @@ impl CommandDatabase {
                     Ok(pool) => Ok(Self {
                         pool,
                         cluster: Some(cluster),
+                        attached: false,
                     }),
                     Err(e) => {
                         cluster.stop().await;
@@ -346,6 +407,7 @@ impl CommandDatabase {
                 Ok(Self {
                     pool: connect(&DatabaseUrl::from(*options)).await?,
                     cluster: None,
+                    attached: true,
                 })
             }
         }
@@ -355,15 +417,16 @@ impl CommandDatabase {
         &self.pool
     }
 
-    /// Services for operations run from the command line.
-    pub fn services(&self, master_key: MasterKey) -> Services {
-        Services::new(
+    /// Services for operations run from the command line, with the keys the master key opens.
+    pub async fn services(&self, master_key: MasterKey) -> Result<Services, StartupError> {
+        let keys = open_keys(&self.pool, master_key, None).await?;
+        Ok(Services::new(
             self.pool.clone(),
             PasswordHasher::new(1),
             Clock::default(),
             SessionLimits::default(),
-            master_key,
-        )
+            keys,
+        ))
     }
 
     pub async fn close(self) {
@@ -437,7 +500,29 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
         db.close().await;
         return Err(e);
     }
-    let mut services = db.services(master_key);
+    let keys = match open_keys(
+        db.pool(),
+        master_key,
+        settings
+            .master_key
+            .is_none()
+            .then_some(settings.data_dir.as_path()),
+    )
+    .await
+    {
+        Ok(keys) => keys,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
+    let mut services = Services::new(
+        db.pool().clone(),
+        PasswordHasher::new(1),
+        Clock::default(),
+        SessionLimits::default(),
+        keys,
+    );
     if let Err(e) = apply_artifact_settings(&mut services, &settings.artifacts) {
         db.close().await;
         return Err(e);
@@ -525,6 +610,109 @@ async fn check_artifact_store(
         })
 }
 
+/// Where `sluice keys rotate` puts the new master key.
+#[derive(Debug, Clone)]
+pub enum NewKeyDestination {
+    /// `<dir>/master.key` is replaced (through `master.key.next`, see [`open_keys`]).
+    ReplaceIn(std::path::PathBuf),
+    /// A new file, for an operator who keeps the key in `SLUICE_MASTER_KEY`.
+    File(std::path::PathBuf),
+}
+
+/// `sluice keys rotate`: refuses while any server or worker runs (they hold the old keys),
+/// writes the new master key to a new file, reseals everything in one transaction, then moves
+/// the key file into place. Interrupted after the commit, the next start finishes the move; any
+/// failure before it leaves everything as it was (the new file is removed).
+pub async fn rotate_keys(
+    target: DatabaseTarget,
+    old: MasterKey,
+    destination: NewKeyDestination,
+    path_var: Option<&str>,
+) -> Result<String, StartupError> {
+    let db = CommandDatabase::open(&target, path_var).await?;
+    let result = async {
+        if db.attached {
+            return Err(StartupError::Command(
+                "a Sluice server runs on this data directory: stop it (and every worker) before rotating keys".into(),
+            ));
+        }
+        prepare_schema(db.pool()).await?;
+        let now = time::OffsetDateTime::now_utc();
+        let mut conn = db.pool().acquire().await.map_err(|e| StartupError::Command(e.to_string()))?;
+        let running: Vec<String> = crate::db::workers::recent(&mut conn, now - time::Duration::seconds(30))
+            .await
+            .map_err(|e| StartupError::Command(e.to_string()))?
+            .into_iter()
+            .filter(|p| p.stopped_at.is_none())
+            .map(|p| format!("{} (pid {}) on {}", p.kind, p.pid, p.host))
+            .collect();
+        drop(conn);
+        if !running.is_empty() {
+            return Err(StartupError::Command(format!(
+                "stop every server and worker before rotating keys (they hold the old keys): {} still running",
+                running.join(", ")
+            )));
+        }
+        // The current keys must open before anything is written.
+        open_keys(db.pool(), old.clone(), None).await?;
+        let new = MasterKey::generate();
+        let file = match &destination {
+            NewKeyDestination::ReplaceIn(dir) => dir.join(NEXT_KEY_FILE),
+            NewKeyDestination::File(file) => file.clone(),
+        };
+        new.write_new_file(&file).map_err(|e| {
+            StartupError::Command(format!(
+                "cannot write the new master key to {}: {e}{}",
+                file.display(),
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    " (a file is already there: an earlier rotation may be unfinished; start the server once to finish it, or remove the file)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        let rotation = match crate::ops::keys::rotate(db.pool(), &old, &new, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&file);
+                return Err(e.into());
+            }
+        };
+        let counts = format!(
+            "resealed {} pipeline secret(s), {} pipeline data key(s), {} connection token(s), {} token(s) waiting to be shown; root key {} replaced by {}",
+            rotation.pipeline_secrets,
+            rotation.data_keys,
+            rotation.connection_tokens,
+            rotation.token_reveals,
+            rotation.old_root,
+            rotation.new_root
+        );
+        Ok(match destination {
+            NewKeyDestination::ReplaceIn(dir) => {
+                let current = dir.join("master.key");
+                std::fs::rename(&file, &current).map_err(|e| {
+                    StartupError::Command(format!(
+                        "the keys were rotated, but {} could not replace {}: {e}; the next start finishes this",
+                        file.display(),
+                        current.display()
+                    ))
+                })?;
+                format!("{counts}
+the new master key {} is in {}", new.id(), current.display())
+            }
+            NewKeyDestination::File(file) => format!(
+                "{counts}
+the new master key {} is in {}: set SLUICE_MASTER_KEY to its content on every server and worker before starting them (the old key opens nothing now)",
+                new.id(),
+                file.display()
+            ),
+        })
+    }
+    .await;
+    db.close().await;
+    result
+}
+
 /// `sluice artifacts expire`: the retention task, now.
 pub async fn expire_artifacts(
     target: DatabaseTarget,
@@ -533,11 +721,12 @@ pub async fn expire_artifacts(
     path_var: Option<&str>,
 ) -> Result<usize, StartupError> {
     let db = CommandDatabase::open(&target, path_var).await?;
-    let mut services = db.services(master_key);
-    let result = match apply_artifact_settings(&mut services, &settings) {
-        Ok(()) => Ok(crate::workers::leader::expire_all(&services).await),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let mut services = db.services(master_key).await?;
+        apply_artifact_settings(&mut services, &settings)?;
+        Ok(crate::workers::leader::expire_all(&services).await)
+    }
+    .await;
     db.close().await;
     result
 }
@@ -568,8 +757,13 @@ pub async fn throughput_bench(
         db.close().await;
         return Err(e);
     }
-    let key = MasterKey::from_bytes([7; 32]);
-    let services = db.services(key);
+    let services = match db.services(MasterKey::from_bytes([7; 32])).await {
+        Ok(services) => services,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
     println!(
         "machine: {} cores; {workers} claimers, {seconds} s per phase",
         std::thread::available_parallelism().map_or(0, |n| n.get())

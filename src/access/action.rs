@@ -192,6 +192,7 @@ actions! {
     GetServerStatus => Sluice, "GetServerStatus", All;
     ListWorkers => Sluice, "ListWorkers", All;
     GetMetrics => Sluice, "GetMetrics", All;
+    RotateKeys => Sluice, "RotateKeys", All;
 }
 
 /// Events the audit log records that are not authorized actions: a sign-in has no principal yet,

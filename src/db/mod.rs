@@ -11,6 +11,7 @@ pub mod events;
 pub mod executions;
 pub mod groups;
 pub mod jobs;
+pub mod keyring;
 pub mod logs;
 pub mod pipelines;
 pub mod policies;

@@ -163,7 +163,7 @@ fn view(row: &ConnectionRow) -> ConnectionView {
     }
 }
 
-fn token_context(id: Uuid) -> String {
+pub(crate) fn token_context(id: Uuid) -> String {
     format!("connection:{id}:token")
 }
 
@@ -225,7 +225,7 @@ pub async fn create_connection(
                 name: name.as_str().to_string(),
                 provider_type: provider_type.to_string(),
                 username: credentials.username.clone(),
-                sealed_token: s.master_key.seal(credentials.token(), &token_context(id)),
+                sealed_token: s.root_key.seal(credentials.token(), &token_context(id)),
                 ca_certificate: credentials.ca_certificate.clone(),
                 created_by: op.caller().user_name().to_string(),
                 created_at: now,
@@ -290,9 +290,7 @@ pub async fn update_connection(
             )?;
             let now = op.now();
             row.username = credentials.username.clone();
-            row.sealed_token = s
-                .master_key
-                .seal(credentials.token(), &token_context(row.id));
+            row.sealed_token = s.root_key.seal(credentials.token(), &token_context(row.id));
             row.ca_certificate = credentials.ca_certificate.clone();
             row.updated_at = now;
             if !db::connections::update(
@@ -436,7 +434,7 @@ pub async fn credentials_for(
             "the connection {name} does not exist (it may have been deleted)"
         )));
     };
-    let Some(token) = s.master_key.open(&row.sealed_token, &token_context(row.id)) else {
+    let Some(token) = s.root_key.open(&row.sealed_token, &token_context(row.id)) else {
         return Ok(Err(format!(
             "the token of connection {} does not open with this server's master key; set it again with UpdateConnection",
             row.name

@@ -109,6 +109,18 @@ async fn pinned(
     {
         return Ok(hit);
     }
+    pinned_fresh(conn, pipeline_id, version).await
+}
+
+/// [`pinned`] read from the database, replacing what the cache held. The one thing that can
+/// change in a saved version is the sealing of its secrets (`sluice keys rotate` reseals them
+/// while every process is stopped); a process that still finds an older sealing cached (only
+/// one that shares this cache with a server from before the rotation: tests) reads it again.
+async fn pinned_fresh(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    version: i32,
+) -> Result<Arc<Pinned>, AppError> {
     let row = db::pipelines::version(conn, pipeline_id, version)
         .await?
         .ok_or_else(|| corrupt("an execution's pipeline version is missing"))?;
@@ -807,6 +819,11 @@ pub const ARTIFACT_LIMIT: u64 = 1 << 30;
 pub const ARTIFACT_RETENTION_DAYS: i64 = 365;
 
 /// The pipeline's artifact data key, created (and stored wrapped by the master key) on first use.
+/// Where a pipeline's wrapped data key belongs (its sealing's associated data).
+pub(crate) fn data_key_context(pipeline_id: Uuid, key_id: &str) -> String {
+    format!("artifact-data-key:{pipeline_id}:{key_id}")
+}
+
 async fn data_key(
     s: &Services,
     conn: &mut sqlx::PgConnection,
@@ -814,16 +831,16 @@ async fn data_key(
 ) -> Result<DataKey, AppError> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let context = |key_id: &str| format!("artifact-data-key:{pipeline_id}:{key_id}");
+    let context = |key_id: &str| data_key_context(pipeline_id, key_id);
     let candidate = DataKey::generate(Uuid::new_v4().to_string());
     let wrapped = s
-        .master_key
+        .root_key
         .seal(&b64.encode(candidate.bytes()), &context(&candidate.id));
     let (key_id, stored) =
         db::executions::data_key(conn, pipeline_id, (&candidate.id, &wrapped), s.clock.now())
             .await?;
     let bytes = s
-        .master_key
+        .root_key
         .open(&stored, &context(&key_id))
         .and_then(|text| b64.decode(text).ok())
         .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
@@ -936,7 +953,19 @@ pub async fn prepare_action(
         if is_secret(key) {
             let context =
                 super::pipelines::secret_context(row.pipeline_id, stage_name, &action.name, key);
-            let Some(plain) = s.master_key.open(value, &context) else {
+            let mut plain = s.root_key.open(value, &context);
+            if plain.is_none() {
+                let fresh = pinned_fresh(&mut conn, row.pipeline_id, row.pipeline_version).await?;
+                plain = fresh
+                    .declaration
+                    .stages
+                    .get(job.stage)
+                    .and_then(|st| st.actions.get(job.action))
+                    .and_then(|a| a.configuration.as_ref())
+                    .and_then(|c| c.get(key))
+                    .and_then(|stored| s.root_key.open(stored, &context));
+            }
+            let Some(plain) = plain else {
                 return Ok(Some(Err(format!(
                     "the secret {key} does not open with this server's master key; set it again"
                 ))));

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod connections;
 pub mod executions;
 pub mod iam;
+pub mod keys;
 pub mod pipelines;
 pub mod tags;
 pub mod throttle;
@@ -54,9 +55,11 @@ pub struct Services {
     pub hasher: PasswordHasher,
     pub clock: Clock,
     pub sessions: SessionLimits,
-    /// Seals secret configuration values before they are stored.
-    pub master_key: Arc<MasterKey>,
-    /// Keys the audit chain; derived from the master key, so it never enters the database.
+    /// The root key (from the keyring, opened with the master key; see [`keys`]): seals
+    /// every secret before it is stored and wraps the pipelines' data keys.
+    pub root_key: Arc<MasterKey>,
+    /// Keys the audit chain; kept in the keyring, sealed by the master key, so someone with
+    /// only the database cannot recompute the chain.
     pub audit_key: Arc<ChainKey>,
     /// Days until a new API token expires when its creator does not choose (`None`: never).
     pub token_default_expiry_days: Option<i64>,
@@ -87,15 +90,15 @@ impl Services {
         hasher: PasswordHasher,
         clock: Clock,
         sessions: SessionLimits,
-        master_key: MasterKey,
+        keys: keys::Keys,
     ) -> Self {
         Self {
             pool,
             hasher,
             clock,
             sessions,
-            audit_key: Arc::new(ChainKey::from_master(&master_key)),
-            master_key: Arc::new(master_key),
+            audit_key: Arc::new(keys.chain),
+            root_key: Arc::new(keys.root),
             token_default_expiry_days: Some(DEFAULT_TOKEN_EXPIRY_DAYS),
             declarations: Default::default(),
             artifacts: None,

@@ -138,7 +138,7 @@ impl SecretDrafts {
 
     /// The drafts of `caller` for the pipeline `name`.
     pub fn of(s: &Services, caller: &Caller, name: &str) -> Self {
-        SecretDrafts::new((*s.master_key).clone(), caller.user_name(), name)
+        SecretDrafts::new((*s.root_key).clone(), caller.user_name(), name)
     }
 
     pub fn seal(&self, plaintext: &str) -> String {
@@ -335,7 +335,7 @@ pub async fn create_pipeline(
             super::connections::check_passed(op, None, pipeline.declaration()).await?;
             let mut declaration = pipeline.declaration().clone();
             let id = Uuid::new_v4();
-            seal_secrets(&mut declaration, &s.master_key, id, None)?;
+            seal_secrets(&mut declaration, &s.root_key, id, None)?;
             let now = op.now();
             let author = op.caller().user_name().to_string();
             if !db::pipelines::insert(op.conn(), id, &name, &to_json(&declaration), &author, now)
@@ -492,7 +492,7 @@ pub async fn update_pipeline(
         super::connections::check_passed(op, previous.as_ref(), pipeline.declaration()).await?;
         let next = row.current_version + 1;
         let mut declaration = pipeline.with_version(next.into()).declaration().clone();
-        seal_secrets(&mut declaration, &s.master_key, row.id, previous.as_ref())?;
+        seal_secrets(&mut declaration, &s.root_key, row.id, previous.as_ref())?;
         if let Some(previous) = previous
             && (PipelineDeclaration { version: previous.version, ..declaration.clone() }) == previous
         {

@@ -83,13 +83,17 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts the leader election (every process takes part, web-only ones too), and with
-    /// `settings.workers` above 0 the listener, the heartbeat and the workers.
+    /// Registers the process with its heartbeat and starts the leader election (every process
+    /// does, web-only ones too: `sluice keys rotate` must see every process that holds keys),
+    /// and with `settings.workers` above 0 the listener and the workers.
     pub fn start(services: Services, settings: PoolSettings) -> WorkerPool {
         let (phase, watcher) = watch::channel(Phase::Running);
         let wake = services.wake.clone();
         let id = Uuid::new_v4();
-        let mut helpers = vec![tokio::spawn(leader::run(services.clone()))];
+        let mut helpers = vec![
+            tokio::spawn(leader::run(services.clone())),
+            tokio::spawn(beat(services.clone(), id, settings)),
+        ];
         let mut workers = Vec::new();
         if settings.workers > 0 {
             let cancels = Cancels::default();
@@ -98,7 +102,6 @@ impl WorkerPool {
                 wake.clone(),
                 cancels.clone(),
             )));
-            helpers.push(tokio::spawn(beat(services.clone(), id, settings)));
             for _ in 0..settings.workers {
                 workers.push(tokio::spawn(work(
                     services.clone(),
@@ -122,7 +125,6 @@ impl WorkerPool {
     /// Stops claiming, lets running jobs finish for up to `grace`, then gives the rest back.
     pub async fn shutdown(self, grace: StdDuration) {
         let _ = self.phase.send(Phase::Draining);
-        let had_workers = !self.workers.is_empty();
         let mut workers = self.workers;
         let all = futures_util::future::join_all(workers.iter_mut());
         if tokio::time::timeout(grace, all).await.is_err() {
@@ -134,15 +136,13 @@ impl WorkerPool {
         for h in self.helpers {
             h.abort();
         }
-        if had_workers {
-            let stopped = async {
-                let mut conn = self.services.pool.acquire().await?;
-                db::workers::stopped(&mut conn, self.id, self.services.clock.now()).await
-            }
-            .await;
-            if let Err(e) = stopped {
-                tracing::warn!(error = %e, "could not record that the worker pool stopped");
-            }
+        let stopped = async {
+            let mut conn = self.services.pool.acquire().await?;
+            db::workers::stopped(&mut conn, self.id, self.services.clock.now()).await
+        }
+        .await;
+        if let Err(e) = stopped {
+            tracing::warn!(error = %e, "could not record that the worker pool stopped");
         }
     }
 }

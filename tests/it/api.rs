@@ -716,12 +716,16 @@ async fn audit_rows_cannot_be_changed_and_verify_finds_tampering() {
 async fn admin_commands_provision_users_and_tokens_headlessly() {
     let app = spawn_app().await;
     let url = app.db.url();
+    let key = app.master_key.clone();
     let run = |args: Vec<String>, stdin: Option<&'static str>| {
+        let key = key.clone();
         tokio::task::spawn_blocking(move || {
             use std::io::Write;
             use std::process::Stdio;
             let mut cmd = crate::harness::sluice_command();
-            cmd.args(&args)
+            // The server's master key: it opens the keys the audit events are chained with.
+            cmd.env("SLUICE_MASTER_KEY", key)
+                .args(&args)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());

@@ -16,12 +16,12 @@ use crate::harness::{TestApp, api_call as call, api_ok as ok, user_with_policy};
 const TOKEN: &str = "glpat-S3CRET-token-31337";
 
 /// A Git server on `https://127.0.0.1:<port>/app.git` that wants `bot` and [`TOKEN`].
-struct GitServer {
+pub struct GitServer {
     child: Child,
     port: u16,
     root: tempfile::TempDir,
     certificate: String,
-    commit: String,
+    pub commit: String,
 }
 
 impl Drop for GitServer {
@@ -31,7 +31,7 @@ impl Drop for GitServer {
     }
 }
 
-fn git_server() -> GitServer {
+pub fn git_server() -> GitServer {
     let root = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let (source, commit) = repository(work.path());
@@ -96,7 +96,7 @@ fn git_server() -> GitServer {
 }
 
 impl GitServer {
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}/app.git", self.port)
     }
 
@@ -134,7 +134,7 @@ async fn source_summary(app: &TestApp, execution: &str) -> (String, Option<Strin
     .unwrap()
 }
 
-async fn create_connection(app: &TestApp, t: &str, name: &str, server: &GitServer) -> Value {
+pub async fn create_connection(app: &TestApp, t: &str, name: &str, server: &GitServer) -> Value {
     ok(
         app,
         t,

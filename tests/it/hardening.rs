@@ -717,7 +717,7 @@ async fn no_request_can_break_the_audit_chain() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     // Without the key (someone with only the database), the keyed chain does not verify.
     let url = app.db.url();
-    let (code, _, _) = tokio::task::spawn_blocking(move || {
+    let (code, _, stderr) = tokio::task::spawn_blocking(move || {
         crate::harness::run_sluice(
             &["audit", "verify", "--database-url", &url],
             &[(
@@ -728,7 +728,12 @@ async fn no_request_can_break_the_audit_chain() {
     })
     .await
     .unwrap();
-    assert_eq!(code, 1);
+    // Another key does not even open the chain's key.
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("does not open this database's keys"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -202,6 +202,8 @@ pub fn options_url(options: &PgConnectOptions) -> String {
 /// A running server on its own database.
 pub struct TestApp {
     pub address: String,
+    /// Stops the server ([`TestApp::stop`]).
+    running: Arc<tokio::sync::Mutex<Option<Running>>>,
     pub client: reqwest::Client,
     pub db: TestDatabase,
     /// The server's clock; tests move it forward instead of sleeping.
@@ -211,6 +213,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Stops the server as a signal would: HTTP drains, its workers finish and its pool is
+    /// recorded as stopped.
+    pub async fn stop(&self) {
+        if let Some((handle, task)) = self.running.lock().await.take() {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -293,7 +304,7 @@ async fn spawn_with_store(
     let mut key = [0u8; 32];
     key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     let clock = Clock::default();
-    let address = serve(
+    let served = serve(
         &db.options,
         public_url,
         trust_proxy,
@@ -304,7 +315,8 @@ async fn spawn_with_store(
     )
     .await;
     TestApp {
-        address,
+        address: served.address,
+        running: Arc::new(tokio::sync::Mutex::new(Some(served.running))),
         client: client(),
         db,
         clock,
@@ -317,13 +329,18 @@ async fn spawn_with_store(
 
 /// Another server on `app`'s database, with its master key and `workers` workers; its address.
 pub async fn spawn_peer(app: &TestApp, workers: u16) -> String {
+    spawn_peer_with_key(app, workers, &app.master_key).await
+}
+
+/// Another server on `app`'s database with the given master key (base64); its address.
+pub async fn spawn_peer_with_key(app: &TestApp, workers: u16, master_key: &str) -> String {
     use base64::Engine;
     let key: [u8; 32] = base64::engine::general_purpose::STANDARD
-        .decode(&app.master_key)
+        .decode(master_key.trim())
         .unwrap()
         .try_into()
         .unwrap();
-    serve(
+    let served = serve(
         &app.db.options,
         None,
         false,
@@ -332,8 +349,22 @@ pub async fn spawn_peer(app: &TestApp, workers: u16) -> String {
         app.clock.clone(),
         local_artifacts(),
     )
-    .await
+    .await;
+    // Peers run until the test ends.
+    std::mem::forget(served.running);
+    served.address
 }
+
+/// A running test server: its address, and what stops it.
+struct Served {
+    address: String,
+    running: Running,
+}
+
+type Running = (
+    actix_web::dev::ServerHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
 
 /// The directory every test server keeps artifacts in (`sluice worker` processes get it too).
 pub fn artifact_dir() -> std::path::PathBuf {
@@ -348,7 +379,7 @@ async fn serve(
     key: [u8; 32],
     clock: Clock,
     (location, s3): (ArtifactLocation, S3Options),
-) -> String {
+) -> Served {
     let settings = ServeSettings {
         bind: "127.0.0.1:0".parse().unwrap(),
         public_url,
@@ -379,17 +410,31 @@ async fn serve(
     let pool = sluice::db::connect(options.clone(), 4 + u32::from(workers) * 2)
         .await
         .expect("connect to test database");
-    let app = Application::build(
-        &settings,
-        pool,
-        DatabaseMode::External,
-        clock,
-        sluice::sealing::MasterKey::from_bytes(key),
-    )
-    .expect("build app");
+    let master = sluice::sealing::MasterKey::from_bytes(key);
+    let keys = match sluice::ops::keys::load(&pool, &master, time::OffsetDateTime::now_utc()).await
+    {
+        Ok(keys) => keys,
+        // A test of a database without the schema (`sluice serve` migrates first; these
+        // servers do not): the keys a first start would make.
+        Err(sluice::ops::keys::KeysError::Database(e))
+            if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P01") =>
+        {
+            sluice::ops::keys::Keys {
+                chain: sluice::audit::ChainKey::from_master(&master),
+                root: master,
+            }
+        }
+        Err(e) => panic!("the test server's keys: {e}"),
+    };
+    let app = Application::build(&settings, pool, DatabaseMode::External, clock, keys)
+        .expect("build app");
     let address = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
-    address
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    Served {
+        address,
+        running: (handle, task),
+    }
 }
 
 /// An HTTP client that keeps cookies and does not follow redirects.

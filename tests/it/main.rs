@@ -18,5 +18,6 @@ mod hardening;
 mod http;
 mod identity;
 mod jobs;
+mod keys;
 mod pipelines;
 mod workers;

@@ -84,11 +84,20 @@ async fn two_servers_and_two_worker_processes_share_one_database() {
     .await;
     let listed = ok(&app, &t, "ListWorkers", json!({})).await;
     let pools = listed["workerPools"].as_array().unwrap();
-    assert_eq!(pools.len(), 2, "{listed}");
+    // Every process is listed; the two servers here run no workers.
+    let (worker_pools, server_pools): (Vec<&Value>, Vec<&Value>) =
+        pools.iter().partition(|p| p["command"] == "worker");
+    assert_eq!(worker_pools.len(), 2, "{listed}");
     assert!(
-        pools
+        worker_pools
             .iter()
-            .all(|p| p["state"] == "Running" && p["command"] == "worker" && p["workers"] == 2)
+            .all(|p| p["state"] == "Running" && p["workers"] == 2)
+    );
+    assert_eq!(server_pools.len(), 2, "{listed}");
+    assert!(
+        server_pools
+            .iter()
+            .all(|p| p["command"] == "serve" && p["workers"] == 0)
     );
     let page = app
         .client

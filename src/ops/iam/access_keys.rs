@@ -128,7 +128,7 @@ pub async fn create_access_key(
             op.add_audit_param("tokenId", json!(id.to_string()));
             // A console session sees the token on the page its creation redirects to.
             if let Some(session) = op.caller().session_id() {
-                let sealed = s.master_key.seal(token.expose(), &reveal_context(id, session));
+                let sealed = s.root_key.seal(token.expose(), &reveal_context(id, session));
                 db::access_keys::keep_for_reveal(op.conn(), id, session, &sealed, now).await?;
             }
             Ok(NewAccessKey {
@@ -252,13 +252,13 @@ pub async fn reveal_new_access_key(
         async |op, _u: UserRow| {
             let since = op.now() - REVEAL_WINDOW;
             let sealed = db::access_keys::take_reveal(op.conn(), token_id, session, since).await?;
-            Ok(sealed.and_then(|v| s.master_key.open(&v, &reveal_context(token_id, session))))
+            Ok(sealed.and_then(|v| s.root_key.open(&v, &reveal_context(token_id, session))))
         },
     )
     .await
 }
 
 /// What a token kept for its one reveal is sealed for: that token, shown to that session.
-fn reveal_context(token_id: Uuid, session: Uuid) -> String {
+pub(crate) fn reveal_context(token_id: Uuid, session: Uuid) -> String {
     format!("token-reveal:{token_id}:{session}")
 }

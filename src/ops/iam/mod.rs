@@ -5,7 +5,7 @@
 //! stored name ([`Op::run_on`]), so a name sent in another case is decided exactly as the stored
 //! one.
 
-mod access_keys;
+pub(crate) mod access_keys;
 mod groups;
 mod policies;
 mod sessions;
