@@ -649,7 +649,7 @@ pub async fn rotate_keys(
         drop(conn);
         if !running.is_empty() {
             return Err(StartupError::Command(format!(
-                "stop every server and worker before rotating keys (they hold the old keys): {} still running",
+                "stop every server and worker before rotating keys (they hold the old keys): {} still running (a process killed outright counts for 30 s after its last heartbeat)",
                 running.join(", ")
             )));
         }

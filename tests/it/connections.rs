@@ -134,6 +134,17 @@ async fn source_summary(app: &TestApp, execution: &str) -> (String, Option<Strin
     .unwrap()
 }
 
+/// Starts the `private` pipeline again and waits for it to end; its execution id.
+async fn run_again(app: &TestApp, t: &str) -> String {
+    let id = ok(app, t, "StartPipelineExecution", json!({"name": "private"})).await
+        ["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_end(app, t, "private", &id).await;
+    id
+}
+
 pub async fn create_connection(app: &TestApp, t: &str, name: &str, server: &GitServer) -> Value {
     ok(
         app,
@@ -239,17 +250,7 @@ async fn a_private_repository_is_cloned_with_a_connection_and_its_token_shows_no
         json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/GitBot", "Token": "wrong"}),
     )
     .await;
-    let again = ok(
-        &app,
-        &t,
-        "StartPipelineExecution",
-        json!({"name": "private"}),
-    )
-    .await["pipelineExecutionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for_end(&app, &t, "private", &again).await;
+    let again = run_again(&app, &t).await;
     assert_eq!(source_summary(&app, &again).await.0, "Failed");
     ok(
         &app,
@@ -258,18 +259,9 @@ async fn a_private_repository_is_cloned_with_a_connection_and_its_token_shows_no
         json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/GitBot", "Token": TOKEN}),
     )
     .await;
-    let again = ok(
-        &app,
-        &t,
-        "StartPipelineExecution",
-        json!({"name": "private"}),
-    )
-    .await["pipelineExecutionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let again = run_again(&app, &t).await;
     assert_eq!(
-        wait_for_end(&app, &t, "private", &again).await["status"],
+        source_summary(&app, &again).await.0,
         "Succeeded",
         "the certificate was kept when only the token changed"
     );
@@ -282,17 +274,7 @@ async fn a_private_repository_is_cloned_with_a_connection_and_its_token_shows_no
         json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/GitBot"}),
     )
     .await;
-    let gone = ok(
-        &app,
-        &t,
-        "StartPipelineExecution",
-        json!({"name": "private"}),
-    )
-    .await["pipelineExecutionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    wait_for_end(&app, &t, "private", &gone).await;
+    let gone = run_again(&app, &t).await;
     let summary = source_summary(&app, &gone).await.1.unwrap();
     assert!(
         summary.contains("the connection gitbot does not exist"),
