@@ -274,9 +274,8 @@ struct WorkerArgs {
     #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
     workers: WorkerCount,
 
-    /// The user build commands run as when Sluice runs as root (never root itself).
-    #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
-    runner_user: String,
+    #[command(flatten)]
+    running: RunningArgs,
 
     #[command(flatten)]
     artifacts: ArtifactArgs,
@@ -286,9 +285,17 @@ struct WorkerArgs {
     #[arg(long, env = "SLUICE_LEASE_SECONDS", default_value = "30", value_name = "SECS",
           value_parser = clap::value_parser!(u32).range(2..=3600))]
     lease_seconds: u32,
+}
 
-    /// Seconds running actions get to finish after SIGINT or SIGTERM; then their jobs are given
-    /// back to the queue.
+/// How the processes that run actions behave: `sluice serve` and `sluice worker` share these.
+#[derive(Debug, Args)]
+struct RunningArgs {
+    /// The user build commands run as when Sluice runs as root (never root itself).
+    #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
+    runner_user: String,
+
+    /// Seconds in-flight requests and running actions get to finish after SIGINT or SIGTERM;
+    /// then the jobs of actions still running are given back to the queue.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     shutdown_timeout: u64,
@@ -311,9 +318,9 @@ impl WorkerArgs {
             artifacts: self.artifacts.settings(&self.database.data_dir),
             database: self.database.into_target(),
             workers: self.workers,
-            runner_user: self.runner_user,
+            runner_user: self.running.runner_user,
             lease_seconds: self.lease_seconds,
-            shutdown_timeout_secs: self.shutdown_timeout,
+            shutdown_timeout_secs: self.running.shutdown_timeout,
         })
     }
 }
@@ -340,9 +347,8 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_WORKERS", default_value = "4", value_name = "N")]
     workers: WorkerCount,
 
-    /// The user build commands run as when Sluice runs as root (never root itself).
-    #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
-    runner_user: String,
+    #[command(flatten)]
+    running: RunningArgs,
 
     #[command(flatten)]
     artifacts: ArtifactArgs,
@@ -392,11 +398,6 @@ struct ServeArgs {
     #[arg(long, env = "SLUICE_SESSION_LIFETIME_HOURS", default_value = "12", value_name = "HOURS",
           value_parser = clap::value_parser!(u32).range(1..=720))]
     session_lifetime_hours: u32,
-
-    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
-    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    shutdown_timeout: u64,
 }
 
 impl ServeArgs {
@@ -420,9 +421,9 @@ impl ServeArgs {
             bind: self.bind,
             database: self.database.into_target(),
             workers: self.workers,
-            runner_user: self.runner_user,
+            runner_user: self.running.runner_user,
             body_limit: self.max_body_bytes,
-            shutdown_timeout_secs: self.shutdown_timeout,
+            shutdown_timeout_secs: self.running.shutdown_timeout,
         }
     }
 }
