@@ -858,7 +858,7 @@ pub async fn start_attempts(
                                           job_id, started_at, updated_at)
            SELECT i.execution_id, i.stage_index, i.action_index, i.attempt, 'InProgress', q.id, $8, $8
            FROM input i JOIN queued q ON q.payload = i.payload
-           CROSS JOIN (SELECT pg_notify($9, '')) AS woken"#,
+           CROSS JOIN (SELECT pg_notify($9, (SELECT count(*) FROM input)::text)) AS woken"#,
         &executions,
         &stages,
         &actions,

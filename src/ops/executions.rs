@@ -1091,9 +1091,7 @@ pub async fn finish_action_job(
     .await?;
     let queued = end_attempt(&mut tx, now, job, succeeded).await?;
     tx.commit().await?;
-    if queued {
-        s.wake.notify_waiters();
-    }
+    wake_for(s, queued);
     tracing::debug!(
         job = claimed.id,
         ms = (s.clock.now() - now).as_seconds_f64() * 1000.0,
@@ -1109,19 +1107,26 @@ pub async fn abandon_action_job(s: &Services, payload: &serde_json::Value) -> Re
     let mut tx = s.pool.begin().await?;
     let queued = end_attempt(&mut tx, now, job, false).await?;
     tx.commit().await?;
-    if queued {
-        s.wake.notify_waiters();
-    }
+    wake_for(s, queued);
     Ok(())
 }
 
-/// Ends an attempt through the planner; whether that queued more work.
+/// Wakes as many of this process's idle workers as there are new jobs (each takes one), rather
+/// than every idle worker for each commit: on two cores a herd of empty claims delays the ones
+/// that find work.
+fn wake_for(s: &Services, jobs: usize) {
+    for _ in 0..jobs {
+        s.wake.notify_one();
+    }
+}
+
+/// Ends an attempt through the planner; how many actions that started (jobs queued).
 async fn end_attempt(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     job: ActionJob,
     succeeded: bool,
-) -> Result<bool, AppError> {
+) -> Result<usize, AppError> {
     let effects = match advance(
         conn,
         now,
@@ -1139,12 +1144,13 @@ async fn end_attempt(
     {
         Ok(effects) => effects,
         // The pipeline was deleted meanwhile: there is nothing left to move on.
-        Err(AppError::NotFound { .. }) => return Ok(false),
+        Err(AppError::NotFound { .. }) => return Ok(0),
         Err(e) => return Err(e),
     };
     Ok(effects
         .iter()
-        .any(|e| matches!(e, Effect::StartAction { .. })))
+        .filter(|e| matches!(e, Effect::StartAction { .. }))
+        .count())
 }
 
 fn stage_not_found(name: &str, stage: &str) -> AppError {

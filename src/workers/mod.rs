@@ -208,7 +208,12 @@ async fn listen(s: Services, wake: Arc<Notify>, cancels: Cancels) {
                                 cancelled.notify_one();
                             }
                         } else {
-                            wake.notify_waiters();
+                            // As many workers as the commit queued jobs (an empty payload,
+                            // from older writers or a bare enqueue, counts as one).
+                            let jobs = n.payload().parse::<usize>().unwrap_or(1).clamp(1, 64);
+                            for _ in 0..jobs {
+                                wake.notify_one();
+                            }
                         }
                     }
                 }
