@@ -623,7 +623,7 @@ async fn admin(command: AdminCommand, path_var: Option<&str>) -> Result<(), Star
     let db = startup::CommandDatabase::open(&database.into_target(), path_var).await?;
     let result = async {
         startup::prepare_schema(db.pool()).await?;
-        let services = db.services(key).await?;
+        let services = db.services(key, None).await?;
         let outcome = match run {
             AdminRun::CreateUser(name, password, policies) => {
                 crate::ops::auth::admin_create_user(&services, &name, &password, &policies)

@@ -417,9 +417,14 @@ impl CommandDatabase {
         &self.pool
     }
 
-    /// Services for operations run from the command line, with the keys the master key opens.
-    pub async fn services(&self, master_key: MasterKey) -> Result<Services, StartupError> {
-        let keys = open_keys(&self.pool, master_key, None).await?;
+    /// Services for operations run from the command line, with the keys the master key opens
+    /// (`key_dir`: where its key file is, for [`open_keys`]).
+    pub async fn services(
+        &self,
+        master_key: MasterKey,
+        key_dir: Option<&std::path::Path>,
+    ) -> Result<Services, StartupError> {
+        let keys = open_keys(&self.pool, master_key, key_dir).await?;
         Ok(Services::new(
             self.pool.clone(),
             PasswordHasher::new(1),
@@ -500,29 +505,17 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
         db.close().await;
         return Err(e);
     }
-    let keys = match open_keys(
-        db.pool(),
-        master_key,
-        settings
-            .master_key
-            .is_none()
-            .then_some(settings.data_dir.as_path()),
-    )
-    .await
-    {
-        Ok(keys) => keys,
+    let key_dir = settings
+        .master_key
+        .is_none()
+        .then_some(settings.data_dir.as_path());
+    let mut services = match db.services(master_key, key_dir).await {
+        Ok(services) => services,
         Err(e) => {
             db.close().await;
             return Err(e);
         }
     };
-    let mut services = Services::new(
-        db.pool().clone(),
-        PasswordHasher::new(1),
-        Clock::default(),
-        SessionLimits::default(),
-        keys,
-    );
     if let Err(e) = apply_artifact_settings(&mut services, &settings.artifacts) {
         db.close().await;
         return Err(e);
@@ -722,7 +715,7 @@ pub async fn expire_artifacts(
 ) -> Result<usize, StartupError> {
     let db = CommandDatabase::open(&target, path_var).await?;
     let result = async {
-        let mut services = db.services(master_key).await?;
+        let mut services = db.services(master_key, None).await?;
         apply_artifact_settings(&mut services, &settings)?;
         Ok(crate::workers::leader::expire_all(&services).await)
     }
@@ -757,7 +750,7 @@ pub async fn throughput_bench(
         db.close().await;
         return Err(e);
     }
-    let services = match db.services(MasterKey::from_bytes([7; 32])).await {
+    let services = match db.services(MasterKey::from_bytes([7; 32]), None).await {
         Ok(services) => services,
         Err(e) => {
             db.close().await;

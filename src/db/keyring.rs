@@ -12,7 +12,6 @@ const KEYRING_LOCK: i64 = 0x5117_CE00_0002;
 pub struct KeyRow {
     pub id: String,
     pub purpose: String,
-    pub state: String,
     pub sealed: String,
     pub created_at: OffsetDateTime,
 }
@@ -28,7 +27,7 @@ pub async fn lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
 pub async fn all(conn: &mut PgConnection) -> Result<Vec<KeyRow>, sqlx::Error> {
     sqlx::query_as!(
         KeyRow,
-        "SELECT id, purpose, state, sealed, created_at FROM keyring ORDER BY created_at, id"
+        "SELECT id, purpose, sealed, created_at FROM keyring ORDER BY purpose"
     )
     .fetch_all(conn)
     .await
@@ -41,10 +40,9 @@ pub async fn replace(conn: &mut PgConnection, rows: &[KeyRow]) -> Result<(), sql
         .await?;
     for row in rows {
         sqlx::query!(
-            "INSERT INTO keyring (id, purpose, state, sealed, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO keyring (id, purpose, sealed, created_at) VALUES ($1, $2, $3, $4)",
             row.id,
             row.purpose,
-            row.state,
             row.sealed,
             row.created_at
         )

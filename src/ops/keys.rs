@@ -65,7 +65,6 @@ fn sealed_row(
     KeyRow {
         id: id.to_string(),
         purpose: purpose.to_string(),
-        state: "current".to_string(),
         sealed: master.seal(&B64.encode(key), &row_context(purpose, id)),
         created_at: now,
     }
@@ -86,14 +85,14 @@ fn opened(master: &MasterKey, rows: &[KeyRow]) -> Result<Keys, KeysError> {
                 ))
             })
     };
-    let current = |purpose: &str| {
+    let row_of = |purpose: &str| {
         rows.iter()
-            .find(|r| r.purpose == purpose && r.state == "current")
-            .ok_or_else(|| KeysError::Corrupt(format!("it has no current {purpose} key")))
+            .find(|r| r.purpose == purpose)
+            .ok_or_else(|| KeysError::Corrupt(format!("it has no {purpose} key")))
     };
     Ok(Keys {
-        root: MasterKey::from_bytes(open(current(ROOT)?)?),
-        chain: ChainKey::from_bytes(open(current(CHAIN)?)?),
+        root: MasterKey::from_bytes(open(row_of(ROOT)?)?),
+        chain: ChainKey::from_bytes(open(row_of(CHAIN)?)?),
     })
 }
 
@@ -152,7 +151,7 @@ pub async fn rotate(
     let root = MasterKey::generate();
     let chain_id = rows
         .iter()
-        .find(|r| r.purpose == CHAIN && r.state == "current")
+        .find(|r| r.purpose == CHAIN)
         .map_or("chain-1", |r| r.id.as_str())
         .to_string();
     let reseal = |stored: &str, context: &str| -> Result<String, KeysError> {
