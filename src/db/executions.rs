@@ -392,10 +392,12 @@ pub async fn set_action_output(
     summary: Option<&str>,
     variables: &serde_json::Value,
     artifacts: &serde_json::Value,
+    source_commits: Option<&serde_json::Value>,
 ) -> Result<(), sqlx::Error> {
     let summary = summary.map(|s| s.chars().take(2048).collect::<String>());
     sqlx::query!(
-        r#"UPDATE action_executions SET summary = $5, output_variables = $6, output_artifacts = $7
+        r#"UPDATE action_executions SET summary = $5, output_variables = $6, output_artifacts = $7,
+                  source_commits = $8
            WHERE execution_id = $1 AND stage_index = $2 AND action_index = $3 AND attempt = $4"#,
         execution_id,
         stage_index,
@@ -403,7 +405,8 @@ pub async fn set_action_output(
         attempt,
         summary,
         variables,
-        artifacts
+        artifacts,
+        source_commits
     )
     .execute(conn)
     .await?;
@@ -558,6 +561,23 @@ pub async fn set_stop_reason(
     Ok(())
 }
 
+/// Each execution's pipeline and pinned version: `(execution, pipeline, version)`.
+pub async fn pinned_versions(
+    conn: &mut PgConnection,
+    executions: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT id, pipeline_id, pipeline_version FROM pipeline_executions WHERE id = ANY($1)"#,
+        executions
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.pipeline_id, r.pipeline_version))
+        .collect())
+}
+
 /// A source action's checked-out revision in an execution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevisionRow {
@@ -567,6 +587,10 @@ pub struct RevisionRow {
     pub commit_id: String,
     pub commit_message: Option<String>,
     pub repository_url: Option<String>,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    /// The commits the source saw behind this one, newest first (see the column).
+    pub source_commits: Option<serde_json::Value>,
 }
 
 /// The revisions the source actions of these executions produced (their latest succeeded
@@ -581,7 +605,10 @@ pub async fn revisions_of(
                   execution_id, stage_index, action_index,
                   output_variables->>'CommitId' AS "commit_id!",
                   output_variables->>'CommitMessage' AS commit_message,
-                  output_variables->>'RepositoryUrl' AS repository_url
+                  output_variables->>'RepositoryUrl' AS repository_url,
+                  output_variables->>'AuthorName' AS author_name,
+                  output_variables->>'AuthorEmail' AS author_email,
+                  source_commits
            FROM action_executions
            WHERE execution_id = ANY($1) AND status = 'Succeeded' AND output_variables ? 'CommitId'
            ORDER BY execution_id, stage_index, action_index, attempt DESC"#,

@@ -4,6 +4,7 @@
 //! see SQL or rows.
 
 pub mod access_keys;
+pub mod approvals;
 pub mod audit;
 pub mod cluster_admin;
 pub mod connections;

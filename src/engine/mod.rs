@@ -7,6 +7,7 @@
 //! locks and inbound executions, disabled transitions, stop-and-wait and stop-and-abandon, and
 //! RetryStageExecution.
 
+pub mod approval;
 pub mod events;
 pub mod planner;
 mod shape;

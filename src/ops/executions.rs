@@ -64,14 +64,14 @@ pub struct SourceRevision {
     pub revision_summary: Option<String>,
 }
 
-fn execution_not_found(id: Uuid, name: &str) -> AppError {
+pub(super) fn execution_not_found(id: Uuid, name: &str) -> AppError {
     AppError::NotFound {
         code: "PipelineExecutionNotFoundException",
         message: format!("The pipeline '{name}' has no execution {id}"),
     }
 }
 
-fn pipeline_not_found(name: &str) -> AppError {
+pub(super) fn pipeline_not_found(name: &str) -> AppError {
     AppError::NotFound {
         code: "PipelineNotFoundException",
         message: format!("Sluice does not have a pipeline with name '{name}'"),
@@ -141,7 +141,7 @@ async fn pinned_fresh(
 }
 
 /// A stored declaration, parsed (it was validated when saved).
-async fn declaration(
+pub(super) async fn declaration(
     conn: &mut sqlx::PgConnection,
     pipeline_id: Uuid,
     version: i32,
@@ -161,7 +161,7 @@ fn mode_of(decl: &PipelineDeclaration) -> ExecutionMode {
 }
 
 /// A new execution to add to the runs.
-struct NewExecution {
+pub(super) struct NewExecution {
     id: Uuid,
     version: i32,
     shape: Arc<Shape>,
@@ -172,7 +172,7 @@ struct NewExecution {
 }
 
 /// What to apply.
-enum Change {
+pub(super) enum Change {
     Start(NewExecution),
     Event(Event),
 }
@@ -276,13 +276,34 @@ fn index(i: usize) -> i32 {
 
 /// Applies one change to a pipeline's runs, inside the caller's transaction: the runs lock is
 /// taken first, so the plan is made from, and written over, states nobody else is changing.
-async fn advance(
+/// Returns how many jobs it queued. An approval that cannot be requested (a reference in its
+/// CustomData that does not resolve) fails at once, as a change of its own.
+pub(super) async fn advance(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     pipeline_id: Uuid,
     change: Change,
     stop_comment: Option<&str>,
-) -> Result<Vec<Effect>, AppError> {
+) -> Result<usize, AppError> {
+    let (mut queued, mut failed) =
+        advance_once(conn, now, pipeline_id, change, stop_comment).await?;
+    while let Some(event) = failed.pop() {
+        let (more, next) = advance_once(conn, now, pipeline_id, Change::Event(event), None).await?;
+        queued += more;
+        failed.extend(next);
+    }
+    Ok(queued)
+}
+
+/// [`advance`] for one change: the jobs it queued, and the completions of the approvals that
+/// could not be requested.
+async fn advance_once(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline_id: Uuid,
+    change: Change,
+    stop_comment: Option<&str>,
+) -> Result<(usize, Vec<Event>), AppError> {
     let mut counters =
         db::executions::lock_runs(conn, pipeline_id)
             .await?
@@ -380,9 +401,14 @@ async fn advance(
             Some(_) => {}
         }
     }
+    if let Some((new, _)) = &new {
+        versions.insert(new.id, new.version);
+    }
     // Attempts are started in one statement (jobs, attempt rows, the NOTIFY), flushed before
-    // anything that could refer to them.
+    // anything that could refer to them. Approvals get no job: they wait as rows.
     let mut starting: Vec<db::executions::NewAttempt> = Vec::new();
+    let mut queued = 0;
+    let mut failed = Vec::new();
     async fn flush(
         conn: &mut sqlx::PgConnection,
         starting: &mut Vec<db::executions::NewAttempt>,
@@ -411,6 +437,41 @@ async fn advance(
                 action,
                 attempt,
             } => {
+                let shape = runs.get(id).map(|e| e.shape.clone());
+                let is_approval = shape
+                    .as_ref()
+                    .and_then(|sh| sh.stages.get(stage)?.types.get(action))
+                    .is_some_and(|t| super::approvals::is_manual_approval(t));
+                if is_approval {
+                    let version = *versions
+                        .get(&id)
+                        .ok_or_else(|| corrupt("an execution's version"))?;
+                    let decl = declaration(conn, pipeline_id, version).await?;
+                    let requested = super::approvals::request(
+                        conn,
+                        now,
+                        pipeline_id,
+                        &decl,
+                        super::approvals::Gate {
+                            execution_id: id,
+                            stage,
+                            action,
+                            attempt,
+                        },
+                    )
+                    .await?;
+                    if !requested {
+                        failed.push(Event::ActionCompleted {
+                            id,
+                            stage,
+                            action,
+                            attempt,
+                            succeeded: false,
+                        });
+                    }
+                    continue;
+                }
+                queued += 1;
                 let attempt = i32::try_from(attempt).map_err(|_| corrupt("attempt"))?;
                 starting.push(db::executions::NewAttempt {
                     execution_id: id,
@@ -461,9 +522,6 @@ async fn advance(
         }
     }
     // The state changes as events, in the same transaction.
-    if let Some((new, _)) = &new {
-        versions.insert(new.id, new.version);
-    }
     let context = engine::events::Context {
         pipeline: &counters.pipeline_name,
         started: new.as_ref().map(|(n, _)| n.id),
@@ -484,7 +542,7 @@ async fn advance(
     db::events::append(conn, pipeline_id, now, &types, &details).await?;
     counters.clock = i64::try_from(runs.clock).map_err(|_| corrupt("clock"))?;
     db::executions::set_runs(conn, pipeline_id, &counters).await?;
-    Ok(effects)
+    Ok((queued, failed))
 }
 
 /// What a StartPipelineExecution asks for.
@@ -856,6 +914,40 @@ pub struct Prepared {
     pub secrets: Vec<String>,
 }
 
+/// The scope `#{…}` references resolve in, for an action of the execution `row`: the
+/// execution's variables and the output variables of its earlier actions that have a namespace
+/// (`outputs`: what [`db::executions::outputs_of`] read, oldest attempt first, so the latest
+/// attempt's values win).
+pub(super) fn reference_scope(
+    decl: &PipelineDeclaration,
+    row: &ExecutionRow,
+    outputs: &[(i32, i32, serde_json::Value, serde_json::Value)],
+) -> variables::Scope {
+    let mut scope = variables::Scope {
+        execution_id: row.id.to_string(),
+        variables: view(&decl.name, row.clone())
+            .variables
+            .into_iter()
+            .collect(),
+        namespaces: Default::default(),
+    };
+    for (si, ai, vars, _) in outputs {
+        let namespace = usize::try_from(*si)
+            .ok()
+            .and_then(|si| decl.stages.get(si))
+            .and_then(|st| usize::try_from(*ai).ok().and_then(|ai| st.actions.get(ai)))
+            .and_then(|a| a.namespace.clone());
+        if let (Some(ns), Some(map)) = (namespace, vars.as_object()) {
+            let values = map
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+            scope.namespaces.insert(ns, values);
+        }
+    }
+    scope
+}
+
 /// What a worker needs to run an action job: the action as declared in the execution's pinned
 /// version, its configuration resolved (secrets opened), the pipeline's artifact key and store;
 /// what it runs with is recorded on the attempt (secrets masked). `Ok(None)` when
@@ -884,15 +976,8 @@ pub async fn prepare_action(
     let Some(store) = s.artifacts.clone() else {
         return Ok(Some(Err("this worker has no artifact store".into())));
     };
-    // The scope of references: the execution's variables and its earlier actions' outputs.
-    let mut scope = variables::Scope {
-        execution_id: row.id.to_string(),
-        variables: view(&decl.name, row.clone())
-            .variables
-            .into_iter()
-            .collect(),
-        namespaces: Default::default(),
-    };
+    let outputs = db::executions::outputs_of(&mut conn, row.id).await?;
+    let scope = reference_scope(&decl, &row, &outputs);
     let mut produced: HashMap<String, crate::artifacts::store::Address> = HashMap::new();
     // A source action keeps the commit of the execution: an override given at start, or what an
     // earlier attempt of the same action checked out.
@@ -904,9 +989,9 @@ pub async fn prepare_action(
         .find(|o| o["actionName"] == json!(action.name))
         .and_then(|o| o["revisionValue"].as_str())
         .map(str::to_string);
-    for (si, ai, vars, artifacts) in db::executions::outputs_of(&mut conn, row.id).await? {
-        if index(job.stage) == si
-            && index(job.action) == ai
+    for (si, ai, vars, artifacts) in &outputs {
+        if index(job.stage) == *si
+            && index(job.action) == *ai
             && let Some(commit) = vars.get("CommitId").and_then(|c| c.as_str())
         {
             revision = Some(commit.to_string());
@@ -919,18 +1004,6 @@ pub async fn prepare_action(
             {
                 produced.insert(name.clone(), address);
             }
-        }
-        let namespace = usize::try_from(si)
-            .ok()
-            .and_then(|si| decl.stages.get(si))
-            .and_then(|st| usize::try_from(ai).ok().and_then(|ai| st.actions.get(ai)))
-            .and_then(|a| a.namespace.clone());
-        if let (Some(ns), Some(map)) = (namespace, vars.as_object()) {
-            let values = map
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect();
-            scope.namespaces.insert(ns, values);
         }
     }
     let id = &action.action_type_id;
@@ -1060,7 +1133,7 @@ pub async fn finish_action_job(
     if !db::jobs::finish(&mut tx, claimed.id, claimed.lease, outcome, error, now).await? {
         return Ok(false);
     }
-    let (summary, variables, artifacts) = match result {
+    let (summary, variables, artifacts, commits) = match result {
         Ok(output) => (
             output.summary.clone(),
             json!(output.variables),
@@ -1074,8 +1147,9 @@ pub async fn finish_action_job(
                     ))
                     .collect::<serde_json::Map<_, _>>()
             ),
+            (!output.commits.is_empty()).then(|| json!(output.commits)),
         ),
-        Err(summary) => (Some(summary.clone()), json!({}), json!({})),
+        Err(summary) => (Some(summary.clone()), json!({}), json!({}), None),
     };
     let attempt = i32::try_from(job.attempt).map_err(|_| corrupt("attempt"))?;
     db::executions::set_action_output(
@@ -1087,6 +1161,7 @@ pub async fn finish_action_job(
         summary.as_deref(),
         &variables,
         &artifacts,
+        commits.as_ref(),
     )
     .await?;
     let queued = end_attempt(&mut tx, now, job, succeeded).await?;
@@ -1114,20 +1189,20 @@ pub async fn abandon_action_job(s: &Services, payload: &serde_json::Value) -> Re
 /// Wakes as many of this process's idle workers as there are new jobs (each takes one), rather
 /// than every idle worker for each commit: on two cores a herd of empty claims delays the ones
 /// that find work.
-fn wake_for(s: &Services, jobs: usize) {
+pub(super) fn wake_for(s: &Services, jobs: usize) {
     for _ in 0..jobs {
         s.wake.notify_one();
     }
 }
 
 /// Ends an attempt through the planner; how many actions that started (jobs queued).
-async fn end_attempt(
+pub(super) async fn end_attempt(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     job: ActionJob,
     succeeded: bool,
 ) -> Result<usize, AppError> {
-    let effects = match advance(
+    match advance(
         conn,
         now,
         job.pipeline_id,
@@ -1142,18 +1217,14 @@ async fn end_attempt(
     )
     .await
     {
-        Ok(effects) => effects,
+        Ok(queued) => Ok(queued),
         // The pipeline was deleted meanwhile: there is nothing left to move on.
-        Err(AppError::NotFound { .. }) => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    Ok(effects
-        .iter()
-        .filter(|e| matches!(e, Effect::StartAction { .. }))
-        .count())
+        Err(AppError::NotFound { .. }) => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
-fn stage_not_found(name: &str, stage: &str) -> AppError {
+pub(super) fn stage_not_found(name: &str, stage: &str) -> AppError {
     AppError::NotFound {
         code: "StageNotFoundException",
         message: format!("The pipeline '{name}' has no stage '{stage}'"),
@@ -1361,6 +1432,8 @@ pub struct ActionStateView {
     pub name: String,
     /// The latest execution's attempt of this action: (id, status, summary, last change).
     pub latest: Option<(String, String, Option<String>, OffsetDateTime)>,
+    /// When that attempt is a manual approval: its token, answers and rules.
+    pub approval: Option<super::approvals::ApprovalView>,
 }
 
 /// GetPipelineState: each stage of the current version, with the latest execution in it, its
@@ -1435,6 +1508,7 @@ pub async fn get_pipeline_state(
                         .map(|a| ActionStateView {
                             name: a.name.clone(),
                             latest: None,
+                            approval: None,
                         })
                         .collect(),
                 };
@@ -1459,6 +1533,8 @@ pub async fn get_pipeline_state(
                         }
                         let attempts =
                             db::executions::latest_attempts(op.conn(), row.id, at).await?;
+                        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
+                        let mut approvals = super::approvals::of_attempts(op.conn(), &ids).await?;
                         for a in attempts {
                             let Some(action_name) = usize::try_from(a.action_index)
                                 .ok()
@@ -1469,6 +1545,7 @@ pub async fn get_pipeline_state(
                             };
                             if let Some(v) = view.actions.iter_mut().find(|v| v.name == action_name)
                             {
+                                v.approval = approvals.remove(&a.id);
                                 v.latest =
                                     Some((a.id.to_string(), a.status, a.summary, a.updated_at));
                             }
@@ -1503,6 +1580,8 @@ pub struct AttemptView {
     pub input_artifacts: Vec<(String, String)>,
     pub output_artifacts: Vec<(String, String)>,
     pub output_variables: serde_json::Value,
+    /// When the attempt is a manual approval: its token, answers and rules.
+    pub approval: Option<super::approvals::ApprovalView>,
 }
 
 /// ListActionExecutions' filter.
@@ -1567,6 +1646,11 @@ pub async fn list_action_executions(
             for row in paged.items {
                 items.push(attempt_view(op.conn(), pipeline.id, &mut versions, row).await?);
             }
+            let ids: Vec<Uuid> = items.iter().map(|a| a.id).collect();
+            let mut approvals = super::approvals::of_attempts(op.conn(), &ids).await?;
+            for item in &mut items {
+                item.approval = approvals.remove(&item.id);
+            }
             Ok(super::Paged {
                 items,
                 next: paged.next,
@@ -1624,6 +1708,7 @@ async fn attempt_view(
         input_artifacts: artifacts(&row.input_artifacts),
         output_artifacts: artifacts(&row.output_artifacts),
         output_variables: row.output_variables.unwrap_or_else(|| json!({})),
+        approval: None,
     })
 }
 

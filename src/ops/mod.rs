@@ -6,6 +6,7 @@
 //! on its own. Work no person started runs as [`Caller::engine`], which is allowed everything and
 //! not audited as a person's act.
 
+pub mod approvals;
 pub mod audit_log;
 pub mod auth;
 pub mod connections;

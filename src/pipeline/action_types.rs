@@ -22,6 +22,13 @@ pub enum Format {
     EnvironmentVariables,
     /// A whole number in the range.
     Number { min: u32, max: u32 },
+    /// A whole number in the range, never a `#{…}` reference (an approval rule: read when the
+    /// approval is requested).
+    Count { min: u32, max: u32 },
+    /// `true` or `false`, never a reference (an approval rule).
+    Flag,
+    /// Group names separated by commas, never a reference (an approval rule).
+    GroupNames,
 }
 
 /// One configuration property of an action type.
@@ -181,6 +188,7 @@ pub const BUILT_IN: &[ActionType] = &[
             "CommitMessage",
             "BranchName",
             "AuthorName",
+            "AuthorEmail",
             "AuthorDate",
             "RepositoryUrl",
         ]),
@@ -275,6 +283,26 @@ pub const BUILT_IN: &[ActionType] = &[
             )
             .of(Format::HttpUrl),
             opt("NotificationArn", "Where to announce the approval request."),
+            opt(
+                "RequiredApprovals",
+                "Sluice: how many different people must approve (default 1); one rejection rejects.",
+            )
+            .of(Format::Count { min: 1, max: 20 }),
+            opt(
+                "ApproverGroups",
+                "Sluice: only members of these groups (comma-separated) count.",
+            )
+            .of(Format::GroupNames),
+            opt(
+                "ForbidSelfApproval",
+                "Sluice: true keeps whoever started the execution or wrote its revision from approving it.",
+            )
+            .of(Format::Flag),
+            opt(
+                "RequireComment",
+                "Sluice: true refuses an answer without a comment.",
+            )
+            .of(Format::Flag),
         ],
         inputs: (0, 0),
         outputs: (0, 0),

@@ -953,6 +953,14 @@ pub fn check_format(format: Format, value: &str) -> Result<(), String> {
     let deferred = value.contains("#{");
     match format {
         Format::Line | Format::MultiLine | Format::Secret => Ok(()),
+        Format::Count { min, max } => match value.parse::<u32>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "must be a whole number from {min} to {max} (not a variable)"
+            )),
+        },
+        Format::Flag => crate::engine::approval::parse_flag(value).map(|_| ()),
+        Format::GroupNames => crate::engine::approval::parse_groups(value).map(|_| ()),
         _ if deferred && !matches!(format, Format::BuildSpec | Format::EnvironmentVariables) => {
             Ok(())
         }

@@ -325,6 +325,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         summary: Some(summary),
         variables,
         artifacts,
+        commits: Vec::new(),
     })
 }
 

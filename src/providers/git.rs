@@ -1,6 +1,8 @@
-//! The Git source (`Source/Sluice/Git/1`): a shallow clone of the branch head with the `git` CLI,
-//! zipped without `.git` into the action's output artifact, and the commit's details as output
-//! variables (CommitId, CommitMessage, BranchName, AuthorName, AuthorDate, RepositoryUrl).
+//! The Git source (`Source/Sluice/Git/1`): a shallow clone of the branch head with the `git` CLI
+//! ([`HISTORY`] commits deep), zipped without `.git` into the action's output artifact, the
+//! commit's details as output variables (CommitId, CommitMessage, BranchName, AuthorName,
+//! AuthorEmail, AuthorDate, RepositoryUrl), and the commits behind it (what an approval
+//! lists as promoted since the last approved execution).
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +13,9 @@ use super::{Context, Output, clean_environment};
 
 /// The longest a clone may take.
 const TIMEOUT: Duration = Duration::from_secs(600);
+/// How many commits a clone reads (the checked-out one and those behind it): an approval lists
+/// the commits since the last approved one when they are among these.
+pub const HISTORY: usize = 50;
 
 pub async fn run(ctx: &Context) -> Result<Output, String> {
     let url = ctx
@@ -68,7 +73,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
                     "clone",
                     "--quiet",
                     "--depth",
-                    "1",
+                    &HISTORY.to_string(),
                     "--single-branch",
                     "--no-tags",
                     "--branch",
@@ -95,19 +100,35 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         runner,
         &env,
         &checkout,
-        &["log", "-1", "--format=%H%x00%an%x00%aI%x00%B"],
+        &["log", "-1", "--format=%H%x00%an%x00%ae%x00%aI%x00%B"],
     )
     .await
     .map_err(|e| format!("reading the commit failed: {e}"))?;
-    let mut fields = described.splitn(4, '\0');
+    let mut fields = described.splitn(5, '\0');
     let commit = fields.next().unwrap_or_default().trim().to_string();
     let author = fields.next().unwrap_or_default().to_string();
+    let email = fields.next().unwrap_or_default().to_string();
     let date = fields.next().unwrap_or_default().to_string();
     let message = fields.next().unwrap_or_default().trim_end().to_string();
     log.line(&format!(
         "[Sluice] checked out {commit}: {}",
         message.lines().next().unwrap_or_default()
     ));
+    let history = git(
+        log,
+        runner,
+        &env,
+        &checkout,
+        &[
+            "log",
+            "-n",
+            &HISTORY.to_string(),
+            "--format=%H%x1f%an%x1f%ae%x1f%s%x1e",
+        ],
+    )
+    .await
+    .map_err(|e| format!("reading the history failed: {e}"))?;
+    let commits = parse_history(&history);
 
     let store = ctx.store.clone();
     let key = ctx.key.clone();
@@ -131,6 +152,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         ("CommitMessage", message.chars().take(4096).collect()),
         ("BranchName", branch),
         ("AuthorName", author),
+        ("AuthorEmail", email),
         ("AuthorDate", date),
         ("RepositoryUrl", url),
     ]
@@ -141,7 +163,28 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         summary: Some(format!("Checked out {}", &commit[..commit.len().min(12)])),
         variables,
         artifacts: vec![(output_name, stored)],
+        commits,
     })
+}
+
+/// `git log`'s records (`%H %an %ae %s`, unit-separated, record-separated) as commits.
+fn parse_history(text: &str) -> Vec<super::SourceCommit> {
+    text.split('\x1e')
+        .filter_map(|record| {
+            let mut f = record.trim_start_matches('\n').split('\x1f');
+            let id = f.next()?.trim().to_string();
+            if id.is_empty() {
+                return None;
+            }
+            Some(super::SourceCommit {
+                id,
+                author: f.next().unwrap_or_default().to_string(),
+                email: f.next().unwrap_or_default().to_string(),
+                message: f.next().unwrap_or_default().chars().take(300).collect(),
+            })
+        })
+        .take(HISTORY)
+        .collect()
 }
 
 /// Checks out one commit into `checkout`: a shallow fetch of just that commit, or, where the
@@ -178,7 +221,7 @@ async fn check_out(
             "fetch",
             "--quiet",
             "--depth",
-            "1",
+            &HISTORY.to_string(),
             "--no-tags",
             "origin",
             revision,

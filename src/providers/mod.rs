@@ -49,6 +49,18 @@ pub struct Output {
     pub variables: BTreeMap<String, String>,
     /// Output artifact name → where it is stored.
     pub artifacts: Vec<(String, Stored)>,
+    /// A source's commits behind the one it checked out, newest first (that one included).
+    pub commits: Vec<SourceCommit>,
+}
+
+/// A commit a source saw: what an approval lists as promoted since the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceCommit {
+    pub id: String,
+    pub author: String,
+    pub email: String,
+    /// The subject line.
+    pub message: String,
 }
 
 /// Runs one attempt; `Err` is the failure summary shown on the action.

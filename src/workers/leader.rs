@@ -1,5 +1,5 @@
 //! The periodic work that must run once across every process sharing the database: returning
-//! expired leases (the rescuer), pruning what has expired, forgetting long-gone worker pools.
+//! expired leases (the rescuer), failing approvals past their deadline, pruning what has expired, forgetting long-gone worker pools.
 //! Every process takes part in the election, a session-level advisory lock on a connection of its
 //! own: whoever holds it is the leader until its connection ends (it stops, crashes, or loses the
 //! database), and then another process takes over within [`ELECTION`].
@@ -47,6 +47,11 @@ async fn lead(s: &Services) -> Result<(), sqlx::Error> {
             _ = rescue.tick() => {
                 db::workers::ping(&mut conn).await?;
                 rescue_once(s).await;
+                match crate::ops::approvals::expire_approvals(s).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(approvals = n, "approvals timed out"),
+                    Err(e) => tracing::warn!(error = %e, "timing out approvals failed; retrying"),
+                }
             }
             _ = prune.tick() => {
                 db::workers::ping(&mut conn).await?;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod api;
+mod approvals;
 mod artifact_store;
 
 mod browser;

@@ -21,6 +21,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListActionExecutions",
     "GetActionExecutionLog",
     "ListWorkers",
+    "PutApprovalResult",
 ];
 
 pub async fn call(
@@ -135,6 +136,12 @@ pub async fn call(
                                     latest["summary"] = json!(summary);
                                     if status == "Failed" {
                                         latest["errorDetails"] = json!({"code": "JobFailed", "message": summary});
+                                    }
+                                }
+                                if let Some(approval) = &a.approval {
+                                    latest["token"] = json!(approval.token);
+                                    if let Some(by) = approval.last_updated_by() {
+                                        latest["lastUpdatedBy"] = json!(by);
                                     }
                                 }
                                 action["latestExecution"] = latest;
@@ -282,6 +289,38 @@ pub async fn call(
             .await?;
             json!({})
         }
+        "PutApprovalResult" => {
+            let i: PutApproval = parse(input)?;
+            let answer =
+                crate::ops::approvals::Answer::parse(&i.result.status).ok_or_else(|| {
+                    ApiError::from(AppError::validation(
+                        "result.status",
+                        "must be Approved or Rejected",
+                    ))
+                })?;
+            let done = crate::ops::approvals::put_approval_result(
+                s,
+                c,
+                &i.pipeline_name,
+                &i.stage_name,
+                &i.action_name,
+                &i.token,
+                answer,
+                &i.result.summary,
+            )
+            .await?;
+            let mut out = json!({ "approvedAt": epoch(done.at) });
+            if let crate::engine::approval::Verdict::Counted {
+                approvals,
+                required,
+            } = done.verdict
+            {
+                // Sluice: the gate needs more approvals.
+                out["approvals"] = json!(approvals);
+                out["requiredApprovals"] = json!(required);
+            }
+            out
+        }
         other => {
             return Err(ApiError::new(
                 actix_web::http::StatusCode::BAD_REQUEST,
@@ -398,6 +437,11 @@ fn attempt_json(pipeline: &str, a: &executions::AttemptView) -> Value {
         "externalExecutionId": a.id,
         "externalExecutionUrl": format!("/pipelines/{pipeline}/actions/{}/log", a.id),
     });
+    if let Some(approval) = &a.approval {
+        // CodePipeline: a PARALLEL pipeline's approvals are answered with this id as the token.
+        result["externalExecutionId"] = json!(approval.token);
+        result["externalExecutionUrl"] = json!(format!("/pipelines/{pipeline}/approvals/{}", a.id));
+    }
     if let Some(summary) = &a.summary {
         result["externalExecutionSummary"] = json!(summary);
         if a.status == "Failed" {
@@ -415,7 +459,7 @@ fn attempt_json(pipeline: &str, a: &executions::AttemptView) -> Value {
     if let Some(ns) = &a.action.namespace {
         input["namespace"] = json!(ns);
     }
-    json!({
+    let mut detail = json!({
         "pipelineExecutionId": a.execution_id,
         "actionExecutionId": a.id,
         "pipelineVersion": a.pipeline_version,
@@ -430,7 +474,54 @@ fn attempt_json(pipeline: &str, a: &executions::AttemptView) -> Value {
             "executionResult": result,
             "outputVariables": a.output_variables,
         },
+    });
+    if let Some(approval) = &a.approval {
+        detail["approval"] = approval_json(approval);
+    }
+    detail
+}
+
+/// Sluice's extension of ActionExecutionDetail for a manual approval: its rules, deadline,
+/// outcome and every answer that counted.
+fn approval_json(a: &crate::ops::approvals::ApprovalView) -> Value {
+    json!({
+        "token": a.token,
+        "requestedAt": epoch(a.requested_at),
+        "expires": epoch(a.deadline),
+        "customData": a.custom_data,
+        "externalEntityLink": a.external_entity_link,
+        "requiredApprovals": a.rules.required(),
+        "approverGroups": a.rules.groups().iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "forbidSelfApproval": a.rules.forbid_self(),
+        "requireComment": a.rules.require_comment(),
+        "outcome": a.outcome,
+        "decidedAt": a.decided_at.map(epoch),
+        "decisions": a.decisions.iter().map(|d| json!({
+            "principal": d.principal,
+            "userName": d.user_name,
+            "status": if d.approved { "Approved" } else { "Rejected" },
+            "summary": d.comment,
+            "sourceAddress": d.source_address,
+            "decidedAt": epoch(d.decided_at),
+        })).collect::<Vec<_>>(),
     })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PutApproval {
+    pipeline_name: String,
+    stage_name: String,
+    action_name: String,
+    result: ApprovalResult,
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalResult {
+    summary: String,
+    status: String,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,886 @@
+//! Manual approvals (`Approval/AWS/Manual/1`): requesting one when the engine starts the action
+//! (a row and a fresh token, no job and no worker), PutApprovalResult (authorized on the action,
+//! judged by the gate's rules, audited with the answer), deadlines, the inbox and the review.
+//!
+//! Every change here takes the pipeline's runs lock first, as every change to its executions
+//! does, so two answers to one approval are serialized: the first that decides it wins and the
+//! others find it decided.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::executions::{self, ActionJob};
+use super::{Caller, Kind, Op, Services};
+use crate::access::{Action, Resource};
+use crate::db;
+use crate::engine::approval::{self, Approver, Recorded, Rules, Verdict};
+use crate::engine::variables;
+use crate::error::AppError;
+use crate::pipeline::wire::PipelineDeclaration;
+
+/// CodePipeline's approval timeout when the action sets none: 7 days.
+pub const DEFAULT_TIMEOUT_MINUTES: i64 = 7 * 24 * 60;
+/// The longest comment an answer may carry (CodePipeline's ApprovalSummary).
+pub const MAX_COMMENT_CHARS: usize = 512;
+/// The summary of an approval that was not answered in time.
+pub const TIMED_OUT: &str = "approval timed out";
+
+/// Whether an action type (category, owner, provider, version) is the manual approval.
+pub fn is_manual_approval(t: &[String; 4]) -> bool {
+    t[0] == "Approval" && t[1] == "AWS" && t[2] == "Manual" && t[3] == "1"
+}
+
+/// The action attempt an approval is requested for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Gate {
+    pub execution_id: Uuid,
+    pub stage: usize,
+    pub action: usize,
+    pub attempt: u32,
+}
+
+fn corrupt(what: &str) -> AppError {
+    AppError::Internal(anyhow::anyhow!(
+        "stored approval state is unreadable: {what}"
+    ))
+}
+
+fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Requests an approval for the engine (inside [`executions::advance`]): its attempt with no
+/// job, a fresh token, the deadline, CustomData and ExternalEntityLink with their references
+/// resolved, and the rules. `Ok(false)`: it cannot be requested (a reference does not resolve);
+/// its attempt is recorded with the reason, and the caller fails it.
+pub(super) async fn request(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline_id: Uuid,
+    decl: &PipelineDeclaration,
+    gate: Gate,
+) -> Result<bool, AppError> {
+    let row = db::executions::get(conn, gate.execution_id)
+        .await?
+        .ok_or_else(|| corrupt("an approval's execution"))?;
+    let stage = decl
+        .stages
+        .get(gate.stage)
+        .ok_or_else(|| corrupt("an approval's stage"))?;
+    let action = stage
+        .actions
+        .get(gate.action)
+        .ok_or_else(|| corrupt("an approval's action"))?;
+    let configuration = action.configuration.clone().unwrap_or_default();
+    // Validated when the pipeline was saved.
+    let rules = Rules::of_configuration(&configuration).unwrap_or_default();
+    let outputs = db::executions::outputs_of(conn, row.id).await?;
+    let scope = executions::reference_scope(decl, &row, &outputs);
+    let (resolved, problem) = match variables::resolve(&configuration, &scope, |_| false) {
+        Ok(resolved) => {
+            let link_ok = resolved.get("ExternalEntityLink").is_none_or(|link| {
+                crate::pipeline::check_format(crate::pipeline::action_types::Format::HttpUrl, link)
+                    .is_ok()
+                    && !link.contains("#{")
+            });
+            if link_ok {
+                (resolved, None)
+            } else {
+                (
+                    resolved,
+                    Some("ExternalEntityLink is not an http:// or https:// URL once its variables are resolved".to_string()),
+                )
+            }
+        }
+        Err(unresolved) => (configuration.clone(), Some(unresolved.to_string())),
+    };
+    let minutes = action.timeout_in_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+    let attempt = i32::try_from(gate.attempt).map_err(|_| corrupt("attempt"))?;
+    db::approvals::request(
+        conn,
+        &db::approvals::NewApproval {
+            execution_id: gate.execution_id,
+            stage_index: to_i32(gate.stage),
+            action_index: to_i32(gate.action),
+            attempt,
+            pipeline_id,
+            stage_name: stage.name.clone(),
+            action_name: action.name.clone(),
+            token: Uuid::new_v4(),
+            deadline: now + Duration::minutes(minutes),
+            custom_data: resolved.get("CustomData").cloned(),
+            external_entity_link: resolved
+                .get("ExternalEntityLink")
+                .filter(|_| problem.is_none())
+                .cloned(),
+            resolved_configuration: json!(resolved),
+            required_approvals: i32::try_from(rules.required()).unwrap_or(1),
+            approver_groups: rules.groups().iter().map(|g| g.to_string()).collect(),
+            forbid_self_approval: rules.forbid_self(),
+            require_comment: rules.require_comment(),
+        },
+        now,
+    )
+    .await?;
+    match problem {
+        None => Ok(true),
+        Some(summary) => {
+            db::approvals::set_summary(
+                conn,
+                gate.execution_id,
+                to_i32(gate.stage),
+                to_i32(gate.action),
+                attempt,
+                &summary,
+            )
+            .await?;
+            Ok(false)
+        }
+    }
+}
+
+/// An approver's answer (CodePipeline's `ApprovalStatus`, case-sensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Approved,
+    Rejected,
+}
+
+impl Answer {
+    pub fn parse(text: &str) -> Option<Answer> {
+        match text {
+            "Approved" => Some(Answer::Approved),
+            "Rejected" => Some(Answer::Rejected),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answer::Approved => "Approved",
+            Answer::Rejected => "Rejected",
+        }
+    }
+}
+
+/// What PutApprovalResult did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub at: OffsetDateTime,
+    pub verdict: Verdict,
+}
+
+fn invalid_token(message: &str) -> AppError {
+    AppError::Rejected {
+        code: "InvalidApprovalTokenException",
+        message: message.to_string(),
+    }
+}
+
+/// PutApprovalResult: authorized as `codepipeline:PutApprovalResult` on the action, then the
+/// token must name the action's open approval request, and the answer must count under the
+/// gate's rules. An answer that decides the gate ends the action (Approved: Succeeded, with the
+/// comment as its summary; Rejected: Failed) and the engine moves on, in the same transaction
+/// as the answer and its audit event.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_approval_result(
+    s: &Services,
+    c: &Caller,
+    pipeline_name: &str,
+    stage_name: &str,
+    action_name: &str,
+    token: &str,
+    answer: Answer,
+    comment: &str,
+) -> Result<Answered, AppError> {
+    let mut queued = 0;
+    let answered = Op::run(
+        s,
+        c,
+        Kind::Change,
+        Action::PutApprovalResult,
+        Resource::pipeline_action(pipeline_name, stage_name, action_name),
+        json!({"pipelineName": pipeline_name, "stageName": stage_name, "actionName": action_name,
+               "result": {"status": answer.as_str(), "summary": comment}, "token": token}),
+        async |op| {
+            let now = op.now();
+            let caller = op.caller();
+            if comment.chars().count() > MAX_COMMENT_CHARS {
+                return Err(AppError::validation(
+                    "result.summary",
+                    format!("must be at most {MAX_COMMENT_CHARS} characters"),
+                ));
+            }
+            let token = parse_token(token)?;
+            let pipeline = db::pipelines::find(
+                op.conn(),
+                super::pipelines::existing_name(pipeline_name)?,
+            )
+            .await?
+            .ok_or_else(|| executions::pipeline_not_found(pipeline_name))?;
+            let decl =
+                executions::declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            let stage = decl
+                .stages
+                .iter()
+                .find(|st| st.name == stage_name)
+                .ok_or_else(|| executions::stage_not_found(pipeline_name, stage_name))?;
+            if !stage.actions.iter().any(|a| a.name == action_name) {
+                return Err(AppError::NotFound {
+                    code: "ActionNotFoundException",
+                    message: format!(
+                        "The stage '{stage_name}' of the pipeline '{pipeline_name}' has no action '{action_name}'"
+                    ),
+                });
+            }
+            // Answers to one pipeline's approvals are serialized by its runs lock.
+            db::executions::lock_runs(op.conn(), pipeline.id)
+                .await?
+                .ok_or_else(|| executions::pipeline_not_found(pipeline_name))?;
+            let row = db::approvals::by_token(op.conn(), pipeline.id, token)
+                .await?
+                .filter(|r| r.stage_name == stage_name && r.action_name == action_name)
+                .ok_or_else(|| invalid_token("The token does not name an approval request of this action"))?;
+            if !row.latest {
+                return Err(invalid_token(
+                    "The approval request of this token was replaced by a newer one (its stage was retried)",
+                ));
+            }
+            match row.outcome.as_deref() {
+                Some(done @ ("Approved" | "Rejected")) => {
+                    return Err(AppError::Rejected {
+                        code: "ApprovalAlreadyCompletedException",
+                        message: format!("The approval request was already answered: {done}"),
+                    });
+                }
+                Some(_) => return Err(invalid_token("The approval request has expired")),
+                None => {}
+            }
+            if row.status != "InProgress" {
+                return Err(invalid_token(
+                    "The approval request is no longer open: its execution was stopped",
+                ));
+            }
+            if row.deadline <= now {
+                return Err(invalid_token("The approval request has expired"));
+            }
+            let principal = Resource::user(caller.user_name()).to_string();
+            let earlier = db::approvals::decisions(op.conn(), &[row.id]).await?;
+            let recorded: Vec<Recorded> = earlier
+                .iter()
+                .map(|d| Recorded {
+                    principal: d.principal.clone(),
+                    approve: d.approved,
+                })
+                .collect();
+            let groups = db::groups::names_for_user(op.conn(), caller.user_id).await?;
+            let authored = authored_by(op.conn(), row.execution_id, caller.user_name()).await?;
+            let rules = stored_rules(&row);
+            let approver = Approver {
+                principal: &principal,
+                groups: &groups,
+                started_execution: row.trigger_detail.eq_ignore_ascii_case(&principal),
+                authored_revision: authored,
+            };
+            let verdict = approval::decide(
+                &rules,
+                &recorded,
+                &approver,
+                answer == Answer::Approved,
+                comment,
+            )
+            .map_err(|refusal| AppError::validation("result", refusal.to_string()))?;
+            db::approvals::record(
+                op.conn(),
+                &db::approvals::DecisionRow {
+                    approval_id: row.id,
+                    principal: principal.clone(),
+                    user_name: caller.user_name().to_string(),
+                    approved: answer == Answer::Approved,
+                    comment: comment.to_string(),
+                    source_address: caller.actor.source_ip.clone(),
+                    decided_at: now,
+                },
+            )
+            .await?;
+            let (succeeded, summary) = match verdict {
+                Verdict::Counted { approvals, required } => {
+                    let summary = format!("{approvals} of {required} approvals");
+                    db::approvals::set_summary(
+                        op.conn(),
+                        row.execution_id,
+                        row.stage_index,
+                        row.action_index,
+                        row.attempt,
+                        &summary,
+                    )
+                    .await?;
+                    op.add_audit_param("approvals", json!(approvals));
+                    op.add_audit_param("requiredApprovals", json!(required));
+                    return Ok(Answered { at: now, verdict });
+                }
+                Verdict::Approved => (true, "Approved"),
+                Verdict::Rejected => (false, "Rejected"),
+            };
+            db::approvals::decide(op.conn(), row.id, summary, now).await?;
+            let text = if comment.trim().is_empty() {
+                format!("{summary} by {}", caller.user_name())
+            } else {
+                comment.to_string()
+            };
+            db::approvals::set_summary(
+                op.conn(),
+                row.execution_id,
+                row.stage_index,
+                row.action_index,
+                row.attempt,
+                &text,
+            )
+            .await?;
+            queued = executions::end_attempt(
+                op.conn(),
+                now,
+                ActionJob {
+                    pipeline_id: pipeline.id,
+                    execution_id: row.execution_id,
+                    stage: usize::try_from(row.stage_index).map_err(|_| corrupt("stage"))?,
+                    action: usize::try_from(row.action_index).map_err(|_| corrupt("action"))?,
+                    attempt: u32::try_from(row.attempt).map_err(|_| corrupt("attempt"))?,
+                },
+                succeeded,
+            )
+            .await?;
+            op.add_audit_param("outcome", json!(summary));
+            op.add_audit_param("pipelineExecutionId", json!(row.execution_id));
+            Ok(Answered { at: now, verdict })
+        },
+    )
+    .await?;
+    executions::wake_for(s, queued);
+    Ok(answered)
+}
+
+/// A token as sent: CodePipeline's pattern (a lowercase UUID).
+fn parse_token(text: &str) -> Result<Uuid, AppError> {
+    let shaped = text.len() == 36
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c) || c == '-');
+    match Uuid::parse_str(text) {
+        Ok(token) if shaped && token.hyphenated().to_string() == text => Ok(token),
+        _ => Err(AppError::validation("token", "is not an approval token")),
+    }
+}
+
+fn stored_rules(row: &db::approvals::ApprovalRow) -> Rules {
+    Rules::stored(
+        row.required_approvals,
+        &row.approver_groups,
+        row.forbid_self_approval,
+        row.require_comment,
+    )
+}
+
+/// Whether the user wrote a revision the execution promotes (their name is the commit's author
+/// name or e-mail address).
+async fn authored_by(
+    conn: &mut sqlx::PgConnection,
+    execution_id: Uuid,
+    user_name: &str,
+) -> Result<bool, AppError> {
+    let revisions = db::executions::revisions_of(conn, &[execution_id]).await?;
+    Ok(revisions.iter().any(|r| {
+        approval::is_author(
+            user_name,
+            r.author_name.as_deref().unwrap_or_default(),
+            r.author_email.as_deref().unwrap_or_default(),
+        )
+    }))
+}
+
+/// Fails every open approval whose deadline has passed ("approval timed out"), each in a
+/// transaction of its own: the engine's work, run by the leader. How many it failed.
+pub async fn expire_approvals(s: &Services) -> Result<usize, AppError> {
+    let mut failed = 0;
+    loop {
+        let now = s.clock.now();
+        let expired = {
+            let mut conn = s.pool.acquire().await?;
+            db::approvals::expired(&mut conn, now, 100).await?
+        };
+        if expired.is_empty() {
+            return Ok(failed);
+        }
+        let batch = expired.len();
+        for e in expired {
+            let mut tx = s.pool.begin().await?;
+            if db::executions::lock_runs(&mut tx, e.pipeline_id)
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            // Answered or stopped meanwhile: `decide` finds an outcome, or the attempt ended.
+            let still_open = db::approvals::of_attempts(&mut tx, &[e.id])
+                .await?
+                .first()
+                .is_some_and(|r| r.status == "InProgress" && r.outcome.is_none());
+            if !still_open || !db::approvals::decide(&mut tx, e.id, "TimedOut", now).await? {
+                continue;
+            }
+            db::approvals::set_summary(
+                &mut tx,
+                e.execution_id,
+                e.stage_index,
+                e.action_index,
+                e.attempt,
+                TIMED_OUT,
+            )
+            .await?;
+            let queued = executions::end_attempt(
+                &mut tx,
+                now,
+                ActionJob {
+                    pipeline_id: e.pipeline_id,
+                    execution_id: e.execution_id,
+                    stage: usize::try_from(e.stage_index).map_err(|_| corrupt("stage"))?,
+                    action: usize::try_from(e.action_index).map_err(|_| corrupt("action"))?,
+                    attempt: u32::try_from(e.attempt).map_err(|_| corrupt("attempt"))?,
+                },
+                false,
+            )
+            .await?;
+            tx.commit().await?;
+            executions::wake_for(s, queued);
+            failed += 1;
+        }
+        if batch < 100 {
+            return Ok(failed);
+        }
+    }
+}
+
+/// What a source action checked out, as approvers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    pub action_name: String,
+    pub commit_id: String,
+    pub message: String,
+    pub author: String,
+    pub repository_url: Option<String>,
+}
+
+/// An approval as the inbox, the review and the API show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalView {
+    pub id: Uuid,
+    pub pipeline_name: String,
+    pub execution_id: Uuid,
+    pub stage_name: String,
+    pub action_name: String,
+    pub token: Uuid,
+    pub requested_at: OffsetDateTime,
+    pub deadline: OffsetDateTime,
+    pub custom_data: Option<String>,
+    pub external_entity_link: Option<String>,
+    pub rules: Rules,
+    /// `None` while it waits (and its attempt runs); else Approved, Rejected, TimedOut, or
+    /// Abandoned/Failed/… for an attempt that ended otherwise.
+    pub outcome: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub decisions: Vec<db::approvals::DecisionRow>,
+    pub promoted: Vec<Promoted>,
+    /// Who started its execution (an ARN for a person's start).
+    pub started_by: String,
+}
+
+impl ApprovalView {
+    pub fn approvals(&self) -> usize {
+        self.decisions.iter().filter(|d| d.approved).count()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.outcome.is_none()
+    }
+
+    /// Who answered last (CodePipeline's `lastUpdatedBy`).
+    pub fn last_updated_by(&self) -> Option<&str> {
+        self.decisions.last().map(|d| d.principal.as_str())
+    }
+}
+
+/// Builds the views of approval rows: their answers and what their executions promote, in two
+/// queries for all of them.
+async fn views_of(
+    conn: &mut sqlx::PgConnection,
+    rows: Vec<db::approvals::ApprovalRow>,
+) -> Result<Vec<ApprovalView>, AppError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut decisions: HashMap<Uuid, Vec<db::approvals::DecisionRow>> = HashMap::new();
+    for d in db::approvals::decisions(conn, &ids).await? {
+        decisions.entry(d.approval_id).or_default().push(d);
+    }
+    let mut executions: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
+    executions.sort_unstable();
+    executions.dedup();
+    let mut promoted: HashMap<Uuid, Vec<Promoted>> = HashMap::new();
+    let revisions = db::executions::revisions_of(conn, &executions).await?;
+    let mut names = source_names(conn, &revisions).await?;
+    for r in revisions {
+        let author = match (r.author_name.as_deref(), r.author_email.as_deref()) {
+            (Some(n), Some(e)) if !e.is_empty() => format!("{n} <{e}>"),
+            (Some(n), _) => n.to_string(),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => String::new(),
+        };
+        promoted.entry(r.execution_id).or_default().push(Promoted {
+            action_name: names
+                .remove(&(r.execution_id, r.stage_index, r.action_index))
+                .unwrap_or_default(),
+            commit_id: r.commit_id,
+            message: r.commit_message.unwrap_or_default(),
+            author,
+            repository_url: r.repository_url,
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let rules = stored_rules(&r);
+            let outcome = match (&r.outcome, r.status.as_str()) {
+                (Some(o), _) => Some(o.clone()),
+                (None, "InProgress") => None,
+                (None, status) => Some(status.to_string()),
+            };
+            ApprovalView {
+                started_by: r.trigger_detail,
+                decisions: decisions.remove(&r.id).unwrap_or_default(),
+                promoted: promoted.get(&r.execution_id).cloned().unwrap_or_default(),
+                id: r.id,
+                pipeline_name: r.pipeline_name,
+                execution_id: r.execution_id,
+                stage_name: r.stage_name,
+                action_name: r.action_name,
+                token: r.token,
+                requested_at: r.requested_at,
+                deadline: r.deadline,
+                custom_data: r.custom_data,
+                external_entity_link: r.external_entity_link,
+                rules,
+                outcome,
+                decided_at: r.decided_at,
+            }
+        })
+        .collect())
+}
+
+/// The names of the source actions of these revisions, from their executions' pinned versions.
+async fn source_names(
+    conn: &mut sqlx::PgConnection,
+    revisions: &[db::executions::RevisionRow],
+) -> Result<HashMap<(Uuid, i32, i32), String>, AppError> {
+    let mut ids: Vec<Uuid> = revisions.iter().map(|r| r.execution_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let pins: HashMap<Uuid, (Uuid, i32)> = db::executions::pinned_versions(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|(id, pipeline, version)| (id, (pipeline, version)))
+        .collect();
+    let mut names = HashMap::new();
+    for r in revisions {
+        let Some((pipeline, version)) = pins.get(&r.execution_id) else {
+            continue;
+        };
+        let decl = executions::declaration(conn, *pipeline, *version).await?;
+        if let Some(action) = usize::try_from(r.stage_index)
+            .ok()
+            .and_then(|si| decl.stages.get(si))
+            .and_then(|st| {
+                usize::try_from(r.action_index)
+                    .ok()
+                    .and_then(|ai| st.actions.get(ai))
+            })
+        {
+            names.insert(
+                (r.execution_id, r.stage_index, r.action_index),
+                action.name.clone(),
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// The approvals of these attempts (for GetPipelineState and ListActionExecutions), by attempt.
+pub(super) async fn of_attempts(
+    conn: &mut sqlx::PgConnection,
+    attempts: &[Uuid],
+) -> Result<HashMap<Uuid, ApprovalView>, AppError> {
+    if attempts.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = db::approvals::of_attempts(conn, attempts).await?;
+    Ok(views_of(conn, rows)
+        .await?
+        .into_iter()
+        .map(|v| (v.id, v))
+        .collect())
+}
+
+/// One waiting approval the caller may answer, and what they may do there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub approval: ApprovalView,
+    /// Why the caller may only reject (they started the execution, or wrote its revision, and
+    /// the gate forbids approving one's own).
+    pub reject_only: Option<String>,
+}
+
+/// The approvals inbox: every waiting approval the caller may answer, oldest request first.
+/// Each is authorized as `codepipeline:PutApprovalResult` on its action (so a user allowed on
+/// one action sees that one only); approvals whose rules would not count the caller's answer
+/// (not in its groups, or answered already) are left out.
+pub async fn inbox(s: &Services, c: &Caller) -> Result<Vec<Pending>, AppError> {
+    let mut conn = s.pool.acquire().await?;
+    let rows: Vec<db::approvals::ApprovalRow> = db::approvals::open(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            c.can(
+                Action::PutApprovalResult,
+                &Resource::pipeline_action(&r.pipeline_name, &r.stage_name, &r.action_name),
+            )
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = db::groups::names_for_user(&mut conn, c.user_id).await?;
+    let principal = Resource::user(c.user_name()).to_string();
+    let views = views_of(&mut conn, rows).await?;
+    Ok(views
+        .into_iter()
+        .filter_map(|v| {
+            let approver = approver_facts(c, &principal, &groups, &v);
+            let recorded = recorded_of(&v);
+            // Would the caller's rejection count? Then they may answer.
+            approval::decide(&v.rules, &recorded, &approver, false, "a comment").ok()?;
+            let reject_only = approval::decide(&v.rules, &recorded, &approver, true, "a comment")
+                .err()
+                .map(|why| why.to_string());
+            Some(Pending {
+                approval: v,
+                reject_only,
+            })
+        })
+        .collect())
+}
+
+fn recorded_of(v: &ApprovalView) -> Vec<Recorded> {
+    v.decisions
+        .iter()
+        .map(|d| Recorded {
+            principal: d.principal.clone(),
+            approve: d.approved,
+        })
+        .collect()
+}
+
+fn approver_facts<'a>(
+    c: &Caller,
+    principal: &'a str,
+    groups: &'a [String],
+    v: &ApprovalView,
+) -> Approver<'a> {
+    Approver {
+        principal,
+        groups,
+        started_execution: v.started_by.eq_ignore_ascii_case(principal),
+        authored_revision: v
+            .promoted
+            .iter()
+            .any(|p| is_author_text(c.user_name(), &p.author)),
+    }
+}
+
+/// `author` as [`Promoted`] shows it: `Name <address>`, a name, or an address.
+fn is_author_text(user_name: &str, author: &str) -> bool {
+    match author.rsplit_once(" <") {
+        Some((name, rest)) => approval::is_author(user_name, name, rest.trim_end_matches('>')),
+        None => approval::is_author(user_name, author, author),
+    }
+}
+
+/// How many approvals the caller may answer (the navigation's count).
+pub async fn inbox_count(s: &Services, c: &Caller) -> Result<usize, AppError> {
+    Ok(inbox(s, c).await?.len())
+}
+
+/// The commits a review lists: those since the execution last approved at this gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Since {
+    /// No execution was approved here before.
+    FirstApproval,
+    /// The commits after `since` up to the promoted one, newest first (empty: the same commit).
+    Commits { since: String, commits: Vec<Commit> },
+    /// The last approved commit is not among the ones the source saw (more than it keeps, or
+    /// the branch was rewritten).
+    Unknown { since: String, shown: Vec<Commit> },
+}
+
+pub use crate::providers::SourceCommit as Commit;
+
+/// The review of one approval: the approval, what each source promotes since the last approval
+/// here, and what the caller may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub approval: ApprovalView,
+    /// Per source action (by name): the commits since the last approval at this gate.
+    pub since: Vec<(String, Since)>,
+    /// The caller may answer (the policies allow it and the rules count them).
+    pub can_answer: bool,
+    /// Why the caller may not answer, or may only reject.
+    pub note: Option<String>,
+    pub reject_only: bool,
+}
+
+/// An approval's review: authorized as `codepipeline:GetPipelineState` on its pipeline (what
+/// the pipeline view shows); whether the caller may answer is the same decision
+/// PutApprovalResult makes (the policies, then the rules).
+pub async fn review(
+    s: &Services,
+    c: &Caller,
+    pipeline_name: &str,
+    approval_id: Uuid,
+) -> Result<Review, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::GetPipelineState,
+        Resource::pipeline(pipeline_name),
+        json!({"pipelineName": pipeline_name, "approvalId": approval_id}),
+        async |op| {
+            let not_found = || AppError::NotFound {
+                code: "ActionExecutionNotFoundException",
+                message: format!("The pipeline '{pipeline_name}' has no approval {approval_id}"),
+            };
+            let pipeline =
+                db::pipelines::find(op.conn(), super::pipelines::existing_name(pipeline_name)?)
+                    .await?
+                    .ok_or_else(|| executions::pipeline_not_found(pipeline_name))?;
+            let row = db::approvals::of_attempts(op.conn(), &[approval_id])
+                .await?
+                .into_iter()
+                .find(|r| r.pipeline_id == pipeline.id)
+                .ok_or_else(not_found)?;
+            let latest = row.latest;
+            let v = views_of(op.conn(), vec![row])
+                .await?
+                .pop()
+                .ok_or_else(not_found)?;
+            let since = commits_since(op.conn(), pipeline.id, &v).await?;
+            let caller = op.caller();
+            let allowed = caller.can(
+                Action::PutApprovalResult,
+                &Resource::pipeline_action(&v.pipeline_name, &v.stage_name, &v.action_name),
+            );
+            let (can_answer, note, reject_only) = if !v.is_open() || !latest {
+                (false, None, false)
+            } else if !allowed {
+                (
+                    false,
+                    Some("Your permissions do not let you answer this approval.".to_string()),
+                    false,
+                )
+            } else {
+                let groups = db::groups::names_for_user(op.conn(), caller.user_id).await?;
+                let principal = Resource::user(caller.user_name()).to_string();
+                let approver = approver_facts(caller, &principal, &groups, &v);
+                let recorded = recorded_of(&v);
+                match approval::decide(&v.rules, &recorded, &approver, false, "a comment") {
+                    Err(why) => (false, Some(why.to_string()), false),
+                    Ok(_) => {
+                        match approval::decide(&v.rules, &recorded, &approver, true, "a comment") {
+                            Ok(_) => (true, None, false),
+                            Err(why) => (true, Some(why.to_string()), true),
+                        }
+                    }
+                }
+            };
+            Ok(Review {
+                approval: v,
+                since,
+                can_answer,
+                note,
+                reject_only,
+            })
+        },
+    )
+    .await
+}
+
+/// For each source the execution promotes, the commits since the execution last approved at
+/// the same gate (from the commits the Git source recorded behind the one it checked out).
+async fn commits_since(
+    conn: &mut sqlx::PgConnection,
+    pipeline_id: Uuid,
+    v: &ApprovalView,
+) -> Result<Vec<(String, Since)>, AppError> {
+    let previous = db::approvals::last_approved_execution(
+        conn,
+        pipeline_id,
+        &v.stage_name,
+        &v.action_name,
+        v.execution_id,
+    )
+    .await?;
+    let now_revisions = db::executions::revisions_of(conn, &[v.execution_id]).await?;
+    let mut names = source_names(conn, &now_revisions).await?;
+    let before: HashMap<String, String> = match previous {
+        None => HashMap::new(),
+        Some(previous) => {
+            let revisions = db::executions::revisions_of(conn, &[previous]).await?;
+            let mut names = source_names(conn, &revisions).await?;
+            revisions
+                .into_iter()
+                .filter_map(|r| {
+                    let name = names.remove(&(r.execution_id, r.stage_index, r.action_index))?;
+                    Some((name, r.commit_id))
+                })
+                .collect()
+        }
+    };
+    let mut out = Vec::new();
+    for r in now_revisions {
+        let Some(name) = names.remove(&(r.execution_id, r.stage_index, r.action_index)) else {
+            continue;
+        };
+        let commits: Vec<Commit> = r
+            .source_commits
+            .and_then(|c| serde_json::from_value(c).ok())
+            .unwrap_or_default();
+        let since = match (previous, before.get(&name)) {
+            (None, _) | (Some(_), None) => Since::FirstApproval,
+            (Some(_), Some(since)) => match commits.iter().position(|c| c.id == *since) {
+                Some(at) => Since::Commits {
+                    since: since.clone(),
+                    commits: commits[..at].to_vec(),
+                },
+                None if r.commit_id == *since => Since::Commits {
+                    since: since.clone(),
+                    commits: Vec::new(),
+                },
+                None => Since::Unknown {
+                    since: since.clone(),
+                    shown: commits,
+                },
+            },
+        };
+        out.push((name, since));
+    }
+    Ok(out)
+}
