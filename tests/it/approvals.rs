@@ -506,8 +506,11 @@ async fn the_documented_approver_policy_answers_its_one_action_only() {
 }
 
 async fn add_to_group(app: &TestApp, admin: &str, group: &str, users: &[&str]) {
-    let (code, _) = call(app, admin, "CreateGroup", json!({"groupName": group})).await;
-    assert!(code == 200 || code == 409);
+    let (code, out) = call(app, admin, "CreateGroup", json!({"groupName": group})).await;
+    assert!(
+        code == 200 || out["__type"] == "EntityAlreadyExistsException",
+        "{out}"
+    );
     for user in users {
         ok(
             app,
@@ -799,4 +802,194 @@ async fn rule_values_are_refused_at_validation_with_their_paths() {
     }
     let (code, _) = call(&app, &t, "GetPipeline", json!({"name": "ruled"})).await;
     assert_eq!(code, 400);
+}
+
+// ---- The console -------------------------------------------------------------------------------
+
+async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String) {
+    let res = client.get(app.url(path)).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// The review links on a page (`/pipelines/…/approvals/<id>`), in order.
+fn review_links(html: &str) -> Vec<String> {
+    let mut links: Vec<String> = html
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|href| href.contains("/approvals/") && !href.contains("count"))
+        .map(|href| href.split('?').next().unwrap().to_string())
+        .collect();
+    links.dedup();
+    links
+}
+
+#[tokio::test]
+async fn the_inbox_lists_exactly_what_each_user_may_answer() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, commit) = repository(repo.path());
+    for name in ["alpha", "beta"] {
+        let mut decl =
+            approval_pipeline(name, &path, gate("Gate", json!({"ApproverGroups": "ops"})));
+        decl["stages"][1]["actions"]
+            .as_array_mut()
+            .unwrap()
+            .push(gate("Other", json!({})));
+        ok(&app, &admin, "CreatePipeline", json!({"pipeline": decl})).await;
+    }
+    add_to_group(&app, &admin, "ops", &["admin"]).await;
+    // Allowed on alpha's Gate only.
+    user_with_policy(&app, &admin, "one", Some(json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["codepipeline:PutApprovalResult", "codepipeline:GetPipelineState"],
+         "Resource": ["arn:sluice:codepipeline:::alpha/Approve/Gate", "arn:sluice:codepipeline:::alpha"]}]}))).await;
+    add_to_group(&app, &admin, "ops", &["one"]).await;
+    // Allowed everywhere, but not in ops: the Gates' rules do not count them.
+    user_with_policy(&app, &admin, "wide", Some(approver_policy())).await;
+    // Allowed to read only.
+    user_with_policy(&app, &admin, "reader", Some(json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["codepipeline:Get*", "codepipeline:List*"], "Resource": "*"}]}))).await;
+    for name in ["alpha", "beta"] {
+        waiting(&app, &admin, name, "Approve", "Gate").await;
+        waiting(&app, &admin, name, "Approve", "Other").await;
+    }
+    let one = app.sign_in("one", crate::harness::USER_PASSWORD).await;
+    let (status, html) = page(&app, &one, "/approvals").await;
+    assert_eq!(status, 200);
+    let links = review_links(&html);
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(
+        links[0].starts_with("/pipelines/alpha/approvals/"),
+        "{links:?}"
+    );
+    assert!(html.contains(&commit[..12]), "what it promotes");
+    assert!(html.contains("First commit"));
+    let (_, count) = page(&app, &one, "/approvals/count").await;
+    assert!(count.contains(">1<"), "{count}");
+
+    let wide = app.sign_in("wide", crate::harness::USER_PASSWORD).await;
+    let (_, html) = page(&app, &wide, "/approvals").await;
+    let links = review_links(&html);
+    assert_eq!(links.len(), 2, "the two Others: {links:?}");
+
+    let reader = app.sign_in("reader", crate::harness::USER_PASSWORD).await;
+    let (_, html) = page(&app, &reader, "/approvals").await;
+    assert!(review_links(&html).is_empty());
+    assert!(html.contains("Nothing is waiting for you."));
+    let (_, count) = page(&app, &reader, "/approvals/count").await;
+    assert!(count.trim().is_empty(), "{count:?}");
+    // The reader sees the approval's state on the pipeline, but no Review button.
+    let (_, view) = page(&app, &reader, "/pipelines/alpha").await;
+    assert!(view.contains("Waiting for approval until"), "{view}");
+    assert!(review_links(&view).is_empty());
+
+    // The administrator (in ops, allowed everything) sees all four, oldest first.
+    let (_, html) = page(&app, &app.client, "/approvals").await;
+    assert_eq!(review_links(&html).len(), 4);
+}
+
+#[tokio::test]
+async fn answering_in_the_console_is_put_approval_result_with_its_refusals() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    ok(&app, &admin, "CreatePipeline", json!({"pipeline": approval_pipeline("console", &path,
+        gate("Gate", json!({"RequireComment": "true", "CustomData": "Check the <b>release notes</b>"})))})).await;
+    let id = first_execution(&app, &admin, "console").await;
+    let token = token_of(&app, &admin, "console").await;
+    user_with_policy(&app, &admin, "reader", Some(json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["codepipeline:Get*", "codepipeline:List*"], "Resource": "*"}]}))).await;
+    let (_, view) = page(&app, &app.client, "/pipelines/console").await;
+    let review = review_links(&view)
+        .pop()
+        .expect("a Review button for the administrator");
+
+    // The plain page (no JavaScript needed) and the dialog htmx loads.
+    let (status, html) = page(&app, &app.client, &review).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Check the &#60;b&#62;release notes&#60;/b&#62;"),
+        "escaped CustomData: {html}"
+    );
+    assert!(html.contains("every answer needs a comment"));
+    assert!(html.contains("No earlier execution was approved at this gate."));
+    let dialog = app
+        .client
+        .get(app.url(&format!("{review}?dialog=1")))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(dialog.trim_start().starts_with("<dialog open"), "{dialog}");
+    assert!(dialog.contains("name=\"decision\" value=\"Approved\""));
+
+    // A reader posting anyway: 403 and one AccessDenied event.
+    let reader = app.sign_in("reader", crate::harness::USER_PASSWORD).await;
+    let (status, html) = page(&app, &reader, &review).await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("name=\"decision\""), "no form for a reader");
+    let fields = [
+        ("stage", "Approve"),
+        ("action", "Gate"),
+        ("token", token.as_str()),
+        ("decision", "Approved"),
+        ("comment", "sneaky"),
+    ];
+    let res = app.post_form(&reader, &review, &fields).await;
+    assert_eq!(res.status(), 403);
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE event_name = 'codepipeline:PutApprovalResult' AND outcome = 'AccessDenied' AND user_name = 'reader'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(denied, 1);
+
+    // No comment: refused, the review again with a message; then approved with a comment.
+    let no_comment = [
+        ("stage", "Approve"),
+        ("action", "Gate"),
+        ("token", token.as_str()),
+        ("decision", "Approved"),
+        ("comment", "  "),
+    ];
+    let res = app.post_form(&app.client, &review, &no_comment).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("needs a comment"));
+    let multi_line = "Release notes read.\r\nShip it.";
+    let good = [
+        ("stage", "Approve"),
+        ("action", "Gate"),
+        ("token", token.as_str()),
+        ("decision", "Approved"),
+        ("comment", multi_line),
+    ];
+    let res = app.post_form(&app.client, &review, &good).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()["location"],
+        "/pipelines/console?approval=Approved"
+    );
+    assert_eq!(
+        wait_for_end(&app, &admin, "console", &id).await["status"],
+        "Succeeded"
+    );
+    let state = ok(&app, &admin, "GetPipelineState", json!({"name": "console"})).await;
+    assert_eq!(
+        state["stageStates"][1]["actionStates"][0]["latestExecution"]["summary"],
+        "Release notes read.\nShip it."
+    );
+    // The execution's page shows who approved, from where, with the comment.
+    let (_, html) = page(
+        &app,
+        &app.client,
+        &format!("/pipelines/console/executions/{id}"),
+    )
+    .await;
+    assert!(html.contains("Approved by admin at"), "{html}");
+    assert!(html.contains("from 127.0.0.1: Release notes read."));
 }

@@ -347,6 +347,10 @@ struct AttemptRow {
     started: String,
     duration: String,
     log_link: String,
+    /// An approval's answers: each in words (who, what, when, from where, the comment).
+    decisions: Vec<String>,
+    /// A waiting approval's review.
+    review_link: Option<String>,
 }
 
 #[derive(Template)]
@@ -476,6 +480,37 @@ async fn detail(
                 started: display_time(a.started),
                 duration: duration(a.started, a.updated),
                 log_link: format!("/pipelines/{link}/actions/{}/log", a.id),
+                decisions: a
+                    .approval
+                    .iter()
+                    .flat_map(|ap| &ap.decisions)
+                    .map(|d| {
+                        let mut text = format!(
+                            "{} by {} at {}",
+                            if d.approved { "Approved" } else { "Rejected" },
+                            d.user_name,
+                            display_time(d.decided_at)
+                        );
+                        if let Some(address) = &d.source_address {
+                            text.push_str(&format!(" from {address}"));
+                        }
+                        if !d.comment.is_empty() {
+                            text.push_str(&format!(": {}", d.comment));
+                        }
+                        text
+                    })
+                    .collect(),
+                review_link: a
+                    .approval
+                    .as_ref()
+                    .filter(|ap| {
+                        ap.is_open()
+                            && user.caller.can(
+                                Action::PutApprovalResult,
+                                &Resource::pipeline_action(&name, &a.stage_name, &a.action_name),
+                            )
+                    })
+                    .map(|ap| format!("/pipelines/{link}/approvals/{}", ap.id)),
             })
             .collect(),
         can_stop: matches!(e.status.as_str(), "InProgress" | "Stopping")
@@ -778,6 +813,10 @@ pub struct ActionState {
     pub summary: String,
     pub log_link: Option<String>,
     pub when: String,
+    /// A waiting approval: until when it waits.
+    pub approval_deadline: Option<String>,
+    /// Its review, for those allowed to answer it.
+    pub review_link: Option<String>,
 }
 
 /// What the pipeline view shows of one stage: its latest execution there, its transition, and
@@ -835,8 +874,26 @@ pub async fn pipeline_state(
                                 summary: String::new(),
                                 log_link: None,
                                 when: String::new(),
+                                approval_deadline: None,
+                                review_link: None,
                             },
                             Some((id, status, summary, at)) => ActionState {
+                                approval_deadline: a
+                                    .approval
+                                    .as_ref()
+                                    .filter(|ap| ap.is_open())
+                                    .map(|ap| display_time(ap.deadline)),
+                                review_link: a
+                                    .approval
+                                    .as_ref()
+                                    .filter(|ap| {
+                                        ap.is_open()
+                                            && caller.can(
+                                                Action::PutApprovalResult,
+                                                &Resource::pipeline_action(name, &st.name, &a.name),
+                                            )
+                                    })
+                                    .map(|ap| format!("/pipelines/{link}/approvals/{}", ap.id)),
                                 status: Status::of(&status),
                                 summary: summary
                                     .unwrap_or_default()

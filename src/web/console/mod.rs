@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod approvals;
 mod editor;
 mod error;
 mod executions;
@@ -44,6 +45,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     wizard::routes(cfg);
     editor::routes(cfg);
     executions::routes(cfg);
+    approvals::routes(cfg);
     pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);
@@ -71,6 +73,7 @@ pub async fn method_not_allowed() -> Result<HttpResponse, ConsoleError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Pipelines,
+    Approvals,
     Status,
     Admin,
     Account,
@@ -82,17 +85,28 @@ pub struct NavItem {
     pub label: &'static str,
     pub href: &'static str,
     pub section: Section,
+    /// A fragment htmx loads into the link: a count of what waits there.
+    pub count_url: Option<&'static str>,
 }
 
 const PIPELINES: NavItem = NavItem {
     label: "Pipelines",
     href: "/",
     section: Section::Pipelines,
+    count_url: None,
+};
+/// Every signed-in user has an inbox; it lists what their permissions let them answer.
+const APPROVALS: NavItem = NavItem {
+    label: "Approvals",
+    href: "/approvals",
+    section: Section::Approvals,
+    count_url: Some("/approvals/count"),
 };
 const ADMIN: NavItem = NavItem {
     label: "Admin",
     href: "/admin",
     section: Section::Admin,
+    count_url: None,
 };
 
 /// What the base layout (`templates/base.html`) needs from every page.
@@ -137,7 +151,7 @@ impl Layout {
 
     /// The layout for a signed-in user: the navigation shows only what they may use.
     pub fn signed_in(user: &SignedIn, current: Section) -> Self {
-        let mut nav = vec![PIPELINES];
+        let mut nav = vec![PIPELINES, APPROVALS];
         if admin::may_administer(&user.caller) {
             nav.push(ADMIN);
         }

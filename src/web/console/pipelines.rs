@@ -238,6 +238,8 @@ fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
 struct ViewQuery {
     version: Option<i64>,
     done: Option<String>,
+    /// What an answer to an approval did.
+    approval: Option<String>,
 }
 
 async fn view(
@@ -298,7 +300,12 @@ async fn view(
             Some("retried") => Some("The stage is running again.".to_string()),
             Some("enabled") => Some("The transition is enabled.".to_string()),
             Some("disabled") => Some("The transition is disabled.".to_string()),
-            _ => None,
+            _ => match query.approval.as_deref() {
+                Some("Approved") => Some("Approved: the stage goes on.".to_string()),
+                Some("Rejected") => Some("Rejected: the stage fails.".to_string()),
+                Some("Counted") => Some("Your approval is recorded; more are needed.".to_string()),
+                _ => None,
+            },
         },
         stages,
         can_release: c.can(Action::StartPipelineExecution, &me),
