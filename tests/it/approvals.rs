@@ -993,3 +993,56 @@ async fn answering_in_the_console_is_put_approval_result_with_its_refusals() {
     assert!(html.contains("Approved by admin at"), "{html}");
     assert!(html.contains("from 127.0.0.1: Release notes read."));
 }
+
+#[tokio::test]
+async fn name_variants_never_reach_a_denied_gate() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    ok(
+        &app,
+        &admin,
+        "CreatePipeline",
+        json!({"pipeline": approval_pipeline("Prod", &path, gate("Gate", json!({})))}),
+    )
+    .await;
+    let denied = user_with_policy(&app, &admin, "denied", Some(json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "codepipeline:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "codepipeline:PutApprovalResult", "Resource": "arn:sluice:codepipeline:::Prod/Approve/Gate"}]}))).await;
+    let id = first_execution(&app, &admin, "Prod").await;
+    let token = token_of(&app, &admin, "Prod").await;
+    let variants = [
+        ("Prod", "Approve", "gate"),
+        ("Prod", "approve", "Gate"),
+        ("prod", "Approve", "Gate"),
+        ("Prod", "Approve", "Gate "),
+        ("Prod", " Approve", "Gate"),
+        ("Prod", "Approve", "Ｇate"),
+        ("Prod", "Approve", "GATE"),
+        ("Prod", "Approve", "Gate\u{200b}"),
+    ];
+    for (p, s, a) in variants {
+        let body = json!({"pipelineName": p, "stageName": s, "actionName": a,
+            "result": {"status": "Approved", "summary": ""}, "token": token});
+        let (code, out) = put(&app, &denied, body).await;
+        assert_ne!(code, 200, "{p}/{s}/{a}: {out}");
+    }
+    let (code, out) = put(
+        &app,
+        &denied,
+        answer("Prod", "Gate", &token, "Approved", ""),
+    )
+    .await;
+    assert_eq!(out["__type"], "AccessDeniedException", "{code} {out}");
+    // Still waiting, with the same token.
+    assert_eq!(
+        waiting(&app, &admin, "Prod", "Approve", "Gate").await["token"],
+        token.as_str()
+    );
+    let (code, _) = put(&app, &admin, answer("Prod", "Gate", &token, "Approved", "")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        wait_for_end(&app, &admin, "Prod", &id).await["status"],
+        "Succeeded"
+    );
+}

@@ -205,6 +205,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001/artifacts/Src",
         "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log",
         "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log/more?from=1",
+        "/pipelines/web/approvals/6f1f8a8e-1c2b-4d3e-9f00-000000000003",
     ];
     for page in pages {
         let before = denials(&app).await;
@@ -220,6 +221,14 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             "{page}: one AccessDenied event"
         );
     }
+    // The approvals inbox is every signed-in user's: it is authorized item by item (what each may
+    // answer), so nobody's is empty, and nothing is refused.
+    for page in ["/approvals", "/approvals/count"] {
+        let before = denials(&app).await;
+        let res = nobody.get(app.url(page)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{page}");
+        assert_eq!(denials(&app).await - before, 0, "{page}");
+    }
     // The metrics, with a token whose user may not read them.
     let before = denials(&app).await;
     let res = reqwest::Client::new()
@@ -234,7 +243,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         1,
         "/metrics: one AccessDenied event"
     );
-    let forms: [(&str, &[(&str, &str)]); 23] = [
+    let forms: [(&str, &[(&str, &str)]); 24] = [
         (
             "/admin/users",
             &[("user_name", "x"), ("password", PASSWORD)],
@@ -290,6 +299,15 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         (
             "/pipelines/web/stages/Build/transition",
             &[("op", "disable"), ("reason", "x")],
+        ),
+        (
+            "/pipelines/web/approvals/6f1f8a8e-1c2b-4d3e-9f00-000000000003",
+            &[
+                ("stage", "Build"),
+                ("action", "Gate"),
+                ("token", "6f1f8a8e-1c2b-4d3e-9f00-000000000004"),
+                ("decision", "Approved"),
+            ],
         ),
     ];
     for (path, fields) in forms {
@@ -409,6 +427,11 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         (
             "DisableStageTransition",
             json!({"pipelineName": "web", "stageName": "Build", "transitionType": "Inbound", "reason": "freeze"}),
+        ),
+        (
+            "PutApprovalResult",
+            json!({"pipelineName": "web", "stageName": "Build", "actionName": "Gate",
+                   "result": {"status": "Approved", "summary": ""}, "token": uuid::Uuid::new_v4().to_string()}),
         ),
         (
             "CreateConnection",
