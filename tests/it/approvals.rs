@@ -912,7 +912,7 @@ async fn answering_in_the_console_is_put_approval_result_with_its_refusals() {
         "escaped CustomData: {html}"
     );
     assert!(html.contains("every answer needs a comment"));
-    assert!(html.contains("No earlier execution was approved at this gate."));
+    assert!(html.contains("No earlier execution was approved here."));
     let dialog = app
         .client
         .get(app.url(&format!("{review}?dialog=1")))
@@ -1043,6 +1043,100 @@ async fn name_variants_never_reach_a_denied_gate() {
     assert_eq!(code, 200);
     assert_eq!(
         wait_for_end(&app, &admin, "Prod", &id).await["status"],
+        "Succeeded"
+    );
+}
+
+fn commit(dir: &std::path::Path, message: &str) -> String {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    std::fs::write(dir.join("app.txt"), message).unwrap();
+    run(&["add", "."]);
+    run(&[
+        "-c",
+        "user.name=Grace Hopper",
+        "-c",
+        "user.email=grace@example.com",
+        "commit",
+        "--quiet",
+        "-m",
+        message,
+    ]);
+    run(&["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn the_review_lists_the_commits_since_the_last_approval_at_the_gate() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, first) = repository(repo.path());
+    ok(
+        &app,
+        &admin,
+        "CreatePipeline",
+        json!({"pipeline": approval_pipeline("since", &path, gate("Gate", json!({})))}),
+    )
+    .await;
+    let id = first_execution(&app, &admin, "since").await;
+    let token = token_of(&app, &admin, "since").await;
+    put(
+        &app,
+        &admin,
+        answer("since", "Gate", &token, "Approved", ""),
+    )
+    .await;
+    wait_for_end(&app, &admin, "since", &id).await;
+    let second = commit(repo.path(), "Second change");
+    let third = commit(repo.path(), "Third change");
+    let next = ok(
+        &app,
+        &admin,
+        "StartPipelineExecution",
+        json!({"name": "since"}),
+    )
+    .await["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    waiting(&app, &admin, "since", "Approve", "Gate").await;
+    let (_, view) = page(&app, &app.client, "/pipelines/since").await;
+    let review = review_links(&view).pop().unwrap();
+    let (_, html) = page(&app, &app.client, &review).await;
+    assert!(
+        html.contains(&format!("2 new commits since {}", &first[..12])),
+        "{html}"
+    );
+    let at_third = html.find(&third[..12]).expect("the newest commit");
+    let at_second = html
+        .find(&format!("{}</span> Second change", &second[..12]))
+        .expect("the one before");
+    assert!(at_third < at_second, "newest first");
+    assert!(html.contains("Grace Hopper"));
+    assert!(
+        !html.contains(&format!("{}</span> First commit", &first[..12])),
+        "the approved one is not new"
+    );
+    let token = token_of(&app, &admin, "since").await;
+    put(
+        &app,
+        &admin,
+        answer("since", "Gate", &token, "Approved", ""),
+    )
+    .await;
+    assert_eq!(
+        wait_for_end(&app, &admin, "since", &next).await["status"],
         "Succeeded"
     );
 }

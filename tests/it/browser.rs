@@ -866,3 +866,163 @@ async fn release_change_runs_the_pipeline_and_its_log_grows_while_it_runs() {
     assert!(errors.is_empty(), "browser console: {errors:#?}");
     browser.quit().await.unwrap();
 }
+
+/// Approvals: a user allowed on one gate finds it in the inbox (and its count in the
+/// navigation), reviews it in the dialog over the pipeline view, approves with a comment, and
+/// the execution goes on to Succeeded. Screenshots of the inbox and the dialog at desktop and
+/// phone widths.
+#[tokio::test]
+async fn a_gatekeeper_approves_from_the_inbox_and_the_execution_succeeds() {
+    use crate::approvals::{approval_pipeline, gate};
+    use serde_json::json;
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = crate::executions::repository(repo.path());
+    let mut decl = approval_pipeline(
+        "release",
+        &path,
+        gate(
+            "Gate",
+            json!({"CustomData": "Check the release notes for #{SourceVariables.CommitId}.",
+                   "ExternalEntityLink": "https://example.com/notes",
+                   "RequireComment": "true"}),
+        ),
+    );
+    decl["stages"][1]["actions"]
+        .as_array_mut()
+        .unwrap()
+        .push(gate("Security", json!({})));
+    crate::harness::api_ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    crate::harness::user_with_policy(
+        &app,
+        &t,
+        "gatekeeper",
+        Some(json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["codepipeline:ListPipelines"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["codepipeline:Get*", "codepipeline:List*"], "Resource": "arn:sluice:codepipeline:::release"},
+            {"Effect": "Allow", "Action": "codepipeline:PutApprovalResult", "Resource": "arn:sluice:codepipeline:::release/Approve/Gate"}]})),
+    )
+    .await;
+    crate::approvals::waiting(&app, &t, "release", "Approve", "Gate").await;
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 1280).await;
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", "gatekeeper").await;
+    fill(&browser, "#password", crate::harness::USER_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/").await;
+    // The navigation counts the one approval the gatekeeper may answer.
+    wait_for_text(&browser, ".site-nav .nav-count", "1").await;
+
+    // Phone width first (the approval must still wait for the dialog's screenshot).
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(390, 900, 1.0, true)
+        .await
+        .unwrap();
+    for (page, shot) in [("/approvals", "approvals-inbox-390.png")] {
+        browser.goto(app.url(page)).await.unwrap();
+        wait_for(&browser, ".inbox a.button").await;
+        let fits: bool = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert!(fits, "{page} fits 390 px");
+        browser.screenshot(&screenshot_path(shot)).await.unwrap();
+    }
+    browser.goto(app.url("/pipelines/release")).await.unwrap();
+    click(&browser, ".action-review a").await;
+    wait_for(&browser, "dialog.modal[open] textarea").await;
+    browser
+        .screenshot(&screenshot_path("approval-dialog-390.png"))
+        .await
+        .unwrap();
+    // Closing the dialog needs no script of ours.
+    click(&browser, "dialog.modal form[method=dialog] button").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while browser.find(By::Css("dialog.modal[open]")).await.is_ok() {
+        assert!(Instant::now() < deadline, "the dialog never closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(1280, 900, 1.0, false)
+        .await
+        .unwrap();
+    browser.goto(app.url("/approvals")).await.unwrap();
+    let rows = browser.find_all(By::Css(".inbox tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 1, "the gatekeeper's one gate, not Security");
+    wait_for_text(&browser, ".inbox", "First commit").await;
+    browser
+        .screenshot(&screenshot_path("approvals-inbox-1280.png"))
+        .await
+        .unwrap();
+    // Review from the inbox opens the review page; from the pipeline view, the dialog.
+    click(&browser, ".inbox a.button").await;
+    wait_for_text(&browser, ".review", "Check the release notes for").await;
+    browser.goto(app.url("/pipelines/release")).await.unwrap();
+    // No Review button on the gate the gatekeeper may not answer.
+    let buttons = browser.find_all(By::Css(".action-review a")).await.unwrap();
+    assert_eq!(buttons.len(), 1);
+    click(&browser, ".action-review a").await;
+    let comment = wait_for(&browser, "dialog.modal[open] textarea").await;
+    browser
+        .screenshot(&screenshot_path("approval-dialog-1280.png"))
+        .await
+        .unwrap();
+    // Approving without the required comment: the browser itself refuses (required).
+    comment
+        .send_keys("Release notes read; ship it.")
+        .await
+        .unwrap();
+    click(&browser, "dialog.modal button[value=Approved]").await;
+    wait_for_text(&browser, ".notice-success", "Approved").await;
+    reload_until(&browser, ".stage:nth-child(2) .stage-header", "In progress").await;
+    // Security still waits for someone allowed: the administrator answers it through the API.
+    let token =
+        crate::approvals::waiting(&app, &t, "release", "Approve", "Security").await["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "PutApprovalResult",
+        json!({"pipelineName": "release", "stageName": "Approve", "actionName": "Security",
+               "result": {"status": "Approved", "summary": "ok"}, "token": token}),
+    )
+    .await;
+    reload_until(&browser, ".stage:last-child .stage-header", "Succeeded").await;
+    wait_for_text(
+        &browser,
+        ".stage:nth-child(2)",
+        "Release notes read; ship it.",
+    )
+    .await;
+    browser
+        .screenshot(&screenshot_path("approval-approved-1280.png"))
+        .await
+        .unwrap();
+    let errors: Vec<String> = browser
+        .browser_log()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.level == "SEVERE" || e.level == "WARNING")
+        .map(|e| e.message)
+        .collect();
+    assert!(errors.is_empty(), "browser console: {errors:#?}");
+    browser.quit().await.unwrap();
+}

@@ -233,13 +233,13 @@ fn review_of(r: approvals::Review, from: &str, comment: String, error: Option<St
         .map(|(action, since)| match since {
             Since::FirstApproval => SinceRow {
                 action,
-                heading: "No earlier execution was approved at this gate.".into(),
+                heading: "No earlier execution was approved here.".into(),
                 commits: Vec::new(),
             },
             Since::Commits { since, commits } if commits.is_empty() => SinceRow {
                 action,
                 heading: format!(
-                    "The same commit as the last approved execution ({}).",
+                    "The same commit as the last approved execution ({}): nothing new.",
                     since.chars().take(12).collect::<String>()
                 ),
                 commits: Vec::new(),
@@ -247,7 +247,7 @@ fn review_of(r: approvals::Review, from: &str, comment: String, error: Option<St
             Since::Commits { since, commits } => SinceRow {
                 action,
                 heading: format!(
-                    "{} commit{} since the last approved execution ({}):",
+                    "{} new commit{} since {}:",
                     commits.len(),
                     if commits.len() == 1 { "" } else { "s" },
                     since.chars().take(12).collect::<String>()

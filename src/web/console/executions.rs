@@ -903,7 +903,11 @@ pub async fn pipeline_state(
                                     .chars()
                                     .take(300)
                                     .collect(),
-                                log_link: Some(format!("/pipelines/{link}/actions/{id}/log")),
+                                // An approval runs nothing, so it has no log.
+                                log_link: a
+                                    .approval
+                                    .is_none()
+                                    .then(|| format!("/pipelines/{link}/actions/{id}/log")),
                                 when: display_time(at),
                             },
                         };
