@@ -1,10 +1,15 @@
 -- Manual approvals. An approval is an action attempt with no job: it waits as this row, holding
 -- no worker, until enough answers decide it, its deadline passes, or its execution is stopped.
--- The attempt's status stays the one truth of whether it is still waiting (InProgress); the
--- outcome says how an approval ended when it ended here.
+-- It is open while its outcome is NULL: every way its attempt ends sets one, in the transaction
+-- that ends it, so the inbox reads this table alone.
 CREATE TABLE approvals (
     action_execution_id  uuid PRIMARY KEY REFERENCES action_executions (id) ON DELETE CASCADE,
     pipeline_id          uuid NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    -- The pipeline's name (pipelines are never renamed) and who started the execution (its
+    -- trigger detail: an ARN for a person's start), copied so the inbox needs no join.
+    pipeline_name        text NOT NULL,
+    execution_id         uuid NOT NULL,
+    started_by           text NOT NULL,
     -- As stored in the execution's pinned version (what PutApprovalResult names).
     stage_name           text NOT NULL,
     action_name          text NOT NULL,
@@ -20,7 +25,9 @@ CREATE TABLE approvals (
     approver_groups      text[] NOT NULL DEFAULT '{}',
     forbid_self_approval boolean NOT NULL DEFAULT false,
     require_comment      boolean NOT NULL DEFAULT false,
-    outcome              text CHECK (outcome IN ('Approved', 'Rejected', 'TimedOut')),
+    -- Approved, Rejected, TimedOut; Abandoned (its execution was stopped and abandoned); Failed
+    -- (it could not be requested: a reference in its CustomData did not resolve).
+    outcome              text CHECK (outcome IN ('Approved', 'Rejected', 'TimedOut', 'Abandoned', 'Failed')),
     decided_at           timestamptz,
     CONSTRAINT approvals_decided CHECK ((outcome IS NULL) = (decided_at IS NULL))
 );

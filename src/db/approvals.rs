@@ -13,6 +13,8 @@ pub struct NewApproval {
     pub action_index: i32,
     pub attempt: i32,
     pub pipeline_id: Uuid,
+    pub pipeline_name: String,
+    pub started_by: String,
     pub stage_name: String,
     pub action_name: String,
     pub token: Uuid,
@@ -27,12 +29,13 @@ pub struct NewApproval {
 }
 
 /// Requests an approval: the attempt (InProgress, no job) and its approval, in one statement.
+/// Returns the attempt's id (the approval's).
 pub async fn request(
     conn: &mut PgConnection,
     a: &NewApproval,
     now: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar!(
         r#"WITH attempt AS (
                INSERT INTO action_executions (execution_id, stage_index, action_index, attempt,
                                               status, started_at, updated_at, resolved_configuration,
@@ -42,8 +45,10 @@ pub async fn request(
            INSERT INTO approvals (action_execution_id, pipeline_id, stage_name, action_name, token,
                                   requested_at, deadline, custom_data, external_entity_link,
                                   required_approvals, approver_groups, forbid_self_approval,
-                                  require_comment)
-           SELECT id, $7, $8, $9, $10, $5, $11, $12, $13, $14, $15, $16, $17 FROM attempt"#,
+                                  require_comment, pipeline_name, execution_id, started_by)
+           SELECT id, $7, $8, $9, $10, $5, $11, $12, $13, $14, $15, $16, $17, $18, $1, $19
+           FROM attempt
+           RETURNING action_execution_id"#,
         a.execution_id,
         a.stage_index,
         a.action_index,
@@ -60,11 +65,12 @@ pub async fn request(
         a.required_approvals,
         &a.approver_groups,
         a.forbid_self_approval,
-        a.require_comment
+        a.require_comment,
+        a.pipeline_name,
+        a.started_by
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 /// An approval with its attempt and execution.
@@ -94,9 +100,8 @@ pub struct ApprovalRow {
     pub require_comment: bool,
     pub outcome: Option<String>,
     pub decided_at: Option<OffsetDateTime>,
-    /// How its execution started, and by whom (an ARN for a person's start).
-    pub trigger_type: String,
-    pub trigger_detail: String,
+    /// Who started its execution (its trigger detail: an ARN for a person's start).
+    pub started_by: String,
 }
 
 /// The approval a token names in a pipeline.
@@ -107,7 +112,7 @@ pub async fn by_token(
 ) -> Result<Option<ApprovalRow>, sqlx::Error> {
     sqlx::query_as!(
         ApprovalRow,
-        r#"SELECT p.action_execution_id AS id, p.pipeline_id, pl.name AS pipeline_name, a.execution_id, a.stage_index,
+        r#"SELECT p.action_execution_id AS id, p.pipeline_id, p.pipeline_name, a.execution_id, a.stage_index,
                   a.action_index, a.attempt, a.status,
                   NOT EXISTS (SELECT 1 FROM action_executions n
                               WHERE n.execution_id = a.execution_id AND n.stage_index = a.stage_index
@@ -115,11 +120,9 @@ pub async fn by_token(
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
                   p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at,
-                  e.trigger_type, e.trigger_detail
+                  p.started_by
            FROM approvals p
            JOIN action_executions a ON a.id = p.action_execution_id
-           JOIN pipeline_executions e ON e.id = a.execution_id
-           JOIN pipelines pl ON pl.id = p.pipeline_id
            WHERE p.pipeline_id = $1 AND p.token = $2"#,
         pipeline_id,
         token
@@ -135,7 +138,7 @@ pub async fn of_attempts(
 ) -> Result<Vec<ApprovalRow>, sqlx::Error> {
     sqlx::query_as!(
         ApprovalRow,
-        r#"SELECT p.action_execution_id AS id, p.pipeline_id, pl.name AS pipeline_name, a.execution_id, a.stage_index,
+        r#"SELECT p.action_execution_id AS id, p.pipeline_id, p.pipeline_name, a.execution_id, a.stage_index,
                   a.action_index, a.attempt, a.status,
                   NOT EXISTS (SELECT 1 FROM action_executions n
                               WHERE n.execution_id = a.execution_id AND n.stage_index = a.stage_index
@@ -143,11 +146,9 @@ pub async fn of_attempts(
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
                   p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at,
-                  e.trigger_type, e.trigger_detail
+                  p.started_by
            FROM approvals p
            JOIN action_executions a ON a.id = p.action_execution_id
-           JOIN pipeline_executions e ON e.id = a.execution_id
-           JOIN pipelines pl ON pl.id = p.pipeline_id
            WHERE p.action_execution_id = ANY($1)"#,
         attempts
     )
@@ -155,25 +156,78 @@ pub async fn of_attempts(
     .await
 }
 
-/// Every approval still waiting (its attempt in progress), oldest request first.
-pub async fn open(conn: &mut PgConnection) -> Result<Vec<ApprovalRow>, sqlx::Error> {
+/// An open approval, as the inbox first reads it (one table, no join).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRow {
+    pub id: Uuid,
+    pub pipeline_name: String,
+    pub execution_id: Uuid,
+    pub stage_name: String,
+    pub action_name: String,
+    pub requested_at: OffsetDateTime,
+    pub required_approvals: i32,
+    pub approver_groups: Vec<String>,
+    pub forbid_self_approval: bool,
+    pub started_by: String,
+}
+
+/// Every open approval, oldest request first.
+pub async fn open(conn: &mut PgConnection) -> Result<Vec<OpenRow>, sqlx::Error> {
     sqlx::query_as!(
-        ApprovalRow,
-        r#"SELECT p.action_execution_id AS id, p.pipeline_id, pl.name AS pipeline_name, a.execution_id, a.stage_index,
-                  a.action_index, a.attempt, a.status, true AS "latest!",
-                  p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
-                  p.external_entity_link, p.required_approvals, p.approver_groups,
-                  p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at,
-                  e.trigger_type, e.trigger_detail
-           FROM approvals p
-           JOIN action_executions a ON a.id = p.action_execution_id
-           JOIN pipeline_executions e ON e.id = a.execution_id
-           JOIN pipelines pl ON pl.id = p.pipeline_id
-           WHERE p.outcome IS NULL AND a.status = 'InProgress'
-           ORDER BY p.requested_at, p.action_execution_id"#
+        OpenRow,
+        r#"SELECT action_execution_id AS id, pipeline_name, execution_id, stage_name, action_name,
+                  requested_at, required_approvals, approver_groups, forbid_self_approval, started_by
+           FROM approvals WHERE outcome IS NULL
+           ORDER BY requested_at, action_execution_id"#
     )
     .fetch_all(conn)
     .await
+}
+
+/// Who answered which of these approvals already (only approvals that need more than one
+/// answer have answers while open).
+pub async fn answered_by(
+    conn: &mut PgConnection,
+    approvals: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT action_execution_id, principal FROM approval_decisions
+           WHERE action_execution_id = ANY($1)"#,
+        approvals
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.action_execution_id, r.principal))
+        .collect())
+}
+
+/// Closes the open approval of an attempt that ended otherwise (`Abandoned`, `Failed`).
+pub async fn close(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+    stage_index: i32,
+    action_index: i32,
+    attempt: i32,
+    outcome: &str,
+    now: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE approvals SET outcome = $5, decided_at = $6
+           WHERE outcome IS NULL AND action_execution_id =
+               (SELECT id FROM action_executions WHERE execution_id = $1 AND stage_index = $2
+                  AND action_index = $3 AND attempt = $4)"#,
+        execution_id,
+        stage_index,
+        action_index,
+        attempt,
+        outcome,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// An answer that counted.

@@ -99,7 +99,7 @@ pub(super) async fn request(
     };
     let minutes = action.timeout_in_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES);
     let attempt = i32::try_from(gate.attempt).map_err(|_| corrupt("attempt"))?;
-    db::approvals::request(
+    let id = db::approvals::request(
         conn,
         &db::approvals::NewApproval {
             execution_id: gate.execution_id,
@@ -107,6 +107,8 @@ pub(super) async fn request(
             action_index: to_i32(gate.action),
             attempt,
             pipeline_id,
+            pipeline_name: decl.name.clone(),
+            started_by: row.trigger_detail.clone(),
             stage_name: stage.name.clone(),
             action_name: action.name.clone(),
             token: Uuid::new_v4(),
@@ -137,6 +139,7 @@ pub(super) async fn request(
                 &summary,
             )
             .await?;
+            db::approvals::decide(conn, id, "Failed", now).await?;
             Ok(false)
         }
     }
@@ -282,7 +285,7 @@ pub async fn put_approval_result(
             let approver = Approver {
                 principal: &principal,
                 groups: &groups,
-                started_execution: row.trigger_detail.eq_ignore_ascii_case(&principal),
+                started_execution: row.started_by.eq_ignore_ascii_case(&principal),
                 authored_revision: authored,
             };
             let verdict = approval::decide(
@@ -556,7 +559,7 @@ async fn views_of(
                 (None, status) => Some(status.to_string()),
             };
             ApprovalView {
-                started_by: r.trigger_detail,
+                started_by: r.started_by,
                 decisions: decisions.remove(&r.id).unwrap_or_default(),
                 promoted: promoted.get(&r.execution_id).cloned().unwrap_or_default(),
                 id: r.id,
@@ -639,44 +642,136 @@ pub struct Pending {
     pub reject_only: Option<String>,
 }
 
-/// The approvals inbox: every waiting approval the caller may answer, oldest request first.
-/// Each is authorized as `codepipeline:PutApprovalResult` on its action (so a user allowed on
-/// one action sees that one only); approvals whose rules would not count the caller's answer
-/// (not in its groups, or answered already) are left out.
-pub async fn inbox(s: &Services, c: &Caller) -> Result<Vec<Pending>, AppError> {
-    let mut conn = s.pool.acquire().await?;
-    let rows: Vec<db::approvals::ApprovalRow> = db::approvals::open(&mut conn)
+/// A page of the inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbox {
+    pub items: Vec<Pending>,
+    /// How many approvals the caller may answer in all.
+    pub total: usize,
+    /// The marker of the next page, if any.
+    pub next: Option<String>,
+}
+
+/// The most approvals one page of the inbox shows.
+pub const INBOX_PAGE: usize = 50;
+
+/// The open approvals the caller may answer, oldest request first: each authorized as
+/// `codepipeline:PutApprovalResult` on its action (so a user allowed on one action sees that one
+/// only), and kept only where the gate's rules would count the caller's answer (a member of its
+/// groups, not answered already). Reads one table; each distinct action is authorized once.
+async fn answerable(
+    conn: &mut sqlx::PgConnection,
+    c: &Caller,
+) -> Result<Vec<db::approvals::OpenRow>, AppError> {
+    let mut allowed: HashMap<(String, String, String), bool> = HashMap::new();
+    let rows: Vec<db::approvals::OpenRow> = db::approvals::open(conn)
         .await?
         .into_iter()
         .filter(|r| {
-            c.can(
-                Action::PutApprovalResult,
-                &Resource::pipeline_action(&r.pipeline_name, &r.stage_name, &r.action_name),
-            )
+            *allowed
+                .entry((
+                    r.pipeline_name.clone(),
+                    r.stage_name.clone(),
+                    r.action_name.clone(),
+                ))
+                .or_insert_with(|| {
+                    c.can(
+                        Action::PutApprovalResult,
+                        &Resource::pipeline_action(&r.pipeline_name, &r.stage_name, &r.action_name),
+                    )
+                })
         })
         .collect();
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(rows);
     }
-    let groups = db::groups::names_for_user(&mut conn, c.user_id).await?;
+    let groups = if rows.iter().any(|r| !r.approver_groups.is_empty()) {
+        db::groups::names_for_user(conn, c.user_id).await?
+    } else {
+        Vec::new()
+    };
     let principal = Resource::user(c.user_name()).to_string();
-    let views = views_of(&mut conn, rows).await?;
-    Ok(views
+    let several: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.required_approvals > 1)
+        .map(|r| r.id)
+        .collect();
+    let mine: std::collections::HashSet<Uuid> = if several.is_empty() {
+        Default::default()
+    } else {
+        db::approvals::answered_by(conn, &several)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| *p == principal)
+            .map(|(id, _)| id)
+            .collect()
+    };
+    Ok(rows
         .into_iter()
-        .filter_map(|v| {
-            let approver = approver_facts(c, &principal, &groups, &v);
-            let recorded = recorded_of(&v);
+        .filter(|r| {
+            let rules = Rules::stored(r.required_approvals, &r.approver_groups, false, false);
+            let answered = mine.contains(&r.id).then(|| Recorded {
+                principal: principal.clone(),
+                approve: true,
+            });
+            let approver = Approver {
+                principal: &principal,
+                groups: &groups,
+                started_execution: false,
+                authored_revision: false,
+            };
             // Would the caller's rejection count? Then they may answer.
-            approval::decide(&v.rules, &recorded, &approver, false, "a comment").ok()?;
-            let reject_only = approval::decide(&v.rules, &recorded, &approver, true, "a comment")
-                .err()
-                .map(|why| why.to_string());
-            Some(Pending {
-                approval: v,
-                reject_only,
-            })
+            approval::decide(&rules, answered.as_slice(), &approver, false, "a comment").is_ok()
         })
         .collect())
+}
+
+/// The approvals inbox: a page of [`answerable`] approvals after the marker `after`, with what
+/// each promotes and whether the caller may only reject it.
+pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbox, AppError> {
+    let mut conn = s.pool.acquire().await?;
+    let rows = answerable(&mut conn, c).await?;
+    let total = rows.len();
+    let marker =
+        |r: &db::approvals::OpenRow| format!("{}_{}", r.requested_at.unix_timestamp_nanos(), r.id);
+    let start = match after {
+        None => 0,
+        Some(after) => rows
+            .iter()
+            .position(|r| marker(r) == after)
+            .map_or(0, |i| i + 1),
+    };
+    let page: Vec<&db::approvals::OpenRow> = rows.iter().skip(start).take(INBOX_PAGE).collect();
+    let next = (start + page.len() < total)
+        .then(|| page.last().map(|r| marker(r)))
+        .flatten();
+    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+    let mut by_id: HashMap<Uuid, db::approvals::ApprovalRow> =
+        db::approvals::of_attempts(&mut conn, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+    let ordered: Vec<db::approvals::ApprovalRow> =
+        ids.iter().filter_map(|id| by_id.remove(id)).collect();
+    let groups = db::groups::names_for_user(&mut conn, c.user_id).await?;
+    let principal = Resource::user(c.user_name()).to_string();
+    let items = views_of(&mut conn, ordered)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let approver = approver_facts(c, &principal, &groups, &v);
+            let reject_only =
+                approval::decide(&v.rules, &recorded_of(&v), &approver, true, "a comment")
+                    .err()
+                    .map(|why| why.to_string());
+            Pending {
+                approval: v,
+                reject_only,
+            }
+        })
+        .collect();
+    Ok(Inbox { items, total, next })
 }
 
 fn recorded_of(v: &ApprovalView) -> Vec<Recorded> {
@@ -716,7 +811,8 @@ fn is_author_text(user_name: &str, author: &str) -> bool {
 
 /// How many approvals the caller may answer (the navigation's count).
 pub async fn inbox_count(s: &Services, c: &Caller) -> Result<usize, AppError> {
-    Ok(inbox(s, c).await?.len())
+    let mut conn = s.pool.acquire().await?;
+    Ok(answerable(&mut conn, c).await?.len())
 }
 
 /// The commits a review lists: those since the execution last approved at this gate.

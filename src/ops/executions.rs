@@ -511,6 +511,23 @@ async fn advance_once(
                 {
                     db::jobs::cancel(conn, job, now).await?;
                 }
+                // An abandoned approval is closed with its attempt (it waits for nobody now).
+                let is_approval = runs
+                    .get(id)
+                    .and_then(|e| e.shape.stages.get(stage)?.types.get(action).cloned())
+                    .is_some_and(|t| super::approvals::is_manual_approval(&t));
+                if status == ActionStatus::Abandoned && is_approval {
+                    db::approvals::close(
+                        conn,
+                        id,
+                        index(stage),
+                        index(action),
+                        attempt,
+                        "Abandoned",
+                        now,
+                    )
+                    .await?;
+                }
             }
             Effect::ExecutionStatus { .. } | Effect::Waiting { .. } => {}
         }

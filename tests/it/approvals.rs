@@ -1140,3 +1140,85 @@ async fn the_review_lists_the_commits_since_the_last_approval_at_the_gate() {
         "Succeeded"
     );
 }
+
+#[tokio::test]
+async fn an_abandoned_execution_closes_its_approval_and_an_unresolvable_one_fails_at_once() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    ok(
+        &app,
+        &admin,
+        "CreatePipeline",
+        json!({"pipeline": approval_pipeline("stopped", &path, gate("Gate", json!({})))}),
+    )
+    .await;
+    let id = first_execution(&app, &admin, "stopped").await;
+    let token = token_of(&app, &admin, "stopped").await;
+    let (_, inbox) = page(&app, &app.client, "/approvals").await;
+    assert_eq!(review_links(&inbox).len(), 1);
+    ok(
+        &app,
+        &admin,
+        "StopPipelineExecution",
+        json!({"pipelineName": "stopped", "pipelineExecutionId": id,
+        "abandon": true, "reason": "not now"}),
+    )
+    .await;
+    assert_eq!(
+        wait_for_end(&app, &admin, "stopped", &id).await["status"],
+        "Stopped"
+    );
+    let (_, inbox) = page(&app, &app.client, "/approvals").await;
+    assert!(review_links(&inbox).is_empty(), "closed with its attempt");
+    let (code, out) = put(
+        &app,
+        &admin,
+        answer("stopped", "Gate", &token, "Approved", ""),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(out["__type"], "InvalidApprovalTokenException", "{out}");
+
+    // A reference that resolves to nothing (a build that exports no such variable): the action
+    // fails when it is reached.
+    let mut decl = approval_pipeline(
+        "unresolved",
+        &path,
+        gate("Gate", json!({"CustomData": "#{BuildVars.Missing}"})),
+    );
+    let mut build = command(
+        "Build",
+        "Build",
+        &["Src"],
+        None,
+        json!({"BuildSpec": SHIP_SPEC}),
+    );
+    build["namespace"] = json!("BuildVars");
+    decl["stages"][1]["actions"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, build);
+    decl["stages"][1]["actions"][1]["runOrder"] = json!(2);
+    ok(&app, &admin, "CreatePipeline", json!({"pipeline": decl})).await;
+    let id = first_execution(&app, &admin, "unresolved").await;
+    assert_eq!(
+        wait_for_end(&app, &admin, "unresolved", &id).await["status"],
+        "Failed"
+    );
+    let state = ok(
+        &app,
+        &admin,
+        "GetPipelineState",
+        json!({"name": "unresolved"}),
+    )
+    .await;
+    let latest = &state["stageStates"][1]["actionStates"][1]["latestExecution"];
+    assert_eq!(latest["status"], "Failed");
+    assert!(
+        latest["summary"].as_str().unwrap().contains("Missing"),
+        "{latest}"
+    );
+    let (_, inbox) = page(&app, &app.client, "/approvals").await;
+    assert!(review_links(&inbox).is_empty());
+}

@@ -82,6 +82,9 @@ struct InboxRow {
 struct InboxPage {
     layout: Layout,
     rows: Vec<InboxRow>,
+    /// How many wait for the user in all (the page shows at most `INBOX_PAGE`).
+    total: usize,
+    next: Option<String>,
     notice: Option<String>,
 }
 console_page!(InboxPage);
@@ -89,6 +92,7 @@ console_page!(InboxPage);
 #[derive(Deserialize)]
 struct InboxQuery {
     done: Option<String>,
+    after: Option<String>,
 }
 
 async fn inbox(
@@ -97,8 +101,9 @@ async fn inbox(
     query: web::Query<InboxQuery>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    let pending = approvals::inbox(&state.services, &user.caller).await?;
-    let rows = pending
+    let inbox = approvals::inbox(&state.services, &user.caller, query.after.as_deref()).await?;
+    let rows = inbox
+        .items
         .into_iter()
         .map(|p| {
             let a = &p.approval;
@@ -120,6 +125,8 @@ async fn inbox(
     let page = InboxPage {
         layout: Layout::signed_in(&user, Section::Approvals),
         rows,
+        total: inbox.total,
+        next: inbox.next.map(|n| segment(&n)),
         notice: match query.done.as_deref() {
             Some("Approved") => Some("Approved.".to_string()),
             Some("Rejected") => Some("Rejected.".to_string()),
