@@ -156,50 +156,125 @@ pub async fn of_attempts(
     .await
 }
 
-/// An open approval, as the inbox first reads it (one table, no join).
+/// The open approvals of one gate with the same rules, counted (what the inbox authorizes: each
+/// gate once, however many executions wait there).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OpenRow {
-    pub id: Uuid,
+pub struct OpenGate {
     pub pipeline_name: String,
-    pub execution_id: Uuid,
     pub stage_name: String,
     pub action_name: String,
-    pub requested_at: OffsetDateTime,
     pub required_approvals: i32,
     pub approver_groups: Vec<String>,
-    pub forbid_self_approval: bool,
-    pub started_by: String,
+    pub open: i64,
 }
 
-/// Every open approval, oldest request first.
-pub async fn open(conn: &mut PgConnection) -> Result<Vec<OpenRow>, sqlx::Error> {
+/// Every gate with open approvals.
+pub async fn open_gates(conn: &mut PgConnection) -> Result<Vec<OpenGate>, sqlx::Error> {
     sqlx::query_as!(
-        OpenRow,
-        r#"SELECT action_execution_id AS id, pipeline_name, execution_id, stage_name, action_name,
-                  requested_at, required_approvals, approver_groups, forbid_self_approval, started_by
+        OpenGate,
+        r#"SELECT pipeline_name, stage_name, action_name, required_approvals, approver_groups,
+                  count(*) AS "open!"
            FROM approvals WHERE outcome IS NULL
-           ORDER BY requested_at, action_execution_id"#
+           GROUP BY pipeline_name, stage_name, action_name, required_approvals, approver_groups"#
     )
     .fetch_all(conn)
     .await
 }
 
-/// Who answered which of these approvals already (only approvals that need more than one
-/// answer have answers while open).
-pub async fn answered_by(
+/// The open approvals `principal` has answered already (of gates needing several answers), with
+/// their gates.
+pub async fn open_answered_by(
     conn: &mut PgConnection,
-    approvals: &[Uuid],
-) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    principal: &str,
+) -> Result<Vec<(Uuid, OpenGate)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT action_execution_id, principal FROM approval_decisions
-           WHERE action_execution_id = ANY($1)"#,
-        approvals
+        r#"SELECT p.action_execution_id, p.pipeline_name, p.stage_name, p.action_name,
+                  p.required_approvals, p.approver_groups
+           FROM approval_decisions d JOIN approvals p USING (action_execution_id)
+           WHERE d.principal = $1 AND p.outcome IS NULL"#,
+        principal
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.action_execution_id, r.principal))
+        .map(|r| {
+            (
+                r.action_execution_id,
+                OpenGate {
+                    pipeline_name: r.pipeline_name,
+                    stage_name: r.stage_name,
+                    action_name: r.action_name,
+                    required_approvals: r.required_approvals,
+                    approver_groups: r.approver_groups,
+                    open: 1,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Up to `limit` open approvals of these gates (pipeline, stage, action and rule groups, given as
+/// parallel lists; groups joined by commas), oldest request first, after `after` (requested at,
+/// id), leaving out `except`.
+#[allow(clippy::too_many_arguments)]
+pub async fn open_of_gates(
+    conn: &mut PgConnection,
+    pipelines: &[String],
+    stages: &[String],
+    actions: &[String],
+    groups: &[String],
+    except: &[Uuid],
+    after: Option<(OffsetDateTime, Uuid)>,
+    limit: i64,
+) -> Result<Vec<(Uuid, OffsetDateTime)>, sqlx::Error> {
+    let (at, id) = after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
+    let rows = sqlx::query!(
+        r#"SELECT p.action_execution_id, p.requested_at
+           FROM approvals p
+           JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS g(pn, sn, an, gr)
+             ON p.pipeline_name = g.pn AND p.stage_name = g.sn AND p.action_name = g.an
+            AND array_to_string(p.approver_groups, ',') = g.gr
+           WHERE p.outcome IS NULL AND NOT (p.action_execution_id = ANY($5))
+             AND ($6::timestamptz IS NULL OR (p.requested_at, p.action_execution_id) > ($6, $7))
+           ORDER BY p.requested_at, p.action_execution_id LIMIT $8"#,
+        pipelines,
+        stages,
+        actions,
+        groups,
+        except,
+        at,
+        id,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.action_execution_id, r.requested_at))
+        .collect())
+}
+
+/// What each source of an execution checked out, with the commits it saw behind it:
+/// `(stage, action, commit id, commits)`.
+pub async fn source_commits(
+    conn: &mut PgConnection,
+    execution_id: Uuid,
+) -> Result<Vec<(i32, i32, String, Option<serde_json::Value>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT DISTINCT ON (stage_index, action_index)
+                  stage_index, action_index, output_variables->>'CommitId' AS "commit_id!",
+                  source_commits
+           FROM action_executions
+           WHERE execution_id = $1 AND status = 'Succeeded' AND output_variables ? 'CommitId'
+           ORDER BY stage_index, action_index, attempt DESC"#,
+        execution_id
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.stage_index, r.action_index, r.commit_id, r.source_commits))
         .collect())
 }
 

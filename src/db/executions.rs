@@ -589,8 +589,6 @@ pub struct RevisionRow {
     pub repository_url: Option<String>,
     pub author_name: Option<String>,
     pub author_email: Option<String>,
-    /// The commits the source saw behind this one, newest first (see the column).
-    pub source_commits: Option<serde_json::Value>,
 }
 
 /// The revisions the source actions of these executions produced (their latest succeeded
@@ -607,8 +605,7 @@ pub async fn revisions_of(
                   output_variables->>'CommitMessage' AS commit_message,
                   output_variables->>'RepositoryUrl' AS repository_url,
                   output_variables->>'AuthorName' AS author_name,
-                  output_variables->>'AuthorEmail' AS author_email,
-                  source_commits
+                  output_variables->>'AuthorEmail' AS author_email
            FROM action_executions
            WHERE execution_id = ANY($1) AND status = 'Succeeded' AND output_variables ? 'CommitId'
            ORDER BY execution_id, stage_index, action_index, attempt DESC"#,

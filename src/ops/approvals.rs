@@ -655,97 +655,137 @@ pub struct Inbox {
 /// The most approvals one page of the inbox shows.
 pub const INBOX_PAGE: usize = 50;
 
-/// The open approvals the caller may answer, oldest request first: each authorized as
+/// What the caller may answer: the gates whose open approvals count their answer, and the open
+/// approvals of those gates they answered already (so they are left out).
+struct Answerable {
+    gates: Vec<db::approvals::OpenGate>,
+    answered: Vec<Uuid>,
+    total: usize,
+}
+
+/// The gates with open approvals the caller may answer: each gate authorized once as
 /// `codepipeline:PutApprovalResult` on its action (so a user allowed on one action sees that one
 /// only), and kept only where the gate's rules would count the caller's answer (a member of its
-/// groups, not answered already). Reads one table; each distinct action is authorized once.
-async fn answerable(
-    conn: &mut sqlx::PgConnection,
-    c: &Caller,
-) -> Result<Vec<db::approvals::OpenRow>, AppError> {
+/// groups); approvals they answered already are left out. Reads the open approvals grouped by
+/// gate, not one by one.
+async fn answerable(conn: &mut sqlx::PgConnection, c: &Caller) -> Result<Answerable, AppError> {
+    let gates = db::approvals::open_gates(conn).await?;
     let mut allowed: HashMap<(String, String, String), bool> = HashMap::new();
-    let rows: Vec<db::approvals::OpenRow> = db::approvals::open(conn)
-        .await?
+    let gates: Vec<db::approvals::OpenGate> = gates
         .into_iter()
-        .filter(|r| {
+        .filter(|g| {
             *allowed
                 .entry((
-                    r.pipeline_name.clone(),
-                    r.stage_name.clone(),
-                    r.action_name.clone(),
+                    g.pipeline_name.clone(),
+                    g.stage_name.clone(),
+                    g.action_name.clone(),
                 ))
                 .or_insert_with(|| {
                     c.can(
                         Action::PutApprovalResult,
-                        &Resource::pipeline_action(&r.pipeline_name, &r.stage_name, &r.action_name),
+                        &Resource::pipeline_action(&g.pipeline_name, &g.stage_name, &g.action_name),
                     )
                 })
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(rows);
+    if gates.is_empty() {
+        return Ok(Answerable {
+            gates,
+            answered: Vec::new(),
+            total: 0,
+        });
     }
-    let groups = if rows.iter().any(|r| !r.approver_groups.is_empty()) {
+    let groups = if gates.iter().any(|g| !g.approver_groups.is_empty()) {
         db::groups::names_for_user(conn, c.user_id).await?
     } else {
         Vec::new()
     };
     let principal = Resource::user(c.user_name()).to_string();
-    let several: Vec<Uuid> = rows
-        .iter()
-        .filter(|r| r.required_approvals > 1)
-        .map(|r| r.id)
+    let approver = Approver {
+        principal: &principal,
+        groups: &groups,
+        started_execution: false,
+        authored_revision: false,
+    };
+    // Would the caller's rejection count there? Then they may answer.
+    let gates: Vec<db::approvals::OpenGate> = gates
+        .into_iter()
+        .filter(|g| {
+            let rules = Rules::stored(g.required_approvals, &g.approver_groups, false, false);
+            approval::decide(&rules, &[], &approver, false, "a comment").is_ok()
+        })
         .collect();
-    let mine: std::collections::HashSet<Uuid> = if several.is_empty() {
-        Default::default()
-    } else {
-        db::approvals::answered_by(conn, &several)
+    let answered: Vec<Uuid> = if gates.iter().any(|g| g.required_approvals > 1) {
+        db::approvals::open_answered_by(conn, &principal)
             .await?
             .into_iter()
-            .filter(|(_, p)| *p == principal)
+            .filter(|(_, of)| {
+                gates.iter().any(|g| {
+                    g.pipeline_name == of.pipeline_name
+                        && g.stage_name == of.stage_name
+                        && g.action_name == of.action_name
+                        && g.approver_groups == of.approver_groups
+                        && g.required_approvals == of.required_approvals
+                })
+            })
             .map(|(id, _)| id)
             .collect()
+    } else {
+        Vec::new()
     };
-    Ok(rows
-        .into_iter()
-        .filter(|r| {
-            let rules = Rules::stored(r.required_approvals, &r.approver_groups, false, false);
-            let answered = mine.contains(&r.id).then(|| Recorded {
-                principal: principal.clone(),
-                approve: true,
-            });
-            let approver = Approver {
-                principal: &principal,
-                groups: &groups,
-                started_execution: false,
-                authored_revision: false,
-            };
-            // Would the caller's rejection count? Then they may answer.
-            approval::decide(&rules, answered.as_slice(), &approver, false, "a comment").is_ok()
-        })
-        .collect())
+    let open: i64 = gates.iter().map(|g| g.open).sum();
+    let total = usize::try_from(open)
+        .unwrap_or(0)
+        .saturating_sub(answered.len());
+    Ok(Answerable {
+        gates,
+        answered,
+        total,
+    })
 }
 
-/// The approvals inbox: a page of [`answerable`] approvals after the marker `after`, with what
-/// each promotes and whether the caller may only reject it.
+fn inbox_marker(at: OffsetDateTime, id: Uuid) -> String {
+    format!("{}_{id}", at.unix_timestamp_nanos())
+}
+
+fn parse_inbox_marker(text: &str) -> Option<(OffsetDateTime, Uuid)> {
+    let (nanos, id) = text.split_once('_')?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?;
+    Some((at, id.parse().ok()?))
+}
+
+/// The approvals inbox: a page of the open approvals the caller may answer ([`answerable`]),
+/// oldest request first, after the marker `after` (a marker that does not read starts over),
+/// with what each promotes and whether the caller may only reject it.
 pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbox, AppError> {
     let mut conn = s.pool.acquire().await?;
-    let rows = answerable(&mut conn, c).await?;
-    let total = rows.len();
-    let marker =
-        |r: &db::approvals::OpenRow| format!("{}_{}", r.requested_at.unix_timestamp_nanos(), r.id);
-    let start = match after {
-        None => 0,
-        Some(after) => rows
-            .iter()
-            .position(|r| marker(r) == after)
-            .map_or(0, |i| i + 1),
+    let mine = answerable(&mut conn, c).await?;
+    if mine.gates.is_empty() {
+        return Ok(Inbox {
+            items: Vec::new(),
+            total: 0,
+            next: None,
+        });
+    }
+    let column = |f: fn(&db::approvals::OpenGate) -> String| -> Vec<String> {
+        mine.gates.iter().map(f).collect()
     };
-    let page: Vec<&db::approvals::OpenRow> = rows.iter().skip(start).take(INBOX_PAGE).collect();
-    let next = (start + page.len() < total)
-        .then(|| page.last().map(|r| marker(r)))
-        .flatten();
-    let ids: Vec<Uuid> = page.iter().map(|r| r.id).collect();
+    let mut ids = db::approvals::open_of_gates(
+        &mut conn,
+        &column(|g| g.pipeline_name.clone()),
+        &column(|g| g.stage_name.clone()),
+        &column(|g| g.action_name.clone()),
+        &column(|g| g.approver_groups.join(",")),
+        &mine.answered,
+        after.and_then(parse_inbox_marker),
+        i64::try_from(INBOX_PAGE).unwrap_or(50) + 1,
+    )
+    .await?;
+    let next = (ids.len() > INBOX_PAGE).then(|| {
+        ids.truncate(INBOX_PAGE);
+        ids.last().map(|(id, at)| inbox_marker(*at, *id))
+    });
+    let ids: Vec<Uuid> = ids.into_iter().map(|(id, _)| id).collect();
     let mut by_id: HashMap<Uuid, db::approvals::ApprovalRow> =
         db::approvals::of_attempts(&mut conn, &ids)
             .await?
@@ -771,7 +811,11 @@ pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbo
             }
         })
         .collect();
-    Ok(Inbox { items, total, next })
+    Ok(Inbox {
+        items,
+        total: mine.total,
+        next: next.flatten(),
+    })
 }
 
 fn recorded_of(v: &ApprovalView) -> Vec<Recorded> {
@@ -812,7 +856,7 @@ fn is_author_text(user_name: &str, author: &str) -> bool {
 /// How many approvals the caller may answer (the navigation's count).
 pub async fn inbox_count(s: &Services, c: &Caller) -> Result<usize, AppError> {
     let mut conn = s.pool.acquire().await?;
-    Ok(answerable(&mut conn, c).await?.len())
+    Ok(answerable(&mut conn, c).await?.total)
 }
 
 /// The commits a review lists: those since the execution last approved at this gate.
@@ -950,13 +994,20 @@ async fn commits_since(
                 .collect()
         }
     };
+    let mut seen: HashMap<(i32, i32), Option<serde_json::Value>> =
+        db::approvals::source_commits(conn, v.execution_id)
+            .await?
+            .into_iter()
+            .map(|(si, ai, _, commits)| ((si, ai), commits))
+            .collect();
     let mut out = Vec::new();
     for r in now_revisions {
         let Some(name) = names.remove(&(r.execution_id, r.stage_index, r.action_index)) else {
             continue;
         };
-        let commits: Vec<Commit> = r
-            .source_commits
+        let commits: Vec<Commit> = seen
+            .remove(&(r.stage_index, r.action_index))
+            .flatten()
             .and_then(|c| serde_json::from_value(c).ok())
             .unwrap_or_default();
         let since = match (previous, before.get(&name)) {

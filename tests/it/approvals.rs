@@ -1222,3 +1222,90 @@ async fn an_abandoned_execution_closes_its_approval_and_an_unresolvable_one_fail
     let (_, inbox) = page(&app, &app.client, "/approvals").await;
     assert!(review_links(&inbox).is_empty());
 }
+
+#[tokio::test]
+async fn the_inbox_pages_oldest_first_and_leaves_out_what_the_user_answered() {
+    let (app, admin) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    let mut decl = approval_pipeline(
+        "many",
+        &path,
+        gate("Gate", json!({"RequiredApprovals": "2"})),
+    );
+    decl["executionMode"] = json!("PARALLEL");
+    ok(&app, &admin, "CreatePipeline", json!({"pipeline": decl})).await;
+    for _ in 0..51 {
+        ok(
+            &app,
+            &admin,
+            "StartPipelineExecution",
+            json!({"name": "many"}),
+        )
+        .await;
+    }
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    for _ in 0..600 {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM approvals WHERE outcome IS NULL")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        if open == 52 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, first) = page(&app, &app.client, "/approvals").await;
+    let links = review_links(&first);
+    assert_eq!(links.len(), 50);
+    assert!(first.contains("(52)"), "the total");
+    let next = first
+        .split("href=\"/approvals?after=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a next page");
+    let (_, second) = page(&app, &app.client, &format!("/approvals?after={next}")).await;
+    let more = review_links(&second);
+    assert_eq!(more.len(), 2);
+    assert!(more.iter().all(|l| !links.contains(l)));
+    // Oldest first: the requests' order in the database.
+    let ordered: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT action_execution_id FROM approvals WHERE outcome IS NULL ORDER BY requested_at, action_execution_id",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let shown: Vec<String> = links
+        .iter()
+        .chain(more.iter())
+        .map(|l| l.rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        shown,
+        ordered.iter().map(|u| u.to_string()).collect::<Vec<_>>()
+    );
+
+    // One approval of two: it leaves the administrator's inbox, and stays in another's.
+    let other = user_with_policy(&app, &admin, "other", Some(approver_policy())).await;
+    let _ = other;
+    let (token,): (uuid::Uuid,) =
+        sqlx::query_as("SELECT token FROM approvals WHERE action_execution_id = $1")
+            .bind(ordered[0])
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    let (code, out) = put(
+        &app,
+        &admin,
+        answer("many", "Gate", &token.to_string(), "Approved", ""),
+    )
+    .await;
+    assert_eq!(code, 200, "{out}");
+    let (_, count) = page(&app, &app.client, "/approvals/count").await;
+    assert!(count.contains(">51<"), "{count}");
+    let other_client = app.sign_in("other", crate::harness::USER_PASSWORD).await;
+    let (_, count) = page(&app, &other_client, "/approvals/count").await;
+    assert!(count.contains(">52<"), "{count}");
+    let (_, html) = page(&app, &other_client, "/approvals").await;
+    assert!(html.contains("1 of 2 approvals"));
+}
