@@ -52,3 +52,40 @@ CREATE TABLE approval_decisions (
 -- {"id", "author", "email", "message"}), so an approval can list what it promotes since the
 -- last approved execution without going back to the repository.
 ALTER TABLE action_executions ADD COLUMN source_commits jsonb;
+
+-- How many approvals are open at each gate (with the same rules): what the inbox and its count
+-- authorize, a row per gate however many executions wait there. Kept by a trigger on every
+-- change of an approval's outcome, so no path can forget it.
+CREATE TABLE approval_gates (
+    pipeline_id        uuid NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
+    pipeline_name      text NOT NULL,
+    stage_name         text NOT NULL,
+    action_name        text NOT NULL,
+    required_approvals integer NOT NULL,
+    approver_groups    text[] NOT NULL,
+    open               integer NOT NULL CHECK (open >= 0),
+    PRIMARY KEY (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
+);
+
+CREATE FUNCTION approval_gates_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.outcome IS NULL
+       AND (TG_OP = 'DELETE' OR NEW.outcome IS NOT NULL) THEN
+        UPDATE approval_gates SET open = open - 1
+        WHERE pipeline_id = OLD.pipeline_id AND stage_name = OLD.stage_name
+          AND action_name = OLD.action_name AND required_approvals = OLD.required_approvals
+          AND approver_groups = OLD.approver_groups;
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.outcome IS NULL THEN
+        INSERT INTO approval_gates (pipeline_id, pipeline_name, stage_name, action_name,
+                                    required_approvals, approver_groups, open)
+        VALUES (NEW.pipeline_id, NEW.pipeline_name, NEW.stage_name, NEW.action_name,
+                NEW.required_approvals, NEW.approver_groups, 1)
+        ON CONFLICT (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
+        DO UPDATE SET open = approval_gates.open + 1;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER approvals_count_gates AFTER INSERT OR UPDATE OF outcome OR DELETE ON approvals
+    FOR EACH ROW EXECUTE FUNCTION approval_gates_count();

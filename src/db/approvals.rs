@@ -168,14 +168,13 @@ pub struct OpenGate {
     pub open: i64,
 }
 
-/// Every gate with open approvals.
+/// Every gate with open approvals (the counts the `approval_gates` trigger keeps).
 pub async fn open_gates(conn: &mut PgConnection) -> Result<Vec<OpenGate>, sqlx::Error> {
     sqlx::query_as!(
         OpenGate,
         r#"SELECT pipeline_name, stage_name, action_name, required_approvals, approver_groups,
-                  count(*) AS "open!"
-           FROM approvals WHERE outcome IS NULL
-           GROUP BY pipeline_name, stage_name, action_name, required_approvals, approver_groups"#
+                  open::bigint AS "open!"
+           FROM approval_gates WHERE open > 0"#
     )
     .fetch_all(conn)
     .await
@@ -227,14 +226,20 @@ pub async fn open_of_gates(
     except: &[Uuid],
     after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
-) -> Result<Vec<(Uuid, OffsetDateTime)>, sqlx::Error> {
+) -> Result<Vec<ApprovalRow>, sqlx::Error> {
     let (at, id) = after.map_or((None, None), |(at, id)| (Some(at), Some(id)));
-    let rows = sqlx::query!(
-        r#"SELECT p.action_execution_id, p.requested_at
+    sqlx::query_as!(
+        ApprovalRow,
+        r#"SELECT p.action_execution_id AS id, p.pipeline_id, p.pipeline_name, p.execution_id,
+                  a.stage_index, a.action_index, a.attempt, a.status, true AS "latest!",
+                  p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
+                  p.external_entity_link, p.required_approvals, p.approver_groups,
+                  p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at, p.started_by
            FROM approvals p
            JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS g(pn, sn, an, gr)
              ON p.pipeline_name = g.pn AND p.stage_name = g.sn AND p.action_name = g.an
             AND array_to_string(p.approver_groups, ',') = g.gr
+           JOIN action_executions a ON a.id = p.action_execution_id
            WHERE p.outcome IS NULL AND NOT (p.action_execution_id = ANY($5))
              AND ($6::timestamptz IS NULL OR (p.requested_at, p.action_execution_id) > ($6, $7))
            ORDER BY p.requested_at, p.action_execution_id LIMIT $8"#,
@@ -248,11 +253,7 @@ pub async fn open_of_gates(
         limit
     )
     .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.action_execution_id, r.requested_at))
-        .collect())
+    .await
 }
 
 /// What each source of an execution checked out, with the commits it saw behind it:

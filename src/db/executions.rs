@@ -561,27 +561,13 @@ pub async fn set_stop_reason(
     Ok(())
 }
 
-/// Each execution's pipeline and pinned version: `(execution, pipeline, version)`.
-pub async fn pinned_versions(
-    conn: &mut PgConnection,
-    executions: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT id, pipeline_id, pipeline_version FROM pipeline_executions WHERE id = ANY($1)"#,
-        executions
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.pipeline_id, r.pipeline_version))
-        .collect())
-}
-
 /// A source action's checked-out revision in an execution.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RevisionRow {
     pub execution_id: Uuid,
+    /// The execution's pipeline and pinned version (where the action's name is).
+    pub pipeline_id: Uuid,
+    pub pipeline_version: i32,
     pub stage_index: i32,
     pub action_index: i32,
     pub commit_id: String,
@@ -599,16 +585,16 @@ pub async fn revisions_of(
 ) -> Result<Vec<RevisionRow>, sqlx::Error> {
     sqlx::query_as!(
         RevisionRow,
-        r#"SELECT DISTINCT ON (execution_id, stage_index, action_index)
-                  execution_id, stage_index, action_index,
-                  output_variables->>'CommitId' AS "commit_id!",
-                  output_variables->>'CommitMessage' AS commit_message,
-                  output_variables->>'RepositoryUrl' AS repository_url,
-                  output_variables->>'AuthorName' AS author_name,
-                  output_variables->>'AuthorEmail' AS author_email
-           FROM action_executions
-           WHERE execution_id = ANY($1) AND status = 'Succeeded' AND output_variables ? 'CommitId'
-           ORDER BY execution_id, stage_index, action_index, attempt DESC"#,
+        r#"SELECT DISTINCT ON (a.execution_id, a.stage_index, a.action_index)
+                  a.execution_id, e.pipeline_id, e.pipeline_version, a.stage_index, a.action_index,
+                  a.output_variables->>'CommitId' AS "commit_id!",
+                  a.output_variables->>'CommitMessage' AS commit_message,
+                  a.output_variables->>'RepositoryUrl' AS repository_url,
+                  a.output_variables->>'AuthorName' AS author_name,
+                  a.output_variables->>'AuthorEmail' AS author_email
+           FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
+           WHERE a.execution_id = ANY($1) AND a.status = 'Succeeded' AND a.output_variables ? 'CommitId'
+           ORDER BY a.execution_id, a.stage_index, a.action_index, a.attempt DESC"#,
         executions
     )
     .fetch_all(conn)

@@ -521,10 +521,17 @@ async fn views_of(
     conn: &mut sqlx::PgConnection,
     rows: Vec<db::approvals::ApprovalRow>,
 ) -> Result<Vec<ApprovalView>, AppError> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    // An open approval that one answer decides has no answers yet.
+    let ids: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.outcome.is_some() || r.status != "InProgress" || r.required_approvals > 1)
+        .map(|r| r.id)
+        .collect();
     let mut decisions: HashMap<Uuid, Vec<db::approvals::DecisionRow>> = HashMap::new();
-    for d in db::approvals::decisions(conn, &ids).await? {
-        decisions.entry(d.approval_id).or_default().push(d);
+    if !ids.is_empty() {
+        for d in db::approvals::decisions(conn, &ids).await? {
+            decisions.entry(d.approval_id).or_default().push(d);
+        }
     }
     let mut executions: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
     executions.sort_unstable();
@@ -585,20 +592,9 @@ async fn source_names(
     conn: &mut sqlx::PgConnection,
     revisions: &[db::executions::RevisionRow],
 ) -> Result<HashMap<(Uuid, i32, i32), String>, AppError> {
-    let mut ids: Vec<Uuid> = revisions.iter().map(|r| r.execution_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let pins: HashMap<Uuid, (Uuid, i32)> = db::executions::pinned_versions(conn, &ids)
-        .await?
-        .into_iter()
-        .map(|(id, pipeline, version)| (id, (pipeline, version)))
-        .collect();
     let mut names = HashMap::new();
     for r in revisions {
-        let Some((pipeline, version)) = pins.get(&r.execution_id) else {
-            continue;
-        };
-        let decl = executions::declaration(conn, *pipeline, *version).await?;
+        let decl = executions::declaration(conn, r.pipeline_id, r.pipeline_version).await?;
         if let Some(action) = usize::try_from(r.stage_index)
             .ok()
             .and_then(|si| decl.stages.get(si))
@@ -661,6 +657,8 @@ struct Answerable {
     gates: Vec<db::approvals::OpenGate>,
     answered: Vec<Uuid>,
     total: usize,
+    /// The caller's groups (read only when a gate names groups).
+    groups: Vec<String>,
 }
 
 /// The gates with open approvals the caller may answer: each gate authorized once as
@@ -693,6 +691,7 @@ async fn answerable(conn: &mut sqlx::PgConnection, c: &Caller) -> Result<Answera
             gates,
             answered: Vec::new(),
             total: 0,
+            groups: Vec::new(),
         });
     }
     let groups = if gates.iter().any(|g| !g.approver_groups.is_empty()) {
@@ -741,6 +740,7 @@ async fn answerable(conn: &mut sqlx::PgConnection, c: &Caller) -> Result<Answera
         gates,
         answered,
         total,
+        groups,
     })
 }
 
@@ -770,7 +770,7 @@ pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbo
     let column = |f: fn(&db::approvals::OpenGate) -> String| -> Vec<String> {
         mine.gates.iter().map(f).collect()
     };
-    let mut ids = db::approvals::open_of_gates(
+    let mut rows = db::approvals::open_of_gates(
         &mut conn,
         &column(|g| g.pipeline_name.clone()),
         &column(|g| g.stage_name.clone()),
@@ -781,26 +781,19 @@ pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbo
         i64::try_from(INBOX_PAGE).unwrap_or(50) + 1,
     )
     .await?;
-    let next = (ids.len() > INBOX_PAGE).then(|| {
-        ids.truncate(INBOX_PAGE);
-        ids.last().map(|(id, at)| inbox_marker(*at, *id))
-    });
-    let ids: Vec<Uuid> = ids.into_iter().map(|(id, _)| id).collect();
-    let mut by_id: HashMap<Uuid, db::approvals::ApprovalRow> =
-        db::approvals::of_attempts(&mut conn, &ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
-    let ordered: Vec<db::approvals::ApprovalRow> =
-        ids.iter().filter_map(|id| by_id.remove(id)).collect();
-    let groups = db::groups::names_for_user(&mut conn, c.user_id).await?;
+    let next = if rows.len() > INBOX_PAGE {
+        rows.truncate(INBOX_PAGE);
+        rows.last().map(|r| inbox_marker(r.requested_at, r.id))
+    } else {
+        None
+    };
+    let groups = &mine.groups;
     let principal = Resource::user(c.user_name()).to_string();
-    let items = views_of(&mut conn, ordered)
+    let items = views_of(&mut conn, rows)
         .await?
         .into_iter()
         .map(|v| {
-            let approver = approver_facts(c, &principal, &groups, &v);
+            let approver = approver_facts(c, &principal, groups, &v);
             let reject_only =
                 approval::decide(&v.rules, &recorded_of(&v), &approver, true, "a comment")
                     .err()
@@ -814,7 +807,7 @@ pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbo
     Ok(Inbox {
         items,
         total: mine.total,
-        next: next.flatten(),
+        next,
     })
 }
 
