@@ -31,7 +31,6 @@ CREATE TABLE approvals (
     decided_at           timestamptz,
     CONSTRAINT approvals_decided CHECK ((outcome IS NULL) = (decided_at IS NULL))
 );
-CREATE INDEX approvals_open ON approvals (requested_at) WHERE outcome IS NULL;
 CREATE INDEX approvals_deadline ON approvals (deadline) WHERE outcome IS NULL;
 CREATE INDEX approvals_gate ON approvals (pipeline_id, stage_name, action_name, decided_at DESC)
     WHERE outcome = 'Approved';
@@ -53,10 +52,11 @@ CREATE TABLE approval_decisions (
 -- last approved execution without going back to the repository.
 ALTER TABLE action_executions ADD COLUMN source_commits jsonb;
 
--- How many approvals are open at each gate (with the same rules): what the inbox and its count
--- authorize, a row per gate however many executions wait there. Kept by a trigger on every
--- change of an approval's outcome, so no path can forget it.
+-- The gates with approvals: how many are open at each (with the same rules), which the inbox and
+-- its count authorize, a row per gate however many executions wait there. Kept by triggers on
+-- every approval's insert and change of outcome, so no path can forget it.
 CREATE TABLE approval_gates (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     pipeline_id        uuid NOT NULL REFERENCES pipelines (id) ON DELETE CASCADE,
     pipeline_name      text NOT NULL,
     stage_name         text NOT NULL,
@@ -64,28 +64,32 @@ CREATE TABLE approval_gates (
     required_approvals integer NOT NULL,
     approver_groups    text[] NOT NULL,
     open               integer NOT NULL CHECK (open >= 0),
-    PRIMARY KEY (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
+    UNIQUE (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
 );
+ALTER TABLE approvals ADD COLUMN gate_id bigint NOT NULL REFERENCES approval_gates (id) ON DELETE CASCADE;
+CREATE INDEX approvals_open_by_time ON approvals (requested_at, action_execution_id) WHERE outcome IS NULL;
 
-CREATE FUNCTION approval_gates_count() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION approval_gates_join() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.outcome IS NULL
-       AND (TG_OP = 'DELETE' OR NEW.outcome IS NOT NULL) THEN
-        UPDATE approval_gates SET open = open - 1
-        WHERE pipeline_id = OLD.pipeline_id AND stage_name = OLD.stage_name
-          AND action_name = OLD.action_name AND required_approvals = OLD.required_approvals
-          AND approver_groups = OLD.approver_groups;
-    END IF;
-    IF TG_OP = 'INSERT' AND NEW.outcome IS NULL THEN
-        INSERT INTO approval_gates (pipeline_id, pipeline_name, stage_name, action_name,
-                                    required_approvals, approver_groups, open)
-        VALUES (NEW.pipeline_id, NEW.pipeline_name, NEW.stage_name, NEW.action_name,
-                NEW.required_approvals, NEW.approver_groups, 1)
-        ON CONFLICT (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
-        DO UPDATE SET open = approval_gates.open + 1;
+    INSERT INTO approval_gates (pipeline_id, pipeline_name, stage_name, action_name,
+                                required_approvals, approver_groups, open)
+    VALUES (NEW.pipeline_id, NEW.pipeline_name, NEW.stage_name, NEW.action_name,
+            NEW.required_approvals, NEW.approver_groups, (NEW.outcome IS NULL)::int)
+    ON CONFLICT (pipeline_id, stage_name, action_name, required_approvals, approver_groups)
+    DO UPDATE SET open = approval_gates.open + (NEW.outcome IS NULL)::int
+    RETURNING id INTO NEW.gate_id;
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION approval_gates_leave() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.outcome IS NULL AND (TG_OP = 'DELETE' OR NEW.outcome IS NOT NULL) THEN
+        UPDATE approval_gates SET open = open - 1 WHERE id = OLD.gate_id;
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER approvals_count_gates AFTER INSERT OR UPDATE OF outcome OR DELETE ON approvals
-    FOR EACH ROW EXECUTE FUNCTION approval_gates_count();
+CREATE TRIGGER approvals_join_gate BEFORE INSERT ON approvals
+    FOR EACH ROW EXECUTE FUNCTION approval_gates_join();
+CREATE TRIGGER approvals_leave_gate AFTER UPDATE OF outcome OR DELETE ON approvals
+    FOR EACH ROW EXECUTE FUNCTION approval_gates_leave();

@@ -160,6 +160,7 @@ pub async fn of_attempts(
 /// gate once, however many executions wait there).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenGate {
+    pub id: i64,
     pub pipeline_name: String,
     pub stage_name: String,
     pub action_name: String,
@@ -172,7 +173,7 @@ pub struct OpenGate {
 pub async fn open_gates(conn: &mut PgConnection) -> Result<Vec<OpenGate>, sqlx::Error> {
     sqlx::query_as!(
         OpenGate,
-        r#"SELECT pipeline_name, stage_name, action_name, required_approvals, approver_groups,
+        r#"SELECT id, pipeline_name, stage_name, action_name, required_approvals, approver_groups,
                   open::bigint AS "open!"
            FROM approval_gates WHERE open > 0"#
     )
@@ -185,10 +186,9 @@ pub async fn open_gates(conn: &mut PgConnection) -> Result<Vec<OpenGate>, sqlx::
 pub async fn open_answered_by(
     conn: &mut PgConnection,
     principal: &str,
-) -> Result<Vec<(Uuid, OpenGate)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT p.action_execution_id, p.pipeline_name, p.stage_name, p.action_name,
-                  p.required_approvals, p.approver_groups
+        r#"SELECT p.action_execution_id, p.gate_id
            FROM approval_decisions d JOIN approvals p USING (action_execution_id)
            WHERE d.principal = $1 AND p.outcome IS NULL"#,
         principal
@@ -197,32 +197,15 @@ pub async fn open_answered_by(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            (
-                r.action_execution_id,
-                OpenGate {
-                    pipeline_name: r.pipeline_name,
-                    stage_name: r.stage_name,
-                    action_name: r.action_name,
-                    required_approvals: r.required_approvals,
-                    approver_groups: r.approver_groups,
-                    open: 1,
-                },
-            )
-        })
+        .map(|r| (r.action_execution_id, r.gate_id))
         .collect())
 }
 
-/// Up to `limit` open approvals of these gates (pipeline, stage, action and rule groups, given as
-/// parallel lists; groups joined by commas), oldest request first, after `after` (requested at,
-/// id), leaving out `except`.
-#[allow(clippy::too_many_arguments)]
+/// Up to `limit` open approvals of these gates, oldest request first, after `after` (requested
+/// at, id), leaving out `except`.
 pub async fn open_of_gates(
     conn: &mut PgConnection,
-    pipelines: &[String],
-    stages: &[String],
-    actions: &[String],
-    groups: &[String],
+    gates: &[i64],
     except: &[Uuid],
     after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
@@ -235,18 +218,11 @@ pub async fn open_of_gates(
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
                   p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at, p.started_by
-           FROM approvals p
-           JOIN UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS g(pn, sn, an, gr)
-             ON p.pipeline_name = g.pn AND p.stage_name = g.sn AND p.action_name = g.an
-            AND array_to_string(p.approver_groups, ',') = g.gr
-           JOIN action_executions a ON a.id = p.action_execution_id
-           WHERE p.outcome IS NULL AND NOT (p.action_execution_id = ANY($5))
-             AND ($6::timestamptz IS NULL OR (p.requested_at, p.action_execution_id) > ($6, $7))
-           ORDER BY p.requested_at, p.action_execution_id LIMIT $8"#,
-        pipelines,
-        stages,
-        actions,
-        groups,
+           FROM approvals p JOIN action_executions a ON a.id = p.action_execution_id
+           WHERE p.outcome IS NULL AND p.gate_id = ANY($1) AND NOT (p.action_execution_id = ANY($2))
+             AND ($3::timestamptz IS NULL OR (p.requested_at, p.action_execution_id) > ($3, $4))
+           ORDER BY p.requested_at, p.action_execution_id LIMIT $5"#,
+        gates,
         except,
         at,
         id,

@@ -718,15 +718,7 @@ async fn answerable(conn: &mut sqlx::PgConnection, c: &Caller) -> Result<Answera
         db::approvals::open_answered_by(conn, &principal)
             .await?
             .into_iter()
-            .filter(|(_, of)| {
-                gates.iter().any(|g| {
-                    g.pipeline_name == of.pipeline_name
-                        && g.stage_name == of.stage_name
-                        && g.action_name == of.action_name
-                        && g.approver_groups == of.approver_groups
-                        && g.required_approvals == of.required_approvals
-                })
-            })
+            .filter(|(_, gate)| gates.iter().any(|g| g.id == *gate))
             .map(|(id, _)| id)
             .collect()
     } else {
@@ -767,15 +759,10 @@ pub async fn inbox(s: &Services, c: &Caller, after: Option<&str>) -> Result<Inbo
             next: None,
         });
     }
-    let column = |f: fn(&db::approvals::OpenGate) -> String| -> Vec<String> {
-        mine.gates.iter().map(f).collect()
-    };
+    let gates: Vec<i64> = mine.gates.iter().map(|g| g.id).collect();
     let mut rows = db::approvals::open_of_gates(
         &mut conn,
-        &column(|g| g.pipeline_name.clone()),
-        &column(|g| g.stage_name.clone()),
-        &column(|g| g.action_name.clone()),
-        &column(|g| g.approver_groups.join(",")),
+        &gates,
         &mine.answered,
         after.and_then(parse_inbox_marker),
         i64::try_from(INBOX_PAGE).unwrap_or(50) + 1,
