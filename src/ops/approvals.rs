@@ -346,13 +346,13 @@ pub async fn put_approval_result(
             queued = executions::end_attempt(
                 op.conn(),
                 now,
-                ActionJob {
-                    pipeline_id: pipeline.id,
-                    execution_id: row.execution_id,
-                    stage: usize::try_from(row.stage_index).map_err(|_| corrupt("stage"))?,
-                    action: usize::try_from(row.action_index).map_err(|_| corrupt("action"))?,
-                    attempt: u32::try_from(row.attempt).map_err(|_| corrupt("attempt"))?,
-                },
+                attempt_of(
+                    pipeline.id,
+                    row.execution_id,
+                    row.stage_index,
+                    row.action_index,
+                    row.attempt,
+                )?,
                 succeeded,
             )
             .await?;
@@ -364,6 +364,23 @@ pub async fn put_approval_result(
     .await?;
     executions::wake_for(s, queued);
     Ok(answered)
+}
+
+/// An approval's attempt as the engine names it (what [`executions::end_attempt`] ends).
+fn attempt_of(
+    pipeline_id: Uuid,
+    execution_id: Uuid,
+    stage: i32,
+    action: i32,
+    attempt: i32,
+) -> Result<ActionJob, AppError> {
+    Ok(ActionJob {
+        pipeline_id,
+        execution_id,
+        stage: usize::try_from(stage).map_err(|_| corrupt("stage"))?,
+        action: usize::try_from(action).map_err(|_| corrupt("action"))?,
+        attempt: u32::try_from(attempt).map_err(|_| corrupt("attempt"))?,
+    })
 }
 
 /// A token as sent: CodePipeline's pattern (a lowercase UUID).
@@ -446,13 +463,13 @@ pub async fn expire_approvals(s: &Services) -> Result<usize, AppError> {
             let queued = executions::end_attempt(
                 &mut tx,
                 now,
-                ActionJob {
-                    pipeline_id: e.pipeline_id,
-                    execution_id: e.execution_id,
-                    stage: usize::try_from(e.stage_index).map_err(|_| corrupt("stage"))?,
-                    action: usize::try_from(e.action_index).map_err(|_| corrupt("action"))?,
-                    attempt: u32::try_from(e.attempt).map_err(|_| corrupt("attempt"))?,
-                },
+                attempt_of(
+                    e.pipeline_id,
+                    e.execution_id,
+                    e.stage_index,
+                    e.action_index,
+                    e.attempt,
+                )?,
                 false,
             )
             .await?;

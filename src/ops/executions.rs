@@ -441,7 +441,7 @@ async fn advance_once(
                 let is_approval = shape
                     .as_ref()
                     .and_then(|sh| sh.stages.get(stage)?.types.get(action))
-                    .is_some_and(|t| super::approvals::is_manual_approval(t));
+                    .is_some_and(super::approvals::is_manual_approval);
                 if is_approval {
                     let version = *versions
                         .get(&id)
