@@ -1309,3 +1309,72 @@ async fn the_inbox_pages_oldest_first_and_leaves_out_what_the_user_answered() {
     let (_, html) = page(&app, &other_client, "/approvals").await;
     assert!(html.contains("1 of 2 approvals"));
 }
+
+#[tokio::test]
+async fn editing_one_rule_of_a_gate_keeps_its_multi_line_note_byte_identical() {
+    let (app, admin) = crate::harness::admin_api().await;
+    let note = "Check the release notes.\n  Then the dashboards   \n";
+    let decl = approval_pipeline(
+        "edited",
+        "/srv/git/app.git",
+        gate("Gate", json!({"CustomData": note})),
+    );
+    let res = app
+        .post_form(
+            &app.client,
+            "/pipelines/import",
+            &[("document", &json!({"pipeline": decl}).to_string())],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let html = app
+        .get("/pipelines/edited/edit")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"name="config.CustomData""#) && html.contains("config.RequiredApprovals")
+    );
+    let crlf = |s: &str| s.replace('\n', "\r\n");
+    let gate_form = |required: &str| {
+        vec![
+            ("op", "edit_action".to_string()),
+            ("stage", "1".into()),
+            ("action", "0".into()),
+            ("action_name", "Gate".into()),
+            ("run_order", "1".into()),
+            ("namespace", "".into()),
+            ("config.CustomData", crlf(note)),
+            ("config.ExternalEntityLink", "".into()),
+            ("config.NotificationArn", "".into()),
+            ("config.RequiredApprovals", required.to_string()),
+            ("config.ApproverGroups", "".into()),
+            ("config.ForbidSelfApproval", "".into()),
+            ("config.RequireComment", "".into()),
+        ]
+    };
+    // A rule value that is not a number: refused with its path, what was typed kept.
+    let (status, refused) =
+        crate::console_pipelines::editor_post(&app, "edited", gate_form("two"), html.clone()).await;
+    assert!(status == 200 || status == 400, "{status}");
+    let (status, saved) =
+        crate::console_pipelines::editor_post(&app, "edited", vec![("op", "save".into())], refused)
+            .await;
+    assert_eq!(status, 400, "{saved}");
+    assert!(saved.contains("configuration.RequiredApprovals"), "{saved}");
+    assert!(saved.contains("must be a whole number from 1 to 20"));
+    // The same with a valid value saves a version in which only that rule changed.
+    let (status, edited) =
+        crate::console_pipelines::editor_post(&app, "edited", gate_form("2"), html).await;
+    assert_eq!(status, 200, "{edited}");
+    let (status, _) =
+        crate::console_pipelines::editor_post(&app, "edited", vec![("op", "save".into())], edited)
+            .await;
+    assert_eq!(status, 303);
+    let v2 = ok(&app, &admin, "GetPipeline", json!({"name": "edited"})).await["pipeline"].clone();
+    assert_eq!(
+        v2["stages"][1]["actions"][0]["configuration"],
+        json!({"CustomData": note, "RequiredApprovals": "2"})
+    );
+}

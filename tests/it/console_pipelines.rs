@@ -395,7 +395,7 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
 }
 
 /// Posts one form of the editor page `html` (its working copy with it), as a browser would.
-async fn editor_post(
+pub async fn editor_post(
     app: &TestApp,
     pipeline: &str,
     fields: Vec<(&'static str, String)>,
