@@ -291,10 +291,11 @@ async fn a_key_file_is_replaced_and_an_interrupted_rotation_is_finished_at_the_n
         std::fs::read_to_string(data.path().join("master.key")).unwrap(),
         newest
     );
+    // The line is written after the move; its reader may not have it yet.
     assert!(
-        worker
+        crate::harness::eventually(std::time::Duration::from_secs(20), || worker
             .stderr()
-            .contains("finished an interrupted key rotation"),
+            .contains("finished an interrupted key rotation")),
         "{}",
         worker.stderr()
     );
