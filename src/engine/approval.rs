@@ -291,9 +291,9 @@ pub fn decide(
     }
 }
 
-/// Whether `author` (a commit's author name or e-mail address) is the user `user_name`: the
-/// same text regardless of case and surrounding space, or, for an e-mail address, a user
-/// named like its local part is *not* enough (names are not addresses).
+/// Whether a commit's author (its name or e-mail address) is the user `user_name`: either is the
+/// user's name, regardless of case and surrounding space. A user named like an address's local
+/// part is not its author (`alice` did not write `alice@example.com`'s commits).
 pub fn is_author(user_name: &str, author_name: &str, author_email: &str) -> bool {
     let user = user_name.trim();
     !user.is_empty()

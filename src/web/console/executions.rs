@@ -346,7 +346,8 @@ struct AttemptRow {
     summary: String,
     started: String,
     duration: String,
-    log_link: String,
+    /// None for an approval (it runs nothing, so it has no log).
+    log_link: Option<String>,
     /// An approval's answers: each in words (who, what, when, from where, the comment).
     decisions: Vec<String>,
     /// A waiting approval's review.
@@ -479,7 +480,10 @@ async fn detail(
                 summary: a.summary.clone().unwrap_or_default(),
                 started: display_time(a.started),
                 duration: duration(a.started, a.updated),
-                log_link: format!("/pipelines/{link}/actions/{}/log", a.id),
+                log_link: a
+                    .approval
+                    .is_none()
+                    .then(|| format!("/pipelines/{link}/actions/{}/log", a.id)),
                 decisions: a
                     .approval
                     .iter()
