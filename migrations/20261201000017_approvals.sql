@@ -20,6 +20,9 @@ CREATE TABLE approvals (
     -- CustomData and ExternalEntityLink with their variables resolved when it was requested.
     custom_data          text,
     external_entity_link text,
+    -- What the execution promotes (its source revisions: action, commit, message, author), kept
+    -- when it was requested (sources run in the first stage, so all have run by then).
+    promoted             jsonb NOT NULL DEFAULT '[]',
     -- The rules (Sluice's extensions; the defaults are CodePipeline's approval).
     required_approvals   integer NOT NULL DEFAULT 1 CHECK (required_approvals BETWEEN 1 AND 20),
     approver_groups      text[] NOT NULL DEFAULT '{}',

@@ -22,6 +22,7 @@ pub struct NewApproval {
     pub custom_data: Option<String>,
     pub external_entity_link: Option<String>,
     pub resolved_configuration: serde_json::Value,
+    pub promoted: serde_json::Value,
     pub required_approvals: i32,
     pub approver_groups: Vec<String>,
     pub forbid_self_approval: bool,
@@ -45,8 +46,9 @@ pub async fn request(
            INSERT INTO approvals (action_execution_id, pipeline_id, stage_name, action_name, token,
                                   requested_at, deadline, custom_data, external_entity_link,
                                   required_approvals, approver_groups, forbid_self_approval,
-                                  require_comment, pipeline_name, execution_id, started_by)
-           SELECT id, $7, $8, $9, $10, $5, $11, $12, $13, $14, $15, $16, $17, $18, $1, $19
+                                  require_comment, pipeline_name, execution_id, started_by,
+                                  promoted)
+           SELECT id, $7, $8, $9, $10, $5, $11, $12, $13, $14, $15, $16, $17, $18, $1, $19, $20
            FROM attempt
            RETURNING action_execution_id"#,
         a.execution_id,
@@ -67,7 +69,8 @@ pub async fn request(
         a.forbid_self_approval,
         a.require_comment,
         a.pipeline_name,
-        a.started_by
+        a.started_by,
+        a.promoted
     )
     .fetch_one(conn)
     .await
@@ -102,6 +105,8 @@ pub struct ApprovalRow {
     pub decided_at: Option<OffsetDateTime>,
     /// Who started its execution (its trigger detail: an ARN for a person's start).
     pub started_by: String,
+    /// What it promotes, as recorded when it was requested.
+    pub promoted: serde_json::Value,
 }
 
 /// The approval a token names in a pipeline.
@@ -120,7 +125,7 @@ pub async fn by_token(
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
                   p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at,
-                  p.started_by
+                  p.started_by, p.promoted
            FROM approvals p
            JOIN action_executions a ON a.id = p.action_execution_id
            WHERE p.pipeline_id = $1 AND p.token = $2"#,
@@ -146,7 +151,7 @@ pub async fn of_attempts(
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
                   p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at,
-                  p.started_by
+                  p.started_by, p.promoted
            FROM approvals p
            JOIN action_executions a ON a.id = p.action_execution_id
            WHERE p.action_execution_id = ANY($1)"#,
@@ -217,7 +222,8 @@ pub async fn open_of_gates(
                   a.stage_index, a.action_index, a.attempt, a.status, true AS "latest!",
                   p.stage_name, p.action_name, p.token, p.requested_at, p.deadline, p.custom_data,
                   p.external_entity_link, p.required_approvals, p.approver_groups,
-                  p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at, p.started_by
+                  p.forbid_self_approval, p.require_comment, p.outcome, p.decided_at, p.started_by,
+                  p.promoted
            FROM approvals p JOIN action_executions a ON a.id = p.action_execution_id
            WHERE p.outcome IS NULL AND p.gate_id = ANY($1) AND NOT (p.action_execution_id = ANY($2))
              AND ($3::timestamptz IS NULL OR (p.requested_at, p.action_execution_id) > ($3, $4))

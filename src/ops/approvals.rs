@@ -99,6 +99,7 @@ pub(super) async fn request(
     };
     let minutes = action.timeout_in_minutes.unwrap_or(DEFAULT_TIMEOUT_MINUTES);
     let attempt = i32::try_from(gate.attempt).map_err(|_| corrupt("attempt"))?;
+    let promoted = promoted_of(conn, gate.execution_id).await?;
     let id = db::approvals::request(
         conn,
         &db::approvals::NewApproval {
@@ -119,6 +120,7 @@ pub(super) async fn request(
                 .filter(|_| problem.is_none())
                 .cloned(),
             resolved_configuration: json!(resolved),
+            promoted: json!(promoted),
             required_approvals: i32::try_from(rules.required()).unwrap_or(1),
             approver_groups: rules.groups().iter().map(|g| g.to_string()).collect(),
             forbid_self_approval: rules.forbid_self(),
@@ -483,8 +485,8 @@ pub async fn expire_approvals(s: &Services) -> Result<usize, AppError> {
     }
 }
 
-/// What a source action checked out, as approvers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a source action checked out, as approvers see it (kept with the approval as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Promoted {
     pub action_name: String,
     pub commit_id: String,
@@ -532,8 +534,38 @@ impl ApprovalView {
     }
 }
 
-/// Builds the views of approval rows: their answers and what their executions promote, in two
-/// queries for all of them.
+/// What an execution promotes: its source actions' revisions, with their names from its pinned
+/// version.
+async fn promoted_of(
+    conn: &mut sqlx::PgConnection,
+    execution_id: Uuid,
+) -> Result<Vec<Promoted>, AppError> {
+    let revisions = db::executions::revisions_of(conn, &[execution_id]).await?;
+    let mut names = source_names(conn, &revisions).await?;
+    Ok(revisions
+        .into_iter()
+        .map(|r| {
+            let author = match (r.author_name.as_deref(), r.author_email.as_deref()) {
+                (Some(n), Some(e)) if !e.is_empty() => format!("{n} <{e}>"),
+                (Some(n), _) => n.to_string(),
+                (None, Some(e)) => e.to_string(),
+                (None, None) => String::new(),
+            };
+            Promoted {
+                action_name: names
+                    .remove(&(r.execution_id, r.stage_index, r.action_index))
+                    .unwrap_or_default(),
+                commit_id: r.commit_id,
+                message: r.commit_message.unwrap_or_default(),
+                author,
+                repository_url: r.repository_url,
+            }
+        })
+        .collect())
+}
+
+/// Builds the views of approval rows, with their answers (one query, only for approvals that
+/// can have answers).
 async fn views_of(
     conn: &mut sqlx::PgConnection,
     rows: Vec<db::approvals::ApprovalRow>,
@@ -550,29 +582,6 @@ async fn views_of(
             decisions.entry(d.approval_id).or_default().push(d);
         }
     }
-    let mut executions: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
-    executions.sort_unstable();
-    executions.dedup();
-    let mut promoted: HashMap<Uuid, Vec<Promoted>> = HashMap::new();
-    let revisions = db::executions::revisions_of(conn, &executions).await?;
-    let mut names = source_names(conn, &revisions).await?;
-    for r in revisions {
-        let author = match (r.author_name.as_deref(), r.author_email.as_deref()) {
-            (Some(n), Some(e)) if !e.is_empty() => format!("{n} <{e}>"),
-            (Some(n), _) => n.to_string(),
-            (None, Some(e)) => e.to_string(),
-            (None, None) => String::new(),
-        };
-        promoted.entry(r.execution_id).or_default().push(Promoted {
-            action_name: names
-                .remove(&(r.execution_id, r.stage_index, r.action_index))
-                .unwrap_or_default(),
-            commit_id: r.commit_id,
-            message: r.commit_message.unwrap_or_default(),
-            author,
-            repository_url: r.repository_url,
-        });
-    }
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -585,7 +594,7 @@ async fn views_of(
             ApprovalView {
                 started_by: r.started_by,
                 decisions: decisions.remove(&r.id).unwrap_or_default(),
-                promoted: promoted.get(&r.execution_id).cloned().unwrap_or_default(),
+                promoted: serde_json::from_value(r.promoted).unwrap_or_default(),
                 id: r.id,
                 pipeline_name: r.pipeline_name,
                 execution_id: r.execution_id,
