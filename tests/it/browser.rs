@@ -430,7 +430,15 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         "https://git.example.com/acme/web-app.git",
     )
     .await;
-    next(&browser, "Build stage").await;
+    // Enter in a field goes forward, as Next does (not Back, which the row shows first).
+    browser
+        .find(By::Css("#git_url"))
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    wait_for_heading(&browser, "Build stage").await;
     fill(&browser, "#build_spec_path", "buildspec.yml").await;
     next(&browser, "Deploy stage").await;
 
