@@ -1034,3 +1034,78 @@ async fn a_gatekeeper_approves_from_the_inbox_and_the_execution_succeeds() {
     assert!(errors.is_empty(), "browser console: {errors:#?}");
     browser.quit().await.unwrap();
 }
+
+/// Long names wrap instead of widening the page: a pipeline with a 100-character name (the
+/// longest allowed), its stages and action, at phone and wide desktop widths, on the pages that
+/// show it and on the pages every user has.
+#[tokio::test]
+async fn no_console_page_scrolls_sideways_with_the_longest_names() {
+    use serde_json::json;
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let name = format!("p{}", "a".repeat(99));
+    let stage = format!("S{}", "b".repeat(99));
+    let action = format!("A{}", "c".repeat(99));
+    let decl = json!({"name": name, "stages": [
+        {"name": "Source", "actions": [{"name": "Checkout",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Git", "version": "1"},
+            "configuration": {"RepositoryUrl": format!("https://git.example.com/{}.git", "r".repeat(200)), "Branch": "main"},
+            "outputArtifacts": [{"name": "Src"}]}]},
+        {"name": stage, "actions": [{"name": action,
+            "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"},
+            "configuration": {"CustomData": "x".repeat(300)}}]}
+    ]});
+    crate::harness::api_ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 1440).await;
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/").await;
+    let pages = [
+        "/".to_string(),
+        format!("/pipelines/{name}"),
+        format!("/pipelines/{name}/executions"),
+        format!("/pipelines/{name}/versions"),
+        format!("/pipelines/{name}/edit"),
+        "/approvals".to_string(),
+        "/account".to_string(),
+        "/admin".to_string(),
+        "/admin/users".to_string(),
+        "/admin/audit".to_string(),
+        "/admin/workers".to_string(),
+        "/status".to_string(),
+        "/pipelines/new".to_string(),
+    ];
+    for width in [390, 1440] {
+        browser
+            .cdp()
+            .emulation()
+            .set_device_metrics_override(width, 900, 1.0, width < 500)
+            .await
+            .unwrap();
+        for page in &pages {
+            browser.goto(app.url(page)).await.unwrap();
+            let fits: bool = browser
+                .execute(
+                    "return document.documentElement.scrollWidth <= window.innerWidth;",
+                    vec![],
+                )
+                .await
+                .unwrap()
+                .convert()
+                .unwrap();
+            if !fits {
+                browser
+                    .screenshot(&screenshot_path(&format!("too-wide-{width}.png")))
+                    .await
+                    .unwrap();
+            }
+            assert!(fits, "{page} fits {width} px");
+        }
+    }
+    browser.quit().await.unwrap();
+}
