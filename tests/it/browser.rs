@@ -1109,3 +1109,75 @@ async fn no_console_page_scrolls_sideways_with_the_longest_names() {
     }
     browser.quit().await.unwrap();
 }
+
+/// A diff's line numbers of 100 and more stay on one line.
+#[tokio::test]
+async fn diff_line_numbers_stay_on_one_line() {
+    use serde_json::json;
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let decl = |last_spec: &str| {
+        let actions: Vec<_> = (0..12)
+            .map(|i| json!({"name": format!("Build{i}"),
+                "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                "configuration": {"BuildSpec": if i == 11 { last_spec.to_string() } else { "version: 0.2\nphases:\n  build:\n    commands: [make]\n".to_string() }},
+                "inputArtifacts": [{"name": "Src"}]}))
+            .collect();
+        json!({"name": "numbered", "stages": [
+            crate::executions::source_stage("https://git.example.com/app.git"),
+            {"name": "Build", "actions": actions}]})
+    };
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": decl("version: 0.2\nphases:\n  build:\n    commands: [make]\n")}),
+    )
+    .await;
+    let mut second = decl("version: 0.2\nphases:\n  build:\n    commands: [make test]\n");
+    second["version"] = json!(1);
+    crate::harness::api_ok(&app, &t, "UpdatePipeline", json!({"pipeline": second})).await;
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = browser(&driver, profile.path(), 390).await;
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/").await;
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(390, 900, 1.0, true)
+        .await
+        .unwrap();
+    browser
+        .goto(app.url("/pipelines/numbered/diff?from=1&to=2"))
+        .await
+        .unwrap();
+    let wrapped: Vec<String> = browser
+        .execute(
+            "return [...document.querySelectorAll('.diff-num')].filter(td => {
+                 const r = document.createRange(); r.selectNodeContents(td);
+                 return td.textContent.trim().length >= 3 && r.getClientRects().length > 1;
+             }).map(td => td.textContent.trim());",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    let numbered: usize = browser
+        .execute(
+            "return [...document.querySelectorAll('.diff-num')].filter(td => td.textContent.trim().length >= 3).length;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap();
+    assert!(numbered > 0, "the diff shows lines numbered 100 or more");
+    assert!(wrapped.is_empty(), "wrapped line numbers: {wrapped:?}");
+    browser.quit().await.unwrap();
+}
