@@ -215,6 +215,7 @@ pub async fn history(
     pipeline_id: Uuid,
     before_seq: Option<i64>,
     succeeded_in: Option<&str>,
+    status: Option<&str>,
     limit: i64,
 ) -> Result<Vec<ExecutionRow>, sqlx::Error> {
     sqlx::query_as!(
@@ -229,11 +230,13 @@ pub async fn history(
                  JOIN pipeline_versions v ON v.pipeline_id = e.pipeline_id AND v.version = e.pipeline_version
                  WHERE s.execution_id = e.id AND s.status = 'Succeeded'
                    AND v.declaration -> 'stages' -> s.stage_index ->> 'name' = $4))
+             AND ($5::text IS NULL OR status = $5)
            ORDER BY seq DESC LIMIT $3"#,
         pipeline_id,
         before_seq,
         limit,
-        succeeded_in
+        succeeded_in,
+        status
     )
     .fetch_all(conn)
     .await

@@ -1386,12 +1386,14 @@ pub async fn set_stage_transition(
     Ok(())
 }
 
-/// ListPipelineExecutions: newest first, a page at a time.
+/// ListPipelineExecutions: newest first, a page at a time; only those that succeeded in a stage,
+/// or (the console's filter) those with a status, when asked.
 pub async fn list_pipeline_executions(
     s: &Services,
     c: &Caller,
     name: &str,
     succeeded_in_stage: Option<&str>,
+    status: Option<ExecutionStatus>,
     page: &super::Page,
 ) -> Result<super::Paged<ExecutionView>, AppError> {
     Op::run(
@@ -1418,6 +1420,7 @@ pub async fn list_pipeline_executions(
                 pipeline.id,
                 before,
                 succeeded_in_stage,
+                status.map(ExecutionStatus::as_str),
                 limit + 1,
             )
             .await?;

@@ -319,3 +319,61 @@ async fn a_running_execution_is_stopped_from_its_page_and_its_log_is_polled_whil
     assert!(detail.contains("Stopped: taking too long"));
     assert!(detail.contains("Abandoned"));
 }
+
+#[tokio::test]
+async fn the_history_filters_by_status() {
+    let (app, t) = crate::harness::admin_api().await;
+    let mut decl = crate::pipelines::web_app("hist");
+    decl["executionMode"] = serde_json::json!("SUPERSEDED");
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": decl}),
+    )
+    .await;
+    // No workers: the first stays in its source stage, the second waits and is superseded by
+    // the third.
+    for _ in 0..2 {
+        crate::harness::api_ok(
+            &app,
+            &t,
+            "StartPipelineExecution",
+            serde_json::json!({"name": "hist"}),
+        )
+        .await;
+    }
+    let rows = |html: &str| html.matches(r#"class="mono" title="#).count();
+    let all = page(&app, &app.client, "/pipelines/hist/executions").await;
+    assert_eq!(rows(&all), 3);
+    let superseded = page(
+        &app,
+        &app.client,
+        "/pipelines/hist/executions?status=Superseded",
+    )
+    .await;
+    assert_eq!(rows(&superseded), 1, "{superseded}");
+    assert!(superseded.contains(r#"aria-current="page">Superseded"#));
+    let running = page(
+        &app,
+        &app.client,
+        "/pipelines/hist/executions?status=InProgress",
+    )
+    .await;
+    assert_eq!(rows(&running), 2);
+    let failed = page(
+        &app,
+        &app.client,
+        "/pipelines/hist/executions?status=Failed",
+    )
+    .await;
+    assert!(failed.contains("No execution has this status."));
+    let res = app.get("/pipelines/hist/executions?status=Bogus").await;
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("must be InProgress, Succeeded")
+    );
+}

@@ -84,6 +84,7 @@ pub async fn call(
                 c,
                 &i.pipeline_name,
                 stage.as_deref(),
+                None,
                 &Page {
                     next: i.next_token,
                     max: i.max_results,

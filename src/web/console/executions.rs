@@ -255,13 +255,27 @@ struct HistoryPage {
     rows: Vec<HistoryRow>,
     next_link: Option<String>,
     can_release: bool,
+    /// The status filters: (link, label, chosen).
+    filters: Vec<(String, String, bool)>,
+    filtered: bool,
 }
 console_page!(HistoryPage);
 
 #[derive(Deserialize)]
 struct HistoryQuery {
     next: Option<String>,
+    /// Only executions with this status (CodePipeline's spelling).
+    status: Option<String>,
 }
+
+/// The statuses the history filters by, in words.
+const HISTORY_FILTERS: [(&str, &str); 5] = [
+    ("InProgress", "In progress"),
+    ("Succeeded", "Succeeded"),
+    ("Failed", "Failed"),
+    ("Stopped", "Stopped"),
+    ("Superseded", "Superseded"),
+];
 
 fn trigger_text(e: &ExecutionView) -> String {
     let who = e
@@ -296,11 +310,25 @@ async fn history(
     query: web::Query<HistoryQuery>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
+    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            crate::engine::ExecutionStatus::parse(text)
+                .filter(|_| HISTORY_FILTERS.iter().any(|(s, _)| *s == text))
+                .ok_or_else(|| {
+                    AppError::validation(
+                        "status",
+                        "must be InProgress, Succeeded, Failed, Stopped or Superseded",
+                    )
+                })?,
+        ),
+    };
     let page = executions::list_pipeline_executions(
         &state.services,
         &user.caller,
         &path,
         None,
+        status,
         &Page {
             next: query.next.clone(),
             max: Some(50),
@@ -308,6 +336,9 @@ async fn history(
     )
     .await?;
     let link = segment(&path);
+    let status_param = status
+        .map(|s| format!("&status={}", s.as_str()))
+        .unwrap_or_default();
     let rows = page
         .items
         .iter()
@@ -323,9 +354,23 @@ async fn history(
         .collect();
     let page = HistoryPage {
         layout: Layout::signed_in(&user, Section::Pipelines),
-        next_link: page
-            .next
-            .map(|n| format!("/pipelines/{link}/executions?next={}", segment(&n))),
+        next_link: page.next.map(|n| {
+            format!(
+                "/pipelines/{link}/executions?next={}{status_param}",
+                segment(&n)
+            )
+        }),
+        filters: HISTORY_FILTERS
+            .iter()
+            .map(|(value, label)| {
+                (
+                    format!("/pipelines/{link}/executions?status={value}"),
+                    label.to_string(),
+                    status.map(|s| s.as_str()) == Some(*value),
+                )
+            })
+            .collect(),
+        filtered: status.is_some(),
         can_release: user
             .caller
             .can(Action::StartPipelineExecution, &Resource::pipeline(&path)),
