@@ -282,7 +282,9 @@ pub async fn put_approval_result(
                 })
                 .collect();
             let groups = db::groups::names_for_user(op.conn(), caller.user_id).await?;
-            let authored = authored_by(op.conn(), row.execution_id, caller.user_name()).await?;
+            let promoted: Vec<Promoted> =
+                serde_json::from_value(row.promoted.clone()).unwrap_or_default();
+            let authored = promoted.iter().any(|p| p.written_by(caller.user_name()));
             let rules = stored_rules(&row);
             let approver = Approver {
                 principal: &principal,
@@ -311,30 +313,18 @@ pub async fn put_approval_result(
                 },
             )
             .await?;
-            let (succeeded, summary) = match verdict {
-                Verdict::Counted { approvals, required } => {
-                    let summary = format!("{approvals} of {required} approvals");
-                    db::approvals::set_summary(
-                        op.conn(),
-                        row.execution_id,
-                        row.stage_index,
-                        row.action_index,
-                        row.attempt,
-                        &summary,
-                    )
-                    .await?;
-                    op.add_audit_param("approvals", json!(approvals));
-                    op.add_audit_param("requiredApprovals", json!(required));
-                    return Ok(Answered { at: now, verdict });
-                }
-                Verdict::Approved => (true, "Approved"),
-                Verdict::Rejected => (false, "Rejected"),
+            // The attempt's summary: the answers so far, or the deciding comment (CodePipeline's).
+            let outcome = match verdict {
+                Verdict::Counted { .. } => None,
+                Verdict::Approved => Some("Approved"),
+                Verdict::Rejected => Some("Rejected"),
             };
-            db::approvals::decide(op.conn(), row.id, summary, now).await?;
-            let text = if comment.trim().is_empty() {
-                format!("{summary} by {}", caller.user_name())
-            } else {
-                comment.to_string()
+            let text = match (verdict, outcome) {
+                (Verdict::Counted { approvals, required }, _) => {
+                    format!("{approvals} of {required} approvals")
+                }
+                (_, Some(o)) if comment.trim().is_empty() => format!("{o} by {}", caller.user_name()),
+                _ => comment.to_string(),
             };
             db::approvals::set_summary(
                 op.conn(),
@@ -345,6 +335,14 @@ pub async fn put_approval_result(
                 &text,
             )
             .await?;
+            let Some(outcome) = outcome else {
+                if let Verdict::Counted { approvals, required } = verdict {
+                    op.add_audit_param("approvals", json!(approvals));
+                    op.add_audit_param("requiredApprovals", json!(required));
+                }
+                return Ok(Answered { at: now, verdict });
+            };
+            db::approvals::decide(op.conn(), row.id, outcome, now).await?;
             queued = executions::end_attempt(
                 op.conn(),
                 now,
@@ -355,10 +353,10 @@ pub async fn put_approval_result(
                     row.action_index,
                     row.attempt,
                 )?,
-                succeeded,
+                outcome == "Approved",
             )
             .await?;
-            op.add_audit_param("outcome", json!(summary));
+            op.add_audit_param("outcome", json!(outcome));
             op.add_audit_param("pipelineExecutionId", json!(row.execution_id));
             Ok(Answered { at: now, verdict })
         },
@@ -404,23 +402,6 @@ fn stored_rules(row: &db::approvals::ApprovalRow) -> Rules {
         row.forbid_self_approval,
         row.require_comment,
     )
-}
-
-/// Whether the user wrote a revision the execution promotes (their name is the commit's author
-/// name or e-mail address).
-async fn authored_by(
-    conn: &mut sqlx::PgConnection,
-    execution_id: Uuid,
-    user_name: &str,
-) -> Result<bool, AppError> {
-    let revisions = db::executions::revisions_of(conn, &[execution_id]).await?;
-    Ok(revisions.iter().any(|r| {
-        approval::is_author(
-            user_name,
-            r.author_name.as_deref().unwrap_or_default(),
-            r.author_email.as_deref().unwrap_or_default(),
-        )
-    }))
 }
 
 /// Fails every open approval whose deadline has passed ("approval timed out"), each in a
@@ -491,8 +472,25 @@ pub struct Promoted {
     pub action_name: String,
     pub commit_id: String,
     pub message: String,
-    pub author: String,
+    pub author_name: String,
+    pub author_email: String,
     pub repository_url: Option<String>,
+}
+
+impl Promoted {
+    /// The author as approvers read it: `Name <address>`, or whichever is known.
+    pub fn author(&self) -> String {
+        match (self.author_name.is_empty(), self.author_email.is_empty()) {
+            (false, false) => format!("{} <{}>", self.author_name, self.author_email),
+            (false, true) => self.author_name.clone(),
+            _ => self.author_email.clone(),
+        }
+    }
+
+    /// Whether the user wrote this revision (for `ForbidSelfApproval`).
+    pub fn written_by(&self, user_name: &str) -> bool {
+        approval::is_author(user_name, &self.author_name, &self.author_email)
+    }
 }
 
 /// An approval as the inbox, the review and the API show it.
@@ -544,22 +542,15 @@ async fn promoted_of(
     let mut names = source_names(conn, &revisions).await?;
     Ok(revisions
         .into_iter()
-        .map(|r| {
-            let author = match (r.author_name.as_deref(), r.author_email.as_deref()) {
-                (Some(n), Some(e)) if !e.is_empty() => format!("{n} <{e}>"),
-                (Some(n), _) => n.to_string(),
-                (None, Some(e)) => e.to_string(),
-                (None, None) => String::new(),
-            };
-            Promoted {
-                action_name: names
-                    .remove(&(r.execution_id, r.stage_index, r.action_index))
-                    .unwrap_or_default(),
-                commit_id: r.commit_id,
-                message: r.commit_message.unwrap_or_default(),
-                author,
-                repository_url: r.repository_url,
-            }
+        .map(|r| Promoted {
+            action_name: names
+                .remove(&(r.execution_id, r.stage_index, r.action_index))
+                .unwrap_or_default(),
+            commit_id: r.commit_id,
+            message: r.commit_message.unwrap_or_default(),
+            author_name: r.author_name.unwrap_or_default(),
+            author_email: r.author_email.unwrap_or_default(),
+            repository_url: r.repository_url,
         })
         .collect())
 }
@@ -844,18 +835,7 @@ fn approver_facts<'a>(
         principal,
         groups,
         started_execution: v.started_by.eq_ignore_ascii_case(principal),
-        authored_revision: v
-            .promoted
-            .iter()
-            .any(|p| is_author_text(c.user_name(), &p.author)),
-    }
-}
-
-/// `author` as [`Promoted`] shows it: `Name <address>`, a name, or an address.
-fn is_author_text(user_name: &str, author: &str) -> bool {
-    match author.rsplit_once(" <") {
-        Some((name, rest)) => approval::is_author(user_name, name, rest.trim_end_matches('>')),
-        None => approval::is_author(user_name, author, author),
+        authored_revision: v.promoted.iter().any(|p| p.written_by(c.user_name())),
     }
 }
 

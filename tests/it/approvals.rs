@@ -1048,23 +1048,10 @@ async fn name_variants_never_reach_a_denied_gate() {
 }
 
 fn commit(dir: &std::path::Path, message: &str) -> String {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| crate::executions::git(dir, args);
     std::fs::write(dir.join("app.txt"), message).unwrap();
-    run(&["add", "."]);
-    run(&[
+    git(&["add", "."]);
+    git(&[
         "-c",
         "user.name=Grace Hopper",
         "-c",
@@ -1074,7 +1061,7 @@ fn commit(dir: &std::path::Path, message: &str) -> String {
         "-m",
         message,
     ]);
-    run(&["rev-parse", "HEAD"])
+    git(&["rev-parse", "HEAD"])
 }
 
 #[tokio::test]
@@ -1286,8 +1273,7 @@ async fn the_inbox_pages_oldest_first_and_leaves_out_what_the_user_answered() {
     );
 
     // One approval of two: it leaves the administrator's inbox, and stays in another's.
-    let other = user_with_policy(&app, &admin, "other", Some(approver_policy())).await;
-    let _ = other;
+    user_with_policy(&app, &admin, "other", Some(approver_policy())).await;
     let (token,): (uuid::Uuid,) =
         sqlx::query_as("SELECT token FROM approvals WHERE action_execution_id = $1")
             .bind(ordered[0])

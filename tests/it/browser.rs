@@ -211,6 +211,19 @@ async fn the_console_loads_styled_and_without_console_errors() {
     }
 }
 
+/// Whether the page is no wider than the window (nothing scrolls sideways).
+async fn fits_viewport(browser: &WebDriver) -> bool {
+    browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .convert()
+        .unwrap()
+}
+
 async fn fill(browser: &WebDriver, css: &str, text: &str) {
     let input = browser.find(By::Css(css)).await.unwrap();
     input.clear().await.unwrap();
@@ -552,15 +565,7 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .await
         .unwrap();
     browser.refresh().await.unwrap();
-    let fits: bool = browser
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .convert()
-        .unwrap();
+    let fits = fits_viewport(&browser).await;
     assert!(fits, "the view page fits 390 px");
     browser
         .screenshot(&screenshot_path("pipeline-view-390.png"))
@@ -851,15 +856,7 @@ async fn release_change_runs_the_pipeline_and_its_log_grows_while_it_runs() {
             .await
             .unwrap();
         browser.goto(app.url(page)).await.unwrap();
-        let fits: bool = browser
-            .execute(
-                "return document.documentElement.scrollWidth <= window.innerWidth;",
-                vec![],
-            )
-            .await
-            .unwrap()
-            .convert()
-            .unwrap();
+        let fits = fits_viewport(&browser).await;
         assert!(fits, "{page} fits 390 px");
         browser.screenshot(&screenshot_path(shot)).await.unwrap();
     }
@@ -936,15 +933,7 @@ async fn a_gatekeeper_approves_from_the_inbox_and_the_execution_succeeds() {
     for (page, shot) in [("/approvals", "approvals-inbox-390.png")] {
         browser.goto(app.url(page)).await.unwrap();
         wait_for(&browser, ".inbox a.button").await;
-        let fits: bool = browser
-            .execute(
-                "return document.documentElement.scrollWidth <= window.innerWidth;",
-                vec![],
-            )
-            .await
-            .unwrap()
-            .convert()
-            .unwrap();
+        let fits = fits_viewport(&browser).await;
         assert!(fits, "{page} fits 390 px");
         browser.screenshot(&screenshot_path(shot)).await.unwrap();
     }
@@ -1089,15 +1078,7 @@ async fn no_console_page_scrolls_sideways_with_the_longest_names() {
             .unwrap();
         for page in &pages {
             browser.goto(app.url(page)).await.unwrap();
-            let fits: bool = browser
-                .execute(
-                    "return document.documentElement.scrollWidth <= window.innerWidth;",
-                    vec![],
-                )
-                .await
-                .unwrap()
-                .convert()
-                .unwrap();
+            let fits = fits_viewport(&browser).await;
             if !fits {
                 browser
                     .screenshot(&screenshot_path(&format!("too-wide-{width}.png")))

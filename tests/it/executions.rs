@@ -238,25 +238,28 @@ pub fn source_stage(repository: &str) -> Value {
         "outputArtifacts": [{"name": "Src"}]}]})
 }
 
+/// Runs `git` in `dir` (no global configuration); its trimmed output.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A Git repository on disk with one commit on `main`; its path and the commit id.
 pub fn repository(dir: &std::path::Path) -> (String, String) {
     // Readable by the unprivileged user builds run as when the tests run as root.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let run = |args: &[&str]| git(dir, args);
     run(&["-c", "init.defaultBranch=main", "init", "--quiet"]);
     std::fs::write(dir.join("app.txt"), "plaintext-marker-4711\n").unwrap();
     std::fs::create_dir_all(dir.join("src")).unwrap();

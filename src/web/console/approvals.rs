@@ -49,7 +49,7 @@ fn promoted_rows(a: &ApprovalView) -> Vec<PromotedRow> {
             short: p.commit_id.chars().take(12).collect(),
             commit: p.commit_id.clone(),
             message: p.message.lines().next().unwrap_or_default().to_string(),
-            author: p.author.clone(),
+            author: p.author(),
         })
         .collect()
 }
