@@ -132,6 +132,9 @@ pub struct Metrics {
     claim_latency: Histogram,
     start_latency: Histogram,
     actions: Family,
+    live_open: AtomicU64,
+    live_events: AtomicU64,
+    live_dropped: AtomicU64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -139,7 +142,29 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     claim_latency: Histogram::new(FAST),
     start_latency: Histogram::new(FAST),
     actions: Family::new(SLOW),
+    live_open: AtomicU64::new(0),
+    live_events: AtomicU64::new(0),
+    live_dropped: AtomicU64::new(0),
 });
+
+/// A live stream opened (`true`) or ended.
+pub fn live_stream(opened: bool) {
+    if opened {
+        METRICS.live_open.fetch_add(1, Ordering::Relaxed);
+    } else {
+        METRICS.live_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A live stream sent an event with changed parts.
+pub fn live_event_sent() {
+    METRICS.live_events.fetch_add(1, Ordering::Relaxed);
+}
+
+/// A live stream's client fell so far behind that it was dropped.
+pub fn live_client_dropped() {
+    METRICS.live_dropped.fetch_add(1, Ordering::Relaxed);
+}
 
 /// A request answered: its method, its route pattern (`/pipelines/{name}`, never the path
 /// itself, so names do not multiply the series) and its status class.
@@ -196,6 +221,21 @@ pub fn render(out: &mut String) {
         out,
         "sluice_action_duration_seconds",
         &["provider", "outcome"],
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_live_streams Live console streams open on this process.\n# TYPE sluice_live_streams gauge\nsluice_live_streams {}",
+        m.live_open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_live_events_total Events with changed parts sent to live streams.\n# TYPE sluice_live_events_total counter\nsluice_live_events_total {}",
+        m.live_events.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_live_clients_dropped_total Live streams dropped because their client fell behind.\n# TYPE sluice_live_clients_dropped_total counter\nsluice_live_clients_dropped_total {}",
+        m.live_dropped.load(Ordering::Relaxed)
     );
 }
 

@@ -145,6 +145,8 @@ fn cluster_config(
 /// The HTTP server, bound and ready to run.
 pub struct Application {
     server: Server,
+    /// The live console's streams, ended first at shutdown (they never finish by themselves).
+    live: crate::web::live::Hub,
     addr: SocketAddr,
     public_url: PublicUrl,
     /// For the maintenance loop and the worker pool that run beside the server.
@@ -191,6 +193,7 @@ impl Application {
             return Err(StartupError::Command(why.clone()));
         }
         apply_artifact_settings(&mut services, &settings.artifacts)?;
+        let live = crate::web::live::Hub::new();
         let state = AppState::new(
             services.clone(),
             ServerInfo {
@@ -200,10 +203,12 @@ impl Application {
                 trusted_proxies: settings.trusted_proxies.clone(),
                 metrics_allow: settings.metrics_allow.clone(),
             },
+            live.clone(),
         );
         let server = web::server(listener, state, settings).map_err(bind_err)?;
         Ok(Self {
             server,
+            live,
             addr,
             public_url,
             services,
@@ -226,8 +231,11 @@ impl Application {
     }
 
     /// A handle to stop the server from elsewhere.
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            live: self.live.clone(),
+        }
     }
 
     /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded by the shutdown
@@ -236,10 +244,37 @@ impl Application {
     /// is ordered: HTTP drains first, then the workers stop claiming and finish (or give back)
     /// what they run, within the shutdown timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.live.start(self.services.pool.clone());
         let workers = crate::workers::WorkerPool::start(self.services, self.pool);
+        let stopper = StopHandle {
+            server: self.server.handle(),
+            live: self.live.clone(),
+        };
+        // Signals are ours (the server's own handling is off): live streams end first, or
+        // the graceful drain would wait the whole shutdown timeout for them.
+        let on_signal = tokio::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: live streams end, then HTTP drains");
+            stopper.stop(true).await;
+        });
         let served = self.server.await;
+        on_signal.abort();
         workers.shutdown(self.shutdown_timeout).await;
         served
+    }
+}
+
+/// Stops a running [`Application`]: its live streams first, then HTTP.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    live: crate::web::live::Hub,
+}
+
+impl StopHandle {
+    pub async fn stop(&self, graceful: bool) {
+        self.live.shutdown();
+        self.server.stop(graceful).await;
     }
 }
 

@@ -242,6 +242,57 @@ pub async fn history(
     .await
 }
 
+/// The newest execution of each named pipeline that has one, with its pipeline's name.
+pub async fn latest_of_pipelines(
+    conn: &mut PgConnection,
+    names: &[String],
+) -> Result<Vec<(String, ExecutionRow)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT p.name AS "pipeline_name!", e.id AS "id!", e.pipeline_id AS "pipeline_id!",
+                  e.seq AS "seq!", e.pipeline_version AS "pipeline_version!", e.status AS "status!",
+                  e.place AS "place!", e.place_stage, e.waiting_since,
+                  e.trigger_type AS "trigger_type!", e.trigger_detail AS "trigger_detail!",
+                  e.variables AS "variables!", e.started_at AS "started_at!",
+                  e.updated_at AS "updated_at!", e.client_request_token,
+                  e.source_revisions AS "source_revisions!", e.stop_reason, e.artifacts_expired_at
+           FROM pipelines p
+           CROSS JOIN LATERAL (
+               SELECT * FROM pipeline_executions x WHERE x.pipeline_id = p.id
+               ORDER BY x.seq DESC LIMIT 1) e
+           WHERE p.name = ANY($1)"#,
+        names
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.pipeline_name,
+                ExecutionRow {
+                    id: r.id,
+                    pipeline_id: r.pipeline_id,
+                    seq: r.seq,
+                    pipeline_version: r.pipeline_version,
+                    status: r.status,
+                    place: r.place,
+                    place_stage: r.place_stage,
+                    waiting_since: r.waiting_since,
+                    trigger_type: r.trigger_type,
+                    trigger_detail: r.trigger_detail,
+                    variables: r.variables,
+                    started_at: r.started_at,
+                    updated_at: r.updated_at,
+                    client_request_token: r.client_request_token,
+                    source_revisions: r.source_revisions,
+                    stop_reason: r.stop_reason,
+                    artifacts_expired_at: r.artifacts_expired_at,
+                },
+            )
+        })
+        .collect())
+}
+
 pub async fn stages_of(
     conn: &mut PgConnection,
     executions: &[Uuid],

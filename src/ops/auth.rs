@@ -228,6 +228,8 @@ pub async fn sign_in(
 pub struct ActiveSession {
     pub caller: Caller,
     pub csrf_token: String,
+    /// When it expires unless used again (idle) or at all (absolute), whichever comes first.
+    pub valid_until: OffsetDateTime,
 }
 
 /// Finds the session of a cookie token: unknown, expired (idle or absolute) or belonging to a
@@ -255,8 +257,10 @@ pub async fn resolve_session(
         return Ok(None);
     }
     // One write a minute at most per session keeps the idle timer honest without a write per request.
+    let mut last_seen = row.last_seen_at;
     if now - row.last_seen_at > Duration::minutes(1) {
         db::sessions::touch(&mut conn, row.id, now).await?;
+        last_seen = now;
     }
     let actor = Actor {
         user_name: Some(row.user_name.clone()),
@@ -273,6 +277,7 @@ pub async fn resolve_session(
     Ok(Some(ActiveSession {
         caller,
         csrf_token: row.csrf_token,
+        valid_until: row.expires_at.min(last_seen + s.sessions.idle),
     }))
 }
 

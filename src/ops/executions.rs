@@ -1456,6 +1456,45 @@ pub struct ActionStateView {
     pub approval: Option<super::approvals::ApprovalView>,
 }
 
+/// The newest execution of each named pipeline the caller may list the executions of (the
+/// pipelines list's "Latest execution" column; no source revisions): by pipeline name, absent
+/// when it has none or the caller may not see it. Part of listing pipelines, so it is authorized like that.
+pub async fn latest_executions(
+    s: &Services,
+    c: &Caller,
+    names: &[String],
+) -> Result<HashMap<String, ExecutionView>, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::ListPipelines,
+        Resource::All,
+        json!({"latestExecutions": names.len()}),
+        async |op| {
+            let visible: Vec<String> = names
+                .iter()
+                .filter(|n| {
+                    op.caller()
+                        .can(Action::ListPipelineExecutions, &Resource::pipeline(n))
+                })
+                .take(1000)
+                .cloned()
+                .collect();
+            // One query for the page, without source revisions (the list does not show them).
+            let rows = db::executions::latest_of_pipelines(op.conn(), &visible).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(name, row)| {
+                    let v = view(&name, row);
+                    (name, v)
+                })
+                .collect())
+        },
+    )
+    .await
+}
+
 /// GetPipelineState: each stage of the current version, with the latest execution in it, its
 /// inbound executions, its inbound transition and its actions' latest attempts.
 pub async fn get_pipeline_state(

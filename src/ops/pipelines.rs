@@ -370,6 +370,15 @@ pub async fn create_pipeline(
     Ok(created)
 }
 
+/// A pipeline's id and stored name, for a live stream that has authorized its viewer on the
+/// pipeline already (it matches the database's announcements, which name ids).
+pub async fn id_of(s: &Services, name: &str) -> Result<Option<(uuid::Uuid, String)>, AppError> {
+    let mut conn = s.pool.acquire().await?;
+    Ok(db::pipelines::find(&mut conn, existing_name(name)?)
+        .await?
+        .map(|row| (row.id, row.name)))
+}
+
 pub async fn get_pipeline(
     s: &Services,
     c: &Caller,

@@ -11,6 +11,7 @@ mod download;
 mod error;
 mod health;
 mod htmx;
+pub mod live;
 mod metrics;
 mod middleware;
 mod request;
@@ -52,11 +53,17 @@ pub struct ServerInfo {
 pub struct AppState {
     services: Services,
     info: ServerInfo,
+    /// This process's live updates.
+    live: live::Hub,
 }
 
 impl AppState {
-    pub fn new(services: Services, info: ServerInfo) -> Self {
-        Self { services, info }
+    pub fn new(services: Services, info: ServerInfo, live: live::Hub) -> Self {
+        Self {
+            services,
+            info,
+            live,
+        }
     }
 
     fn pool(&self) -> &PgPool {
@@ -88,6 +95,8 @@ pub fn server(
             .wrap(TracingLogger::default())
     })
     .shutdown_timeout(settings.shutdown_timeout_secs)
+    // `startup` handles the signals: live streams must end before HTTP drains.
+    .disable_signals()
     .client_request_timeout(Duration::from_secs(30))
     .listen(listener)?
     .run();

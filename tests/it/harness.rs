@@ -362,7 +362,7 @@ struct Served {
 }
 
 type Running = (
-    actix_web::dev::ServerHandle,
+    sluice::startup::StopHandle,
     tokio::task::JoinHandle<std::io::Result<()>>,
 );
 

@@ -20,5 +20,6 @@ mod http;
 mod identity;
 mod jobs;
 mod keys;
+mod live;
 mod pipelines;
 mod workers;

@@ -57,10 +57,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(crate::web::get_only(
         "/pipelines/{name}/actions/{id}/log",
         log_page,
-    ))
-    .service(crate::web::get_only(
-        "/pipelines/{name}/actions/{id}/log/more",
-        log_more,
     ));
 }
 
@@ -236,14 +232,84 @@ async fn release(
 
 // ---- History ----------------------------------------------------------------------------------
 
-struct HistoryRow {
-    id: String,
-    short_id: String,
-    status: Status,
-    revision: Option<(String, String)>,
-    trigger: String,
-    started: String,
-    duration: String,
+pub(super) struct HistoryRow {
+    pub id: String,
+    pub short_id: String,
+    pub status: Status,
+    pub revision: Option<(String, String)>,
+    pub trigger: String,
+    pub started: String,
+    pub duration: String,
+}
+
+/// One row of the history.
+pub(super) fn history_row(e: &ExecutionView) -> HistoryRow {
+    HistoryRow {
+        id: e.id.to_string(),
+        short_id: short(&e.id),
+        status: Status::of(&e.status),
+        revision: revision_of(e),
+        trigger: trigger_text(e),
+        started: display_time(e.started),
+        duration: duration(e.started, e.updated),
+    }
+}
+
+/// The history's status filter from its query: none, or one of [`HISTORY_FILTERS`].
+pub(super) fn history_status(
+    text: Option<&str>,
+) -> Result<Option<crate::engine::ExecutionStatus>, ConsoleError> {
+    match text.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(text) => Ok(Some(
+            crate::engine::ExecutionStatus::parse(text)
+                .filter(|_| HISTORY_FILTERS.iter().any(|(s, _)| *s == text))
+                .ok_or_else(|| {
+                    AppError::validation(
+                        "status",
+                        "must be InProgress, Succeeded, Failed, Stopped or Superseded",
+                    )
+                })?,
+        )),
+    }
+}
+
+/// The pipelines list's "Latest execution" cell of one pipeline.
+pub(super) struct LatestCell {
+    /// Its element id (`latest-` and the name in hex: any pipeline name makes a valid id).
+    pub id: String,
+    pub link: String,
+    /// The newest execution: its id, short id, status and when it last changed.
+    pub latest: Option<(String, String, Status, String)>,
+    /// Whether the viewer may see it at all.
+    pub visible: bool,
+    pub oob: bool,
+}
+
+pub(super) fn latest_cell(
+    caller: &Caller,
+    name: &str,
+    latest: Option<&ExecutionView>,
+    oob: bool,
+) -> LatestCell {
+    let visible = caller.can(Action::ListPipelineExecutions, &Resource::pipeline(name));
+    LatestCell {
+        id: format!(
+            "latest-{}",
+            name.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        link: segment(name),
+        latest: latest.filter(|_| visible).map(|e| {
+            (
+                e.id.to_string(),
+                short(&e.id),
+                Status::of(&e.status),
+                display_time(e.updated),
+            )
+        }),
+        visible,
+        oob,
+    }
 }
 
 #[derive(Template)]
@@ -310,19 +376,7 @@ async fn history(
     query: web::Query<HistoryQuery>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(text) => Some(
-            crate::engine::ExecutionStatus::parse(text)
-                .filter(|_| HISTORY_FILTERS.iter().any(|(s, _)| *s == text))
-                .ok_or_else(|| {
-                    AppError::validation(
-                        "status",
-                        "must be InProgress, Succeeded, Failed, Stopped or Superseded",
-                    )
-                })?,
-        ),
-    };
+    let status = history_status(query.status.as_deref())?;
     let page = executions::list_pipeline_executions(
         &state.services,
         &user.caller,
@@ -339,21 +393,16 @@ async fn history(
     let status_param = status
         .map(|s| format!("&status={}", s.as_str()))
         .unwrap_or_default();
-    let rows = page
-        .items
-        .iter()
-        .map(|e| HistoryRow {
-            id: e.id.to_string(),
-            short_id: short(&e.id),
-            status: Status::of(&e.status),
-            revision: revision_of(e),
-            trigger: trigger_text(e),
-            started: display_time(e.started),
-            duration: duration(e.started, e.updated),
-        })
-        .collect();
+    let rows: Vec<HistoryRow> = page.items.iter().map(history_row).collect();
+    let mut live = format!("/live?view=history&name={link}{status_param}");
+    if let Some(next) = &query.next {
+        live.push_str(&format!("&next={}", segment(next)));
+    }
+    if let Some(top) = rows.first() {
+        live.push_str(&format!("&top={}", top.id));
+    }
     let page = HistoryPage {
-        layout: Layout::signed_in(&user, Section::Pipelines),
+        layout: Layout::signed_in(&user, Section::Pipelines).live(live),
         next_link: page.next.map(|n| {
             format!(
                 "/pipelines/{link}/executions?next={}{status_param}",
@@ -383,20 +432,37 @@ async fn history(
 
 // ---- One execution ----------------------------------------------------------------------------
 
-struct AttemptRow {
-    stage: String,
-    action: String,
-    attempt: i32,
-    status: Status,
-    summary: String,
-    started: String,
-    duration: String,
+pub(super) struct AttemptRow {
+    pub stage: String,
+    pub action: String,
+    pub attempt: i32,
+    pub status: Status,
+    pub summary: String,
+    pub started: String,
+    pub duration: String,
     /// None for an approval (it runs nothing, so it has no log).
-    log_link: Option<String>,
+    pub log_link: Option<String>,
     /// An approval's answers: each in words (who, what, when, from where, the comment).
-    decisions: Vec<String>,
+    pub decisions: Vec<String>,
     /// A waiting approval's review.
-    review_link: Option<String>,
+    pub review_link: Option<String>,
+}
+
+/// The parts of an execution's page that change while it runs (its live stream sends them).
+pub(super) struct ExecutionParts {
+    pub id: String,
+    pub link: String,
+    pub status: Status,
+    pub version: i32,
+    pub trigger: String,
+    pub started: String,
+    pub duration: String,
+    pub stop_reason: Option<String>,
+    pub attempts: Vec<AttemptRow>,
+    /// Artifacts the execution produced: name, link, who made it.
+    pub artifacts: Vec<(String, String, String)>,
+    pub can_stop: bool,
+    pub csrf: String,
 }
 
 #[derive(Template)]
@@ -406,19 +472,10 @@ struct ExecutionPage {
     name: String,
     link: String,
     id: String,
-    status: Status,
-    version: i32,
-    trigger: String,
-    started: String,
-    duration: String,
+    parts: ExecutionParts,
     variables: Vec<(String, String)>,
     revisions: Vec<(String, String, String)>,
-    stop_reason: Option<String>,
     artifacts_expired: Option<String>,
-    attempts: Vec<AttemptRow>,
-    /// Artifacts the execution produced: name, link, size in words, who made it.
-    artifacts: Vec<(String, String, String)>,
-    can_stop: bool,
     notice: Option<String>,
 }
 console_page!(ExecutionPage);
@@ -437,20 +494,58 @@ async fn detail(
 ) -> Result<HttpResponse, ConsoleError> {
     let (name, id) = path.into_inner();
     let id = execution_id(&id)?;
-    let s = &state.services;
-    let e = executions::get_pipeline_execution(s, &user.caller, &name, id).await?;
+    let (e, attempts) = execution_data(&state.services, &user.caller, &name, id).await?;
+    let link = segment(&name);
+    let page = ExecutionPage {
+        layout: Layout::signed_in(&user, Section::Pipelines)
+            .live(format!("/live?view=execution&name={link}&id={}", e.id)),
+        id: e.id.to_string(),
+        variables: e.variables.clone(),
+        revisions: e
+            .source_revisions
+            .iter()
+            .map(|r| {
+                (
+                    r.action_name.clone(),
+                    r.revision_id.clone(),
+                    r.revision_summary
+                        .as_deref()
+                        .and_then(|s| s.lines().next())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect(),
+        artifacts_expired: e.artifacts_expired.map(display_time),
+        notice: match query.done.as_deref() {
+            Some("started") => Some("The execution started.".to_string()),
+            Some("stopping") => Some("The execution is stopping.".to_string()),
+            _ => None,
+        },
+        parts: execution_parts(&user.caller, &user.csrf_token, &name, &e, &attempts),
+        link,
+        name,
+    };
+    render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// An execution and its attempts (oldest first), as `caller` may read them.
+pub(super) async fn execution_data(
+    s: &crate::ops::Services,
+    caller: &Caller,
+    name: &str,
+    id: Uuid,
+) -> Result<(ExecutionView, Vec<executions::AttemptView>), ConsoleError> {
+    let e = executions::get_pipeline_execution(s, caller, name, id).await?;
     let mut attempts = Vec::new();
-    if user
-        .caller
-        .can(Action::ListActionExecutions, &Resource::pipeline(&name))
-    {
+    if caller.can(Action::ListActionExecutions, &Resource::pipeline(name)) {
         let mut next = None;
         // An execution's attempts, at most a few pages of them.
         for _ in 0..10 {
             let page = executions::list_action_executions(
                 s,
-                &user.caller,
-                &name,
+                caller,
+                name,
                 &executions::AttemptFilter {
                     execution_id: Some(id),
                 },
@@ -469,7 +564,19 @@ async fn detail(
     }
     // Oldest first reads as the run went.
     attempts.reverse();
-    let link = segment(&name);
+    Ok((e, attempts))
+}
+
+/// What `caller` sees of an execution's changing parts: pure, so a live stream applies it to
+/// data read once for all its viewers.
+pub(super) fn execution_parts(
+    caller: &Caller,
+    csrf: &str,
+    name: &str,
+    e: &ExecutionView,
+    attempts: &[executions::AttemptView],
+) -> ExecutionParts {
+    let link = segment(name);
     let mut artifacts: Vec<(String, String, String)> = Vec::new();
     for a in attempts
         .iter()
@@ -488,33 +595,15 @@ async fn detail(
             ));
         }
     }
-    let page = ExecutionPage {
-        artifacts,
-        layout: Layout::signed_in(&user, Section::Pipelines),
+    ExecutionParts {
         id: e.id.to_string(),
         status: Status::of(&e.status),
         version: e.pipeline_version,
-        trigger: trigger_text(&e),
+        trigger: trigger_text(e),
         started: display_time(e.started),
         duration: duration(e.started, e.updated),
-        variables: e.variables.clone(),
-        revisions: e
-            .source_revisions
-            .iter()
-            .map(|r| {
-                (
-                    r.action_name.clone(),
-                    r.revision_id.clone(),
-                    r.revision_summary
-                        .as_deref()
-                        .and_then(|s| s.lines().next())
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            })
-            .collect(),
         stop_reason: e.stop_reason.clone(),
-        artifacts_expired: e.artifacts_expired.map(display_time),
+        artifacts,
         attempts: attempts
             .iter()
             .map(|a| AttemptRow {
@@ -554,27 +643,19 @@ async fn detail(
                     .as_ref()
                     .filter(|ap| {
                         ap.is_open()
-                            && user.caller.can(
+                            && caller.can(
                                 Action::PutApprovalResult,
-                                &Resource::pipeline_action(&name, &a.stage_name, &a.action_name),
+                                &Resource::pipeline_action(name, &a.stage_name, &a.action_name),
                             )
                     })
                     .map(|ap| format!("/pipelines/{link}/approvals/{}", ap.id)),
             })
             .collect(),
         can_stop: matches!(e.status.as_str(), "InProgress" | "Stopping")
-            && user
-                .caller
-                .can(Action::StopPipelineExecution, &Resource::pipeline(&name)),
-        notice: match query.done.as_deref() {
-            Some("started") => Some("The execution started.".to_string()),
-            Some("stopping") => Some("The execution is stopping.".to_string()),
-            _ => None,
-        },
+            && caller.can(Action::StopPipelineExecution, &Resource::pipeline(name)),
+        csrf: csrf.to_string(),
         link,
-        name,
-    };
-    render_with_status(hx, &page, StatusCode::OK)
+    }
 }
 
 /// An execution's artifact, as a zip.
@@ -733,21 +814,11 @@ struct LogPage {
 }
 console_page!(LogPage);
 
-/// The rest of a log: polled (`hx-trigger`) while the attempt runs; a link when a page is full.
+/// The rest of a log: streamed while the attempt runs (`live`: its live view goes on from
+/// `url`'s line), a link when a page is full.
 struct More {
     url: String,
     live: bool,
-    /// The whole page (for a reload without htmx).
-    page: String,
-}
-
-#[derive(Template)]
-#[template(path = "pipelines/log_more.html")]
-struct LogMore {
-    lines: Vec<LogLine>,
-    more: Option<More>,
-    /// Once the log is complete: the attempt's final status, swapped into the page's heading.
-    ended: Option<(Status, String)>,
 }
 
 #[derive(Deserialize)]
@@ -781,13 +852,15 @@ async fn log_lines(
         Some(More {
             url: format!("{base}?from={}", page.next_line),
             live: false,
-            page: base.clone(),
         })
     } else if !page.complete {
         Some(More {
-            url: format!("{base}/more?from={}", page.next_line),
+            url: format!(
+                "/live?view=log&name={}&id={id}&from={}",
+                segment(name),
+                page.next_line
+            ),
             live: true,
-            page: format!("{base}?from={from}"),
         })
     } else {
         None
@@ -807,8 +880,13 @@ async fn log_page(
     let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
     let a = &page.attempt;
     let link = segment(&name);
+    let layout = Layout::signed_in(&user, Section::Pipelines);
+    let layout = match more.as_ref().filter(|m| m.live) {
+        Some(m) => layout.live(m.url.clone()),
+        None => layout,
+    };
     let page = LogPage {
-        layout: Layout::signed_in(&user, Section::Pipelines),
+        layout,
         execution: a.execution_id.to_string(),
         stage: a.stage_name.clone(),
         action: a.action_name.clone(),
@@ -827,31 +905,6 @@ async fn log_page(
         name,
     };
     render_with_status(hx, &page, StatusCode::OK)
-}
-
-/// The lines after `from`, and the element that asks for the next ones (htmx polls it while the
-/// attempt runs; it goes away once the log is complete).
-async fn log_more(
-    state: web::Data<AppState>,
-    user: SignedIn,
-    path: web::Path<(String, String)>,
-    query: web::Query<LogQuery>,
-) -> Result<HttpResponse, ConsoleError> {
-    let (name, id) = path.into_inner();
-    let from = query.from.unwrap_or(1).max(1);
-    let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
-    let ended = page.complete.then(|| {
-        (
-            Status::of(&page.attempt.status),
-            page.attempt.summary.clone().unwrap_or_default(),
-        )
-    });
-    let html = LogMore { lines, more, ended }
-        .render()
-        .map_err(|e| ConsoleError::Internal(anyhow::Error::new(e)))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
 }
 
 // ---- The pipeline view's execution state ------------------------------------------------------
@@ -892,8 +945,18 @@ pub async fn pipeline_state(
         return Ok(None);
     }
     let (_, stages) = executions::get_pipeline_state(&state.services, caller, name).await?;
+    Ok(Some(stage_states(caller, name, stages)))
+}
+
+/// What `caller` sees of a pipeline's state: pure (their permissions decide the buttons), so a
+/// live stream applies it to state read once for all its viewers.
+pub fn stage_states(
+    caller: &Caller,
+    name: &str,
+    stages: Vec<executions::StageStateView>,
+) -> Vec<(String, StageState)> {
     let link = segment(name);
-    Ok(Some(
+    {
         stages
             .into_iter()
             .map(|st| {
@@ -982,8 +1045,8 @@ pub async fn pipeline_state(
                     },
                 )
             })
-            .collect(),
-    ))
+            .collect()
+    }
 }
 
 #[cfg(test)]

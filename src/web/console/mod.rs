@@ -6,6 +6,7 @@ mod approvals;
 mod editor;
 mod error;
 mod executions;
+mod live;
 mod login;
 mod pipelines;
 mod status;
@@ -46,6 +47,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     editor::routes(cfg);
     executions::routes(cfg);
     approvals::routes(cfg);
+    live::routes(cfg);
     pipelines::routes(cfg);
     login::routes(cfg);
     account::routes(cfg);
@@ -85,28 +87,29 @@ pub struct NavItem {
     pub label: &'static str,
     pub href: &'static str,
     pub section: Section,
-    /// A fragment htmx loads into the link: a count of what waits there.
-    pub count_url: Option<&'static str>,
+    /// The id of the element in the link that the live stream fills with a count of what
+    /// waits there.
+    pub count_id: Option<&'static str>,
 }
 
 const PIPELINES: NavItem = NavItem {
     label: "Pipelines",
     href: "/",
     section: Section::Pipelines,
-    count_url: None,
+    count_id: None,
 };
 /// Every signed-in user has an inbox; it lists what their permissions let them answer.
 const APPROVALS: NavItem = NavItem {
     label: "Approvals",
     href: "/approvals",
     section: Section::Approvals,
-    count_url: Some("/approvals/count"),
+    count_id: Some("nav-approvals-count"),
 };
 const ADMIN: NavItem = NavItem {
     label: "Admin",
     href: "/admin",
     section: Section::Admin,
-    count_url: None,
+    count_id: None,
 };
 
 /// What the base layout (`templates/base.html`) needs from every page.
@@ -116,12 +119,17 @@ pub struct Layout {
     pub nav: Vec<NavItem>,
     pub stylesheet: String,
     pub htmx_script: String,
+    /// htmx's server-sent events extension (the live stream).
+    pub sse_script: String,
     pub app_script: String,
     pub favicon: String,
     /// The signed-in user, if any (shown with Account and Sign out).
     pub user_name: Option<String>,
     /// The session's CSRF token, for forms and htmx requests.
     pub csrf_token: Option<String>,
+    /// The page's live stream (`/live?…`): every signed-in page has one, for the navigation's
+    /// count at least; pages that change while shown name their view.
+    pub live_url: Option<String>,
 }
 
 impl Layout {
@@ -134,10 +142,12 @@ impl Layout {
             nav: Vec::new(),
             stylesheet: super::asset_url("app.css"),
             htmx_script: super::asset_url("vendor/htmx-2.0.11.min.js"),
+            sse_script: super::asset_url("vendor/htmx-ext-sse-2.2.4.min.js"),
             app_script: super::asset_url("app.js"),
             favicon: super::asset_url("favicon.svg"),
             user_name: None,
             csrf_token: None,
+            live_url: None,
         }
     }
 
@@ -165,7 +175,16 @@ impl Layout {
             nav,
             user_name: Some(user.caller.user_name().to_string()),
             csrf_token: Some(user.csrf_token.clone()),
+            live_url: Some("/live".to_string()),
             ..Self::public()
+        }
+    }
+
+    /// The same layout with the page's own live view (see `console::live`).
+    pub fn live(self, url: String) -> Self {
+        Self {
+            live_url: Some(url),
+            ..self
         }
     }
 

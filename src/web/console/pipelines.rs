@@ -49,6 +49,7 @@ struct Row {
     version: i32,
     mode: String,
     updated: String,
+    latest: super::executions::LatestCell,
 }
 
 #[derive(Template)]
@@ -115,8 +116,15 @@ pub async fn list(
             .unwrap_or_default();
         format!("/?{qs}")
     });
+    let names: Vec<String> = page.items.iter().map(|p| p.name.clone()).collect();
+    let latest =
+        crate::ops::executions::latest_executions(&state.services, &user.caller, &names).await?;
+    let mut live = format!("/live?view=list&q={}", segment(&q));
+    if let Some(next) = &query.next {
+        live.push_str(&format!("&next={}", segment(next)));
+    }
     let page = ListPage {
-        layout: Layout::signed_in(&user, Section::Pipelines),
+        layout: Layout::signed_in(&user, Section::Pipelines).live(live),
         notice: (query.done.as_deref() == Some("deleted"))
             .then(|| "The pipeline was deleted.".to_string()),
         pipelines: page
@@ -124,6 +132,12 @@ pub async fn list(
             .into_iter()
             .map(|p| Row {
                 link: segment(&p.name),
+                latest: super::executions::latest_cell(
+                    &user.caller,
+                    &p.name,
+                    latest.get(&p.name),
+                    false,
+                ),
                 name: p.name,
                 version: p.version,
                 mode: p.execution_mode,
@@ -141,26 +155,30 @@ pub async fn list(
 
 // ---- View -------------------------------------------------------------------------------------
 
-struct ActionView {
-    name: String,
-    category: String,
-    provider: String,
-    inputs: Vec<String>,
-    outputs: Vec<String>,
+pub(super) struct ActionView {
+    pub name: String,
+    pub category: String,
+    pub provider: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
     /// Its latest attempt (the current version's view, for those who may read the state).
-    state: Option<super::executions::ActionState>,
+    pub state: Option<super::executions::ActionState>,
 }
 
-struct Group {
-    run_order: i64,
-    actions: Vec<ActionView>,
+pub(super) struct Group {
+    pub run_order: i64,
+    pub actions: Vec<ActionView>,
 }
 
-struct StageView {
-    name: String,
-    link: String,
-    groups: Vec<Group>,
-    state: Option<super::executions::StageState>,
+pub(super) struct StageView {
+    /// Its place, from 1: the ids of its parts on the page (`stage-N`, `transition-N`).
+    pub index: usize,
+    pub name: String,
+    pub link: String,
+    pub groups: Vec<Group>,
+    pub state: Option<super::executions::StageState>,
+    /// Rendered for a live stream: swapped in by id (`hx-swap-oob`).
+    pub oob: bool,
 }
 
 #[derive(Template)]
@@ -188,11 +206,34 @@ struct ViewPage {
 }
 console_page!(ViewPage);
 
-/// Stages with their actions grouped by runOrder (parallel actions side by side).
-fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
+/// Stages with their actions grouped by runOrder (parallel actions side by side), with the
+/// latest execution state merged in when the viewer may read it (`states`).
+pub(super) fn stage_views(
+    decl: &PipelineDeclaration,
+    states: Option<Vec<(String, super::executions::StageState)>>,
+) -> Vec<StageView> {
+    let mut stages = structure(decl);
+    for (stage_name, mut st) in states.into_iter().flatten() {
+        let Some(view) = stages.iter_mut().find(|v| v.name == stage_name) else {
+            continue;
+        };
+        for group in &mut view.groups {
+            for action in &mut group.actions {
+                if let Some(i) = st.actions.iter().position(|(n, _)| *n == action.name) {
+                    action.state = Some(st.actions.swap_remove(i).1);
+                }
+            }
+        }
+        view.state = Some(st);
+    }
+    stages
+}
+
+fn structure(decl: &PipelineDeclaration) -> Vec<StageView> {
     decl.stages
         .iter()
-        .map(|stage| {
+        .enumerate()
+        .map(|(i, stage)| {
             let mut groups: Vec<Group> = Vec::new();
             let mut actions: Vec<_> = stage.actions.iter().collect();
             actions.sort_by_key(|a| a.run_order.unwrap_or(1));
@@ -225,10 +266,12 @@ fn stage_views(decl: &PipelineDeclaration) -> Vec<StageView> {
                 }
             }
             StageView {
+                index: i + 1,
                 name: stage.name.clone(),
                 link: segment(&stage.name),
                 groups,
                 state: None,
+                oob: false,
             }
         })
         .collect()
@@ -265,26 +308,21 @@ async fn view(
     let c = &user.caller;
     let version = decl.version.unwrap_or(1);
     let is_current = version == i64::from(latest);
-    let mut stages = stage_views(&decl);
-    let mut shows_state = false;
-    if is_current && let Some(states) = super::executions::pipeline_state(&state, c, &name).await? {
-        shows_state = true;
-        for (stage_name, mut st) in states {
-            let Some(view) = stages.iter_mut().find(|v| v.name == stage_name) else {
-                continue;
-            };
-            for group in &mut view.groups {
-                for action in &mut group.actions {
-                    if let Some(i) = st.actions.iter().position(|(n, _)| *n == action.name) {
-                        action.state = Some(st.actions.swap_remove(i).1);
-                    }
-                }
-            }
-            view.state = Some(st);
-        }
-    }
+    let states = if is_current {
+        super::executions::pipeline_state(&state, c, &name).await?
+    } else {
+        None
+    };
+    let shows_state = states.is_some();
+    let stages = stage_views(&decl, states);
+    let layout = Layout::signed_in(&user, Section::Pipelines);
     let page = ViewPage {
-        layout: Layout::signed_in(&user, Section::Pipelines),
+        // Only the latest version changes while shown.
+        layout: if shows_state {
+            layout.live(format!("/live?view=pipeline&name={}", segment(&name)))
+        } else {
+            layout
+        },
         link: segment(&name),
         version,
         latest,

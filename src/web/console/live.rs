@@ -1,0 +1,863 @@
+//! The live console: `/live?view=…`, a server-sent event stream per open page that sends the
+//! page's changed parts as HTML fragments, each carrying `hx-swap-oob` so htmx swaps it in by
+//! id. Opening a stream authorizes it like the page it belongs to (a refusal is audited); after
+//! that, every change is checked again with the pure authorization function against the
+//! viewer's current policies, which the stream reloads whenever access anywhere changes, and the
+//! stream ends when its session does.
+//!
+//! Every stream sends a snapshot of its parts first, so a reconnect (or a change between the
+//! page's render and the stream's start) loses nothing; after that only what changed, found by
+//! comparing each part with what the stream sent last. Logs go by line number instead (the
+//! event id, so `Last-Event-ID` resumes them). The plumbing (one listener per process, caps,
+//! shared reads) is `web::live`.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::ConsoleError;
+use super::executions::{self as pages, ExecutionParts, Status};
+use super::pipelines::StageView;
+use crate::access::{Action, Resource};
+use crate::db::changes::Change;
+use crate::engine::ExecutionStatus;
+use crate::ops::auth::ActiveSession;
+use crate::ops::executions::{self, StageStateView};
+use crate::ops::{Caller, Page, Services, approvals, pipelines};
+use crate::pipeline::wire::PipelineDeclaration;
+use crate::web::AppState;
+use crate::web::auth::{SignedIn, cookie_name};
+use crate::web::live::{self, Hub, Refused};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(crate::web::get_only("/live", open));
+}
+
+#[derive(Deserialize, Default)]
+struct LiveQuery {
+    view: Option<String>,
+    name: Option<String>,
+    id: Option<String>,
+    q: Option<String>,
+    next: Option<String>,
+    status: Option<String>,
+    /// The newest execution a history page shows: newer ones are added above it.
+    top: Option<String>,
+    /// The first log line the page does not show yet.
+    from: Option<i32>,
+}
+
+/// What a stream shows: the page it belongs to.
+enum View {
+    /// Only the navigation's count (pages that do not change while shown).
+    Nav,
+    Pipeline {
+        name: String,
+        id: Uuid,
+        version: i32,
+    },
+    List {
+        names: Vec<String>,
+    },
+    History {
+        name: String,
+        id: Uuid,
+        status: Option<ExecutionStatus>,
+        next: Option<String>,
+        /// Rows the page shows (or the stream sent since): others on the first page are new.
+        shown: HashSet<String>,
+        top: Option<String>,
+    },
+    Execution {
+        name: String,
+        id: Uuid,
+        execution: Uuid,
+    },
+    Log {
+        name: String,
+        id: Uuid,
+        attempt: Uuid,
+        from: i32,
+    },
+}
+
+/// One part of a page, rendered for one viewer.
+struct Part {
+    /// The element's id: a part is sent again only when its HTML differs from the last sent.
+    key: String,
+    html: String,
+}
+
+/// What one refresh produced.
+enum Refresh {
+    Parts(Vec<Part>),
+    /// The view cannot go on (deleted, access gone): say why, and close.
+    End(&'static str),
+    /// The last parts there will ever be (a finished log): send them, and close.
+    Last(Vec<Part>),
+}
+
+/// What a stream knows of its viewer.
+struct Viewer {
+    caller: Caller,
+    csrf: String,
+    session: Uuid,
+    /// The session cookie's token: access changes are checked by resolving it again.
+    token: String,
+}
+
+async fn open(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: SignedIn,
+    query: web::Query<LiveQuery>,
+) -> Result<HttpResponse, ConsoleError> {
+    let s = &state.services;
+    let Some(session) = user.caller.session_id() else {
+        return Err(ConsoleError::NotFound);
+    };
+    let valid_until = req
+        .extensions()
+        .get::<Option<ActiveSession>>()
+        .and_then(|a| a.as_ref().map(|a| a.valid_until));
+    let token = req
+        .cookie(cookie_name(&state))
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
+    let last_event_id = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i32>().ok());
+    let view = View::open(s, &user.caller, query.into_inner(), last_event_id).await?;
+    let slot = state
+        .live
+        .reserve(user.caller.user_id)
+        .map_err(|why| match why {
+            Refused::TooManyForProcess => ConsoleError::Throttled {
+                retry_after_secs: 10,
+            },
+            Refused::Closing => ConsoleError::Internal(anyhow::anyhow!("shutting down")),
+        })?;
+    let viewer = Viewer {
+        caller: user.caller,
+        csrf: user.csrf_token,
+        session,
+        token,
+    };
+    let until = valid_until.map(|t| {
+        let left = (t - s.clock.now()).max(time::Duration::ZERO);
+        Duration::from_secs_f64(left.as_seconds_f64())
+    });
+    let (tx, rx) = live::queue();
+    let hub = state.live.clone();
+    let services = s.clone();
+    let actor = crate::web::request::actor(&req, &state);
+    // On this HTTP worker's own runtime, beside the connection it feeds (the operations'
+    // futures are not `Send`).
+    actix_web::rt::spawn(async move {
+        run(hub, services, actor, viewer, view, until, tx, slot).await;
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        // Compression would hold events back in its buffer.
+        .insert_header((header::CONTENT_ENCODING, "identity"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(live::body(rx)))
+}
+
+/// A stream's life: the snapshot, then a refresh for every change that concerns it, keep-alives
+/// in between, until its client goes, its session ends, its access does, or the server stops.
+async fn run(
+    hub: Hub,
+    s: Services,
+    actor: crate::audit::Actor,
+    mut viewer: Viewer,
+    mut view: View,
+    until: Option<Duration>,
+    tx: tokio::sync::mpsc::Sender<web::Bytes>,
+    slot: live::Slot,
+) {
+    let (mut changes, mut closing) = hub.subscribe();
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    // A reconnecting browser waits a second, not the default three.
+    if tx
+        .try_send(web::Bytes::from_static(b"retry: 1000\n\n"))
+        .is_err()
+    {
+        return;
+    }
+    let mut everything = true;
+    let mut count_changed = true;
+    let deadline = tokio::time::sleep(until.unwrap_or(Duration::from_secs(86_400 * 365)));
+    tokio::pin!(deadline);
+    let mut keep_alive = tokio::time::interval(live::KEEP_ALIVE);
+    keep_alive.reset();
+    loop {
+        if everything || count_changed {
+            let mut parts = Vec::new();
+            if everything {
+                parts.push(status_part(true, "Live", false));
+                match view.refresh(&hub, &s, &viewer).await {
+                    Ok(Refresh::Parts(more)) => parts.extend(more),
+                    Ok(Refresh::Last(more)) => {
+                        parts.extend(more);
+                        let id = view.event_id();
+                        if send(&tx, &mut sent, parts, id.as_deref()) {
+                            let _ = tx.try_send(live::event("close", None, ""));
+                        }
+                        return;
+                    }
+                    Ok(Refresh::End(why)) => {
+                        end(&tx, &mut sent, parts, why);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live view refresh failed");
+                        end(&tx, &mut sent, parts, "an error stopped them");
+                        return;
+                    }
+                }
+            }
+            if count_changed && let Some(part) = count_part(&hub, &s, &viewer).await {
+                parts.push(part);
+            }
+            everything = false;
+            count_changed = false;
+            let id = view.event_id();
+            if !send(&tx, &mut sent, parts, id.as_deref()) {
+                return;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = closing.changed() => return,
+            // The client went away (the body, and with it the queue's receiver, was dropped).
+            () = tx.closed() => return,
+            () = slot.evicted() => {
+                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open");
+                return;
+            }
+            () = &mut deadline => {
+                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                return;
+            }
+            change = changes.recv() => {
+                let mut heard = vec![change];
+                // Whatever else arrived meanwhile is handled in the same refresh.
+                while let Ok(more) = changes.try_recv() {
+                    heard.push(Ok(more));
+                }
+                for change in heard {
+                    match change {
+                        Ok(Change::SessionEnded(id)) if id == viewer.session => {
+                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                            return;
+                        }
+                        Ok(Change::Access) => {
+                            match crate::ops::auth::resolve_session(&s, &viewer.token, actor.clone()).await {
+                                Ok(Some(again)) if again.caller.session_id() == Some(viewer.session) => {
+                                    viewer.caller = again.caller;
+                                    if !view.allowed(&viewer.caller) {
+                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this");
+                                        return;
+                                    }
+                                    everything = true;
+                                    count_changed = true;
+                                }
+                                Ok(_) => {
+                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                                    return;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "live view: cannot check access again");
+                                    end(&tx, &mut sent, Vec::new(), "an error stopped them");
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(Change::Gates) => count_changed = true,
+                        Ok(Change::Resync) | Err(RecvError::Lagged(_)) => {
+                            everything = true;
+                            count_changed = true;
+                        }
+                        Ok(change) => everything |= view.concerns(&change),
+                        Err(RecvError::Closed) => return,
+                    }
+                }
+            }
+            _ = keep_alive.tick() => {
+                match tx.try_send(live::keep_alive()) {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        // So far behind that its queue is full: drop it.
+                        crate::metrics::live_client_dropped();
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Sends the parts that differ from what this stream sent last, as one `change` event.
+/// `false` when the client is gone or too slow to keep.
+fn send(
+    tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    sent: &mut HashMap<String, u64>,
+    parts: Vec<Part>,
+    id: Option<&str>,
+) -> bool {
+    let mut html = String::new();
+    for part in parts {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        part.html.hash(&mut hasher);
+        let hash = hasher.finish();
+        if part.key.is_empty() || sent.get(&part.key) != Some(&hash) {
+            if !part.key.is_empty() {
+                sent.insert(part.key, hash);
+            }
+            html.push_str(&part.html);
+            html.push('\n');
+        }
+    }
+    if html.is_empty() {
+        return true;
+    }
+    match tx.try_send(live::event("change", id, &html)) {
+        Ok(()) => {
+            crate::metrics::live_event_sent();
+            true
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+            tracing::info!("live view: a client too slow to keep up was dropped");
+            crate::metrics::live_client_dropped();
+            false
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// The last word of a stream: why it stops, and `close` (the browser does not reconnect).
+fn end(
+    tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    sent: &mut HashMap<String, u64>,
+    mut parts: Vec<Part>,
+    why: &str,
+) {
+    parts.push(status_part(
+        false,
+        &format!("Live updates stopped: {why}."),
+        true,
+    ));
+    if send(tx, sent, parts, None) {
+        let _ = tx.try_send(live::event("close", None, ""));
+    }
+}
+
+#[derive(Template)]
+#[template(path = "live/status.html")]
+struct StatusFragment<'a> {
+    live: bool,
+    text: &'a str,
+    reload: bool,
+}
+
+fn status_part(live: bool, text: &str, reload: bool) -> Part {
+    Part {
+        key: "live-status".into(),
+        html: StatusFragment { live, text, reload }
+            .render()
+            .unwrap_or_default(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "live/count.html")]
+struct CountFragment {
+    count: usize,
+}
+
+/// The navigation's count of approvals waiting for the viewer (read once per user and change).
+async fn count_part(hub: &Hub, s: &Services, viewer: &Viewer) -> Option<Part> {
+    let count = hub
+        .shared(format!("count:{}", viewer.caller.user_id), || {
+            approvals::inbox_count(s, &viewer.caller)
+        })
+        .await
+        .ok()?;
+    Some(Part {
+        key: "nav-approvals-count".into(),
+        html: CountFragment { count: *count }.render().ok()?,
+    })
+}
+
+/// A table's row or cell, wrapped in a `<template>`: parsed alone, outside its table, the
+/// browser would drop it (htmx swaps what a template holds by id all the same).
+fn table_part(key: String, html: String) -> Part {
+    Part {
+        key,
+        html: format!("<template>{html}</template>"),
+    }
+}
+
+fn render(template: &impl Template) -> Result<String, ConsoleError> {
+    template
+        .render()
+        .map_err(|e| ConsoleError::Internal(anyhow::Error::new(e).context("rendering a part")))
+}
+
+/// Reads shared by every stream of a view are the engine's (each stream has authorized its
+/// viewer and checks again before showing anything).
+static READER: std::sync::LazyLock<Caller> =
+    std::sync::LazyLock::new(|| Caller::engine("live view"));
+
+#[derive(Template)]
+#[template(path = "pipelines/stage_panel.html")]
+struct StagePanel<'a> {
+    stage: &'a StageView,
+    link: &'a str,
+    csrf: &'a str,
+    shows_state: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/stage_transition.html")]
+struct StageTransition<'a> {
+    stage: &'a StageView,
+    link: &'a str,
+    csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/latest_cell.html")]
+struct LatestFragment<'a> {
+    cell: &'a pages::LatestCell,
+}
+
+#[derive(Template)]
+#[template(path = "live/history_rows.html")]
+struct HistoryRows<'a> {
+    link: &'a str,
+    /// Rows to add above the newest shown (newest first).
+    new: Vec<&'a pages::HistoryRow>,
+}
+
+#[derive(Template)]
+#[template(path = "pipelines/history_row.html")]
+struct HistoryRowFragment<'a> {
+    link: &'a str,
+    r: &'a pages::HistoryRow,
+    oob: bool,
+}
+
+macro_rules! execution_part {
+    ($name:ident, $path:literal) => {
+        #[derive(Template)]
+        #[template(path = $path)]
+        struct $name<'a> {
+            parts: &'a ExecutionParts,
+            oob: bool,
+        }
+    };
+}
+execution_part!(ExecutionStatusPart, "pipelines/execution_status.html");
+execution_part!(ExecutionAttemptsPart, "pipelines/execution_attempts.html");
+execution_part!(ExecutionArtifactsPart, "pipelines/execution_artifacts.html");
+execution_part!(ExecutionStopPart, "pipelines/execution_stop.html");
+
+#[derive(Template)]
+#[template(path = "live/log_lines.html")]
+struct LogLines<'a> {
+    lines: &'a [crate::db::logs::LogLine],
+    /// The attempt ended: its status for the heading, and the running indicator goes.
+    ended: Option<(Status, String)>,
+}
+
+/// Lines sent per event at most (a log catching up sends several events).
+const LOG_BATCH: i64 = 2000;
+
+impl View {
+    /// The view a query names, authorized as the page it belongs to (a refusal is audited).
+    async fn open(
+        s: &Services,
+        caller: &Caller,
+        q: LiveQuery,
+        last_event_id: Option<i32>,
+    ) -> Result<View, ConsoleError> {
+        let name = || q.name.clone().unwrap_or_default();
+        let stored = async |name: &str| -> Result<(Uuid, String), ConsoleError> {
+            pipelines::id_of(s, name)
+                .await?
+                .ok_or_else(|| ConsoleError::NotFoundWith(format!("No pipeline is named {name}.")))
+        };
+        let uuid = |text: Option<&String>| {
+            text.and_then(|t| Uuid::parse_str(t).ok()).ok_or_else(|| {
+                ConsoleError::BadRequest("id must be an execution or attempt id".into())
+            })
+        };
+        Ok(match q.view.as_deref().unwrap_or("nav") {
+            "nav" => View::Nav,
+            "pipeline" => {
+                let (row, _) = executions::get_pipeline_state(s, caller, &name()).await?;
+                View::Pipeline {
+                    name: row.name,
+                    id: row.id,
+                    version: row.current_version,
+                }
+            }
+            "list" => {
+                let q_text = q.q.unwrap_or_default();
+                let q_text = q_text.trim();
+                let page = pipelines::search_pipelines(
+                    s,
+                    caller,
+                    Some(q_text).filter(|t| !t.is_empty()),
+                    &Page {
+                        next: q.next.clone(),
+                        max: Some(100),
+                    },
+                )
+                .await?;
+                View::List {
+                    names: page.items.into_iter().map(|p| p.name).collect(),
+                }
+            }
+            "history" => {
+                let status = pages::history_status(q.status.as_deref())?;
+                // Authorizes (and audits a refusal) as the history page does.
+                executions::list_pipeline_executions(
+                    s,
+                    caller,
+                    &name(),
+                    None,
+                    status,
+                    &Page {
+                        next: q.next.clone(),
+                        max: Some(1),
+                    },
+                )
+                .await?;
+                let (id, name) = stored(&name()).await?;
+                View::History {
+                    name,
+                    id,
+                    status,
+                    next: q.next.clone(),
+                    shown: HashSet::new(),
+                    top: q.top.clone(),
+                }
+            }
+            "execution" => {
+                let execution = uuid(q.id.as_ref())?;
+                executions::get_pipeline_execution(s, caller, &name(), execution).await?;
+                let (id, name) = stored(&name()).await?;
+                View::Execution {
+                    name,
+                    id,
+                    execution,
+                }
+            }
+            "log" => {
+                let attempt = uuid(q.id.as_ref())?;
+                executions::action_log(s, caller, &name(), attempt, 1, 1).await?;
+                let (id, name) = stored(&name()).await?;
+                let from = last_event_id
+                    .map(|n| n.saturating_add(1))
+                    .or(q.from)
+                    .unwrap_or(1)
+                    .max(1);
+                View::Log {
+                    name,
+                    id,
+                    attempt,
+                    from,
+                }
+            }
+            _ => return Err(ConsoleError::BadRequest("unknown live view".into())),
+        })
+    }
+
+    /// Whether the viewer may still see this view (pure: their current policies).
+    fn allowed(&self, caller: &Caller) -> bool {
+        match self {
+            View::Nav => true,
+            View::Pipeline { name, .. } => {
+                caller.can(Action::GetPipelineState, &Resource::pipeline(name))
+            }
+            View::List { .. } => caller.can(Action::ListPipelines, &Resource::All),
+            View::History { name, .. } => {
+                caller.can(Action::ListPipelineExecutions, &Resource::pipeline(name))
+            }
+            View::Execution { name, .. } => {
+                caller.can(Action::GetPipelineExecution, &Resource::pipeline(name))
+            }
+            View::Log { name, .. } => {
+                caller.can(Action::ListActionExecutions, &Resource::pipeline(name))
+            }
+        }
+    }
+
+    fn concerns(&self, change: &Change) -> bool {
+        match (self, change) {
+            (View::Nav, _) => false,
+            (View::List { .. }, Change::Pipeline(_)) => true,
+            (
+                View::Pipeline { id, .. }
+                | View::History { id, .. }
+                | View::Execution { id, .. }
+                | View::Log { id, .. },
+                Change::Pipeline(changed),
+            ) => id == changed,
+            (View::Log { attempt, .. }, Change::Log(changed)) => attempt == changed,
+            _ => false,
+        }
+    }
+
+    /// The id of the stream's last event, where resuming needs one (a log: its last line).
+    fn event_id(&self) -> Option<String> {
+        match self {
+            View::Log { from, .. } if *from > 1 => Some((from - 1).to_string()),
+            _ => None,
+        }
+    }
+
+    /// The view's parts as they are now, for this viewer.
+    async fn refresh(
+        &mut self,
+        hub: &Hub,
+        s: &Services,
+        viewer: &Viewer,
+    ) -> Result<Refresh, ConsoleError> {
+        if !self.allowed(&viewer.caller) {
+            return Ok(Refresh::End("you may no longer see this"));
+        }
+        match self {
+            View::Nav => Ok(Refresh::Parts(Vec::new())),
+            View::Pipeline { name, id, version } => {
+                let read = hub
+                    .shared(format!("pipeline:{id}"), || pipeline_data(s, name))
+                    .await;
+                let Ok(read) = read else {
+                    return Ok(Refresh::End("the pipeline was deleted"));
+                };
+                let (decl, current, stages) = &*read;
+                if current != version {
+                    return Ok(Refresh::Parts(vec![status_part(
+                        false,
+                        "A new version of this pipeline was saved.",
+                        true,
+                    )]));
+                }
+                let states = pages::stage_states(&viewer.caller, name, stages.clone());
+                let mut views = super::pipelines::stage_views(decl, Some(states));
+                let link = super::segment(name);
+                let mut parts = Vec::new();
+                for stage in &mut views {
+                    stage.oob = true;
+                    if stage.index > 1 {
+                        parts.push(Part {
+                            key: format!("transition-{}", stage.index),
+                            html: render(&StageTransition {
+                                stage,
+                                link: &link,
+                                csrf: &viewer.csrf,
+                            })?,
+                        });
+                    }
+                    parts.push(Part {
+                        key: format!("stage-{}", stage.index),
+                        html: render(&StagePanel {
+                            stage,
+                            link: &link,
+                            csrf: &viewer.csrf,
+                            shows_state: true,
+                        })?,
+                    });
+                }
+                Ok(Refresh::Parts(parts))
+            }
+            View::List { names } => {
+                let key = {
+                    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                    names.hash(&mut hasher);
+                    format!("list:{:x}", hasher.finish())
+                };
+                let latest = hub
+                    .shared(key, || executions::latest_executions(s, &READER, names))
+                    .await?;
+                let mut parts = Vec::new();
+                for name in names.iter() {
+                    let cell = pages::latest_cell(&viewer.caller, name, latest.get(name), true);
+                    parts.push(table_part(
+                        cell.id.clone(),
+                        render(&LatestFragment { cell: &cell })?,
+                    ));
+                }
+                Ok(Refresh::Parts(parts))
+            }
+            View::History {
+                name,
+                id,
+                status,
+                next,
+                shown,
+                top,
+            } => {
+                let key = format!(
+                    "history:{id}:{}:{}",
+                    status.map(|s| s.as_str()).unwrap_or(""),
+                    next.as_deref().unwrap_or("")
+                );
+                let wanted = Page {
+                    next: next.clone(),
+                    max: Some(50),
+                };
+                let page = hub
+                    .shared(key, || {
+                        executions::list_pipeline_executions(
+                            s, &READER, name, None, *status, &wanted,
+                        )
+                    })
+                    .await;
+                let Ok(page) = page else {
+                    return Ok(Refresh::End("the pipeline was deleted"));
+                };
+                let link = super::segment(name);
+                let rows: Vec<pages::HistoryRow> =
+                    page.items.iter().map(pages::history_row).collect();
+                // Rows above the newest the page showed are new (only the first page grows).
+                let first_new = match top.as_deref() {
+                    _ if next.is_some() => 0,
+                    Some(top) => rows.iter().position(|r| r.id == top).unwrap_or(0),
+                    None => rows.len(),
+                };
+                let mut new = Vec::new();
+                let mut parts = Vec::new();
+                for (i, r) in rows.iter().enumerate() {
+                    if i < first_new && !shown.contains(&r.id) {
+                        new.push(r);
+                    } else {
+                        parts.push(table_part(
+                            format!("execution-{}", r.id),
+                            render(&HistoryRowFragment {
+                                link: &link,
+                                r,
+                                oob: true,
+                            })?,
+                        ));
+                    }
+                }
+                if !new.is_empty() {
+                    for r in &new {
+                        shown.insert(r.id.clone());
+                    }
+                    // Sent once; later changes to these rows go by id like the others.
+                    parts.insert(
+                        0,
+                        table_part(String::new(), render(&HistoryRows { link: &link, new })?),
+                    );
+                }
+                Ok(Refresh::Parts(parts))
+            }
+            View::Execution {
+                name, execution, ..
+            } => {
+                let read = hub
+                    .shared(format!("execution:{execution}"), || {
+                        pages::execution_data(s, &READER, name, *execution)
+                    })
+                    .await;
+                let Ok(read) = read else {
+                    return Ok(Refresh::End("the execution is gone"));
+                };
+                let (e, attempts) = &*read;
+                let parts = pages::execution_parts(&viewer.caller, &viewer.csrf, name, e, attempts);
+                Ok(Refresh::Parts(vec![
+                    Part {
+                        key: "execution-status".into(),
+                        html: render(&ExecutionStatusPart {
+                            parts: &parts,
+                            oob: true,
+                        })?,
+                    },
+                    Part {
+                        key: "execution-attempts".into(),
+                        html: render(&ExecutionAttemptsPart {
+                            parts: &parts,
+                            oob: true,
+                        })?,
+                    },
+                    Part {
+                        key: "execution-artifacts".into(),
+                        html: render(&ExecutionArtifactsPart {
+                            parts: &parts,
+                            oob: true,
+                        })?,
+                    },
+                    Part {
+                        key: "execution-stop".into(),
+                        html: render(&ExecutionStopPart {
+                            parts: &parts,
+                            oob: true,
+                        })?,
+                    },
+                ]))
+            }
+            View::Log {
+                name,
+                attempt,
+                from,
+                ..
+            } => {
+                let page =
+                    executions::action_log(s, &viewer.caller, name, *attempt, *from, LOG_BATCH)
+                        .await?;
+                if let Some(last) = page.lines.last() {
+                    *from = last.line + 1;
+                }
+                let ended = page.complete.then(|| {
+                    (
+                        Status::of(&page.attempt.status),
+                        page.attempt.summary.clone().unwrap_or_default(),
+                    )
+                });
+                let done = ended.is_some();
+                let html = render(&LogLines {
+                    lines: &page.lines,
+                    ended,
+                })?;
+                let parts = vec![Part {
+                    key: String::new(),
+                    html,
+                }];
+                if done {
+                    // Everything is said: the stream sends it, then closes.
+                    let mut parts = parts;
+                    parts.push(status_part(false, "Complete.", false));
+                    return Ok(Refresh::Last(parts));
+                }
+                Ok(Refresh::Parts(parts))
+            }
+        }
+    }
+}
+
+type PipelineData = (Arc<PipelineDeclaration>, i32, Vec<StageStateView>);
+
+/// A pipeline's current declaration and state, read once for every stream showing it.
+async fn pipeline_data(s: &Services, name: &str) -> Result<PipelineData, ConsoleError> {
+    let (row, stages) = executions::get_pipeline_state(s, &READER, name).await?;
+    let (decl, _) = pipelines::get_pipeline_shared(s, &READER, name, None).await?;
+    Ok((decl, row.current_version, stages))
+}
