@@ -30,4 +30,14 @@
     var target = document.getElementById(input.dataset.fills);
     input.files[0].text().then(function (text) { if (target) target.value = text; });
   });
+
+  // Live pages: while their stream reconnects (the server restarting, the network), say so;
+  // the stream's first message on reconnecting says "Live" again.
+  document.addEventListener("htmx:sseError", function () {
+    var status = document.getElementById("live-status");
+    if (!status || !status.classList.contains("live-on")) return;
+    status.classList.remove("live-on");
+    status.classList.add("live-reconnecting");
+    status.textContent = "Reconnecting…";
+  });
 })();

@@ -83,8 +83,8 @@ async fn the_wizard_walks_settings_source_build_deploy_review_and_creates() {
     let view = body(app.get("/pipelines/demo?done=created").await).await;
     assert!(view.contains("The pipeline was created."));
     assert!(
-        view.contains(r#"<h2 id="stage-1">Source</h2>"#)
-            && view.contains(r#"<h2 id="stage-2">Build</h2>"#),
+        view.contains(r#"<h2 id="stage-title-1">Source</h2>"#)
+            && view.contains(r#"<h2 id="stage-title-2">Build</h2>"#),
         "{view}"
     );
     assert!(view.contains("Didn&#39;t run") || view.contains("Didn't run"));
@@ -167,11 +167,13 @@ async fn import_view_edit_versions_diff_export_and_delete() {
         "arrows between three stages"
     );
 
-    // The list shows it, with the honest placeholder for executions; search narrows.
+    // The list shows it with its latest execution (its first, waiting for a worker); search
+    // narrows.
     let list = body(app.get("/").await).await;
     assert!(
         list.contains(r#"<a href="/pipelines/imported">imported</a>"#)
-            && list.contains("No executions yet")
+            && list.contains("In progress"),
+        "{list}"
     );
     let none = body(app.get("/?q=zzz").await).await;
     assert!(none.contains("No pipeline matches."));
@@ -389,7 +391,7 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
     assert_eq!(status, 303, "{html}");
     let view = body(app.get("/pipelines/edited").await).await;
     assert!(
-        view.contains("Version 2") && view.contains(r#"<h2 id="stage-4">Staging</h2>"#),
+        view.contains("Version 2") && view.contains(r#"<h2 id="stage-title-4">Staging</h2>"#),
         "{view}"
     );
 }

@@ -204,7 +204,11 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001",
         "/pipelines/web/executions/6f1f8a8e-1c2b-4d3e-9f00-000000000001/artifacts/Src",
         "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log",
-        "/pipelines/web/actions/6f1f8a8e-1c2b-4d3e-9f00-000000000002/log/more?from=1",
+        "/live?view=log&name=web&id=6f1f8a8e-1c2b-4d3e-9f00-000000000002",
+        "/live?view=pipeline&name=web",
+        "/live?view=history&name=web",
+        "/live?view=execution&name=web&id=6f1f8a8e-1c2b-4d3e-9f00-000000000001",
+        "/live?view=list",
         "/pipelines/web/approvals/6f1f8a8e-1c2b-4d3e-9f00-000000000003",
     ];
     for page in pages {

@@ -210,6 +210,9 @@ pub struct TestApp {
     pub clock: Clock,
     /// The server's master key (base64), for `sluice audit verify` and other commands.
     pub master_key: String,
+    /// What [`TestApp::restart`] starts it again with.
+    key: [u8; 32],
+    workers: u16,
 }
 
 impl TestApp {
@@ -220,6 +223,29 @@ impl TestApp {
             handle.stop(true).await;
             let _ = task.await;
         }
+    }
+
+    /// Stops the server and starts it again on the same address and database (its clients'
+    /// sessions stay valid; a browser reconnects).
+    pub async fn restart(&self) {
+        self.stop().await;
+        let bind = self
+            .address
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the address");
+        let served = serve_at(
+            bind,
+            &self.db.options,
+            None,
+            false,
+            self.workers,
+            self.key,
+            self.clock.clone(),
+            local_artifacts(),
+        )
+        .await;
+        *self.running.lock().await = Some(served.running);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -320,6 +346,8 @@ async fn spawn_with_store(
         client: client(),
         db,
         clock,
+        key,
+        workers,
         master_key: {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(key)
@@ -378,10 +406,35 @@ async fn serve(
     workers: u16,
     key: [u8; 32],
     clock: Clock,
+    artifacts: (ArtifactLocation, S3Options),
+) -> Served {
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    serve_at(
+        any_port,
+        options,
+        public_url,
+        trust_proxy,
+        workers,
+        key,
+        clock,
+        artifacts,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_at(
+    bind: std::net::SocketAddr,
+    options: &PgConnectOptions,
+    public_url: Option<PublicUrl>,
+    trust_proxy: bool,
+    workers: u16,
+    key: [u8; 32],
+    clock: Clock,
     (location, s3): (ArtifactLocation, S3Options),
 ) -> Served {
     let settings = ServeSettings {
-        bind: "127.0.0.1:0".parse().unwrap(),
+        bind,
         public_url,
         trusted_proxies: if trust_proxy {
             sluice::config::TrustedProxies::new(vec!["127.0.0.1/32".parse().unwrap()])

@@ -75,6 +75,8 @@ enum View {
         /// Rows the page shows (or the stream sent since): others on the first page are new.
         shown: HashSet<String>,
         top: Option<String>,
+        /// The page says it has no executions (a row that goes when the first arrives).
+        empty: bool,
     },
     Execution {
         name: String,
@@ -206,7 +208,9 @@ async fn run(
         if everything || count_changed {
             let mut parts = Vec::new();
             if everything {
-                parts.push(status_part(true, "Live", false));
+                if view.shows_status() {
+                    parts.push(status_part(true, "Live", false));
+                }
                 match view.refresh(&hub, &s, &viewer).await {
                     Ok(Refresh::Parts(more)) => parts.extend(more),
                     Ok(Refresh::Last(more)) => {
@@ -218,12 +222,18 @@ async fn run(
                         return;
                     }
                     Ok(Refresh::End(why)) => {
-                        end(&tx, &mut sent, parts, why);
+                        end(&tx, &mut sent, parts, why, view.shows_status());
                         return;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "live view refresh failed");
-                        end(&tx, &mut sent, parts, "an error stopped them");
+                        end(
+                            &tx,
+                            &mut sent,
+                            parts,
+                            "an error stopped them",
+                            view.shows_status(),
+                        );
                         return;
                     }
                 }
@@ -244,11 +254,11 @@ async fn run(
             // The client went away (the body, and with it the queue's receiver, was dropped).
             () = tx.closed() => return,
             () = slot.evicted() => {
-                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open");
+                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open", view.shows_status());
                 return;
             }
             () = &mut deadline => {
-                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
                 return;
             }
             change = changes.recv() => {
@@ -260,7 +270,7 @@ async fn run(
                 for change in heard {
                     match change {
                         Ok(Change::SessionEnded(id)) if id == viewer.session => {
-                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
                             return;
                         }
                         Ok(Change::Access) => {
@@ -268,19 +278,19 @@ async fn run(
                                 Ok(Some(again)) if again.caller.session_id() == Some(viewer.session) => {
                                     viewer.caller = again.caller;
                                     if !view.allowed(&viewer.caller) {
-                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this");
+                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this", view.shows_status());
                                         return;
                                     }
                                     everything = true;
                                     count_changed = true;
                                 }
                                 Ok(_) => {
-                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again");
+                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
                                     return;
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "live view: cannot check access again");
-                                    end(&tx, &mut sent, Vec::new(), "an error stopped them");
+                                    end(&tx, &mut sent, Vec::new(), "an error stopped them", view.shows_status());
                                     return;
                                 }
                             }
@@ -354,12 +364,17 @@ fn end(
     sent: &mut HashMap<String, u64>,
     mut parts: Vec<Part>,
     why: &str,
+    shows_status: bool,
 ) {
-    parts.push(status_part(
-        false,
-        &format!("Live updates stopped: {why}."),
-        true,
-    ));
+    // A page without a status line gets none (htmx would complain of the missing target).
+    parts.retain(|p| p.key != "live-status");
+    if shows_status {
+        parts.push(status_part(
+            false,
+            &format!("Live updates stopped: {why}."),
+            true,
+        ));
+    }
     if send(tx, sent, parts, None) {
         let _ = tx.try_send(live::event("close", None, ""));
     }
@@ -451,6 +466,8 @@ struct HistoryRows<'a> {
     link: &'a str,
     /// Rows to add above the newest shown (newest first).
     new: Vec<&'a pages::HistoryRow>,
+    /// The page's "No executions yet" row is there, to go.
+    empty: bool,
 }
 
 #[derive(Template)]
@@ -555,6 +572,7 @@ impl View {
                     status,
                     next: q.next.clone(),
                     shown: HashSet::new(),
+                    empty: q.top.is_none() && q.next.is_none(),
                     top: q.top.clone(),
                 }
             }
@@ -586,6 +604,11 @@ impl View {
             }
             _ => return Err(ConsoleError::BadRequest("unknown live view".into())),
         })
+    }
+
+    /// Whether its page has a `#live-status` (every live page does; the navigation is not one).
+    fn shows_status(&self) -> bool {
+        !matches!(self, View::Nav)
     }
 
     /// Whether the viewer may still see this view (pure: their current policies).
@@ -713,6 +736,7 @@ impl View {
                 next,
                 shown,
                 top,
+                empty,
             } => {
                 let key = format!(
                     "history:{id}:{}:{}",
@@ -765,7 +789,14 @@ impl View {
                     // Sent once; later changes to these rows go by id like the others.
                     parts.insert(
                         0,
-                        table_part(String::new(), render(&HistoryRows { link: &link, new })?),
+                        table_part(
+                            String::new(),
+                            render(&HistoryRows {
+                                link: &link,
+                                new,
+                                empty: std::mem::take(empty),
+                            })?,
+                        ),
                     );
                 }
                 Ok(Refresh::Parts(parts))
