@@ -48,13 +48,16 @@ struct Inner {
     /// Bumped for every change heard: data read at a generation is fresh for it.
     generation: AtomicU64,
     closing: watch::Sender<bool>,
-    /// Each user's streams, oldest first: their ids and how to end them.
-    by_user: Mutex<HashMap<Uuid, Vec<(u64, Arc<tokio::sync::Notify>)>>>,
+    /// Each user's streams, oldest first.
+    by_user: Mutex<HashMap<Uuid, Vec<Held>>>,
     /// Streams counted against the caps (an evicted one is not, even before its task ends).
     open: AtomicUsize,
     next_slot: AtomicU64,
     shared: Mutex<HashMap<String, Shared>>,
 }
+
+/// A stream held by a user: its slot's id, and how to end it.
+type Held = (u64, Arc<tokio::sync::Notify>);
 
 struct Shared {
     generation: u64,

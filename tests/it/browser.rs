@@ -1297,7 +1297,7 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
         .await
         .unwrap();
     assert!(fits_viewport(&browser).await, "the live view fits 390 px");
-    wait_for_text(&browser, &format!("#stage-2 .stage-header"), "Succeeded").await;
+    wait_for_text(&browser, "#stage-2 .stage-header", "Succeeded").await;
     let errors: Vec<String> = browser
         .browser_log()
         .await

@@ -93,7 +93,7 @@ impl Events {
     }
 
     /// Reads until the stream ends; every event on the way.
-    pub async fn to_end(&mut self, wait: Duration) -> Vec<Event> {
+    pub async fn until_end(&mut self, wait: Duration) -> Vec<Event> {
         let mut all = Vec::new();
         while let Some(e) = self.next(wait).await {
             all.push(e);
@@ -294,7 +294,7 @@ async fn a_revoked_session_ends_its_stream() {
         .post_form(&app.client, "/admin/users/watcher/sessions/end", &[])
         .await;
     assert!(res.status().is_redirection(), "{}", res.status());
-    let rest = events.to_end(LONG).await;
+    let rest = events.until_end(LONG).await;
     assert!(
         rest.iter().any(|e| e.data.contains("session ended")),
         "{rest:?}"
@@ -359,7 +359,7 @@ async fn access_taken_away_ends_the_stream_and_access_given_changes_its_buttons(
         json!({"userName": "reader", "policyName": "reader-policy"}),
     )
     .await;
-    let rest = events.to_end(LONG).await;
+    let rest = events.until_end(LONG).await;
     assert!(
         rest.iter()
             .any(|e| e.data.contains("you may no longer see this")),
@@ -411,7 +411,7 @@ async fn the_log_stream_sends_lines_as_the_build_prints_them_and_resumes_by_line
         &format!("/live?view=log&name=talky&id={attempt}&from=1"),
     )
     .await;
-    let all = events.to_end(LONG).await;
+    let all = events.until_end(LONG).await;
     let text: String = all.iter().map(|e| e.data.clone()).collect();
     let (first, third) = (
         text.find("first-line").expect("first"),
@@ -444,7 +444,7 @@ async fn the_log_stream_sends_lines_as_the_build_prints_them_and_resumes_by_line
         buffer: String::new(),
     };
     let rest: String = resumed
-        .to_end(LONG)
+        .until_end(LONG)
         .await
         .iter()
         .map(|e| e.data.clone())
@@ -545,7 +545,13 @@ async fn stopping_the_server_ends_its_streams_at_once() {
     events.next(LONG).await.expect("the snapshot");
     let started = std::time::Instant::now();
     app.stop().await;
-    assert!(events.to_end(LONG).await.iter().all(|e| e.name != "close"));
+    assert!(
+        events
+            .until_end(LONG)
+            .await
+            .iter()
+            .all(|e| e.name != "close")
+    );
     // Not the whole shutdown timeout: the streams did not hold the drain.
     assert!(started.elapsed() < Duration::from_secs(10));
 }

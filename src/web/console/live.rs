@@ -165,9 +165,16 @@ async fn open(
     let actor = crate::web::request::actor(&req, &state);
     // On this HTTP worker's own runtime, beside the connection it feeds (the operations'
     // futures are not `Send`).
-    actix_web::rt::spawn(async move {
-        run(hub, services, actor, viewer, view, until, tx, slot).await;
-    });
+    actix_web::rt::spawn(run(Stream {
+        hub,
+        s: services,
+        actor,
+        viewer,
+        view,
+        until,
+        tx,
+        slot,
+    }));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -177,18 +184,32 @@ async fn open(
         .streaming(live::body(rx)))
 }
 
-/// A stream's life: the snapshot, then a refresh for every change that concerns it, keep-alives
-/// in between, until its client goes, its session ends, its access does, or the server stops.
-async fn run(
+/// Everything a stream's task holds.
+struct Stream {
     hub: Hub,
     s: Services,
     actor: crate::audit::Actor,
-    mut viewer: Viewer,
-    mut view: View,
+    viewer: Viewer,
+    view: View,
+    /// When its session expires unless used.
     until: Option<Duration>,
     tx: tokio::sync::mpsc::Sender<web::Bytes>,
     slot: live::Slot,
-) {
+}
+
+/// A stream's life: the snapshot, then a refresh for every change that concerns it, keep-alives
+/// in between, until its client goes, its session ends, its access does, or the server stops.
+async fn run(stream: Stream) {
+    let Stream {
+        hub,
+        s,
+        actor,
+        mut viewer,
+        mut view,
+        until,
+        tx,
+        slot,
+    } = stream;
     let (mut changes, mut closing) = hub.subscribe();
     let mut sent: HashMap<String, u64> = HashMap::new();
     // A reconnecting browser waits a second, not the default three.
