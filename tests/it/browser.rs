@@ -534,12 +534,19 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .unwrap();
     wait_for_path(&browser, "/pipelines/web-app").await;
 
-    let stages: Vec<String> = {
+    // Read again if the live stream swaps a stage in between.
+    let stages: Vec<String> = loop {
         let mut names = Vec::new();
         for h in browser.find_all(By::Css(".stage-header h2")).await.unwrap() {
-            names.push(h.text().await.unwrap());
+            match h.text().await {
+                Ok(name) => names.push(name),
+                Err(_) => break,
+            }
         }
-        names
+        if names.len() == 2 {
+            break names;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(stages, ["Source", "Build"]);
     // Hovering an artifact highlights its producer and consumer.
@@ -703,8 +710,16 @@ async fn wait_for(browser: &WebDriver, css: &str) -> WebElement {
     }
 }
 
+/// Clicks an element, finding it again if the live stream replaced it in between.
 async fn click(browser: &WebDriver, css: &str) {
-    wait_for(browser, css).await.click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match wait_for(browser, css).await.click().await {
+            Ok(()) => return,
+            Err(e) => assert!(Instant::now() < deadline, "cannot click {css}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the element shows `text` (after an htmx swap).
