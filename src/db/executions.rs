@@ -673,6 +673,8 @@ pub struct AttemptDetailRow {
     pub input_artifacts: Option<serde_json::Value>,
     pub output_artifacts: Option<serde_json::Value>,
     pub output_variables: Option<serde_json::Value>,
+    /// When a worker claimed its job (none for an approval, or while it waits in the queue).
+    pub claimed_at: Option<OffsetDateTime>,
 }
 
 /// A page of a pipeline's action attempts, newest first; after `(started, id)` when given.
@@ -689,8 +691,9 @@ pub async fn attempts_page(
         r#"SELECT a.id, e.pipeline_id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
                   a.attempt, a.status, a.started_at, a.updated_at, a.summary,
                   a.resolved_configuration, a.input_artifacts, a.output_artifacts,
-                  a.output_variables
+                  a.output_variables, j.claimed_at AS "claimed_at?"
            FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
+           LEFT JOIN jobs j ON j.id = a.job_id
            WHERE e.pipeline_id = $1 AND ($2::uuid IS NULL OR a.execution_id = $2)
              AND ($3::timestamptz IS NULL OR (a.started_at, a.id) < ($3, $4::uuid))
            ORDER BY a.started_at DESC, a.id DESC LIMIT $5"#,
@@ -714,8 +717,9 @@ pub async fn attempt(
         r#"SELECT a.id, e.pipeline_id, a.execution_id, e.pipeline_version, a.stage_index, a.action_index,
                   a.attempt, a.status, a.started_at, a.updated_at, a.summary,
                   a.resolved_configuration, a.input_artifacts, a.output_artifacts,
-                  a.output_variables
+                  a.output_variables, j.claimed_at AS "claimed_at?"
            FROM action_executions a JOIN pipeline_executions e ON e.id = a.execution_id
+           LEFT JOIN jobs j ON j.id = a.job_id
            WHERE a.id = $1"#,
         id
     )

@@ -1631,6 +1631,8 @@ pub struct AttemptView {
     pub status: String,
     pub started: OffsetDateTime,
     pub updated: OffsetDateTime,
+    /// When a worker claimed it: from `started` until then it waited in the queue.
+    pub claimed: Option<OffsetDateTime>,
     pub summary: Option<String>,
     /// The action as declared in the execution's version (secrets masked).
     pub action: crate::pipeline::wire::ActionDeclaration,
@@ -1761,6 +1763,7 @@ async fn attempt_view(
         status: row.status,
         started: row.started_at,
         updated: row.updated_at,
+        claimed: row.claimed_at,
         summary: row.summary,
         action: action.clone(),
         resolved_configuration: row.resolved_configuration,

@@ -376,3 +376,104 @@ async fn the_history_filters_by_status() {
             .contains("must be InProgress, Succeeded")
     );
 }
+
+/// An execution's page draws its timeline (waiting and running per action, server-rendered
+/// SVG) and its output variables; a log shows ANSI colours as classes, searches its lines, and
+/// downloads as a text file.
+#[tokio::test]
+async fn the_timeline_and_a_coloured_log_that_searches_and_downloads() {
+    let (app, t) = crate::executions::workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = crate::executions::repository(repo.path());
+    let spec = "version: 0.2\nenv:\n  exported-variables: [SHADE]\nphases:\n  build:\n    commands:\n      - printf '\\033[1;31mred alert\\033[0m and plain\\n'\n      - for i in 1 2 3; do echo needle $i; echo hay $i; done\n      - export SHADE=teal\n";
+    let decl = json!({"name": "colours", "stages": [
+        crate::executions::source_stage(&path),
+        {"name": "Build", "actions": [crate::executions::command("Paint", "Build", &["Src"], None, json!({"BuildSpec": spec}))]}
+    ]});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    assert_eq!(ended(&app, &t, "colours").await, "Succeeded");
+    let id = crate::executions::first_execution(&app, &t, "colours").await;
+    let detail = page(
+        &app,
+        &app.client,
+        &format!("/pipelines/colours/executions/{id}"),
+    )
+    .await;
+    assert!(detail.contains(r#"id="execution-timeline""#), "{detail}");
+    assert_eq!(
+        detail
+            .matches(r#"<rect class="timeline-run status-succeeded""#)
+            .count(),
+        4,
+        "two stages and two actions: {detail}"
+    );
+    assert!(detail.contains("waited ") && detail.contains(", ran "));
+    assert!(!detail.contains("style="), "no inline styles");
+    assert!(detail.contains(r#"href="/pipelines/colours?version=1""#));
+    assert!(
+        detail.contains("SHADE") && detail.contains("teal"),
+        "outputs"
+    );
+
+    let attempts = ok(
+        &app,
+        &t,
+        "ListActionExecutions",
+        json!({"pipelineName": "colours", "filter": {"pipelineExecutionId": id}}),
+    )
+    .await;
+    let paint = attempts["actionExecutionDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["actionName"] == "Paint")
+        .unwrap()["actionExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = page(
+        &app,
+        &app.client,
+        &format!("/pipelines/colours/actions/{paint}/log"),
+    )
+    .await;
+    assert!(
+        log.contains(r#"<span class="ansi-bold ansi-red">red alert</span> and plain"#),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'));
+    let found = page(
+        &app,
+        &app.client,
+        &format!("/pipelines/colours/actions/{paint}/log?q=NEEDLE"),
+    )
+    .await;
+    // The three echoes and the command that printed them.
+    assert!(found.contains("4 lines contain “NEEDLE”."), "{found}");
+    assert!(found.contains("needle 2") && !found.contains("hay 2"));
+    let nothing = page(
+        &app,
+        &app.client,
+        &format!("/pipelines/colours/actions/{paint}/log?q=%3Cscript%3E"),
+    )
+    .await;
+    assert!(
+        nothing.contains("No line contains “&#60;script&#62;”."),
+        "{nothing}"
+    );
+    let res = app
+        .client
+        .get(app.url(&format!("/pipelines/colours/actions/{paint}/log.txt")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"colours-Build-Paint-1.log\"")
+    );
+    let text = res.text().await.unwrap();
+    assert!(text.contains("needle 3\nhay 3\n"), "{text}");
+}

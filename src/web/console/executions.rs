@@ -57,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(crate::web::get_only(
         "/pipelines/{name}/actions/{id}/log",
         log_page,
+    ))
+    .service(crate::web::get_only(
+        "/pipelines/{name}/actions/{id}/log.txt",
+        log_download,
     ));
 }
 
@@ -461,6 +465,9 @@ pub(super) struct ExecutionParts {
     pub attempts: Vec<AttemptRow>,
     /// Artifacts the execution produced: name, link, who made it.
     pub artifacts: Vec<(String, String, String)>,
+    pub timeline: super::timeline::Timeline,
+    /// Each succeeded attempt's output variables: (stage › action, name, value).
+    pub outputs: Vec<(String, String, String)>,
     pub can_stop: bool,
     pub csrf: String,
 }
@@ -522,7 +529,14 @@ async fn detail(
             Some("stopping") => Some("The execution is stopping.".to_string()),
             _ => None,
         },
-        parts: execution_parts(&user.caller, &user.csrf_token, &name, &e, &attempts),
+        parts: execution_parts(
+            &user.caller,
+            &user.csrf_token,
+            &name,
+            &e,
+            &attempts,
+            state.services.clock.now(),
+        ),
         link,
         name,
     };
@@ -575,8 +589,32 @@ pub(super) fn execution_parts(
     name: &str,
     e: &ExecutionView,
     attempts: &[executions::AttemptView],
+    now: OffsetDateTime,
 ) -> ExecutionParts {
     let link = segment(name);
+    let running = matches!(e.status.as_str(), "InProgress" | "Stopping");
+    let spans: Vec<super::timeline::Span> = attempts
+        .iter()
+        .map(|a| super::timeline::Span {
+            stage: &a.stage_name,
+            action: &a.action_name,
+            attempt: a.attempt,
+            class: Status::of(&a.status).class,
+            queued: a.started,
+            claimed: a.claimed,
+            ended: (a.status != "InProgress").then_some(a.updated),
+            approval: a.approval.is_some(),
+        })
+        .collect();
+    let timeline = super::timeline::lay_out(
+        e.started,
+        if running {
+            now.max(e.updated)
+        } else {
+            e.updated
+        },
+        &spans,
+    );
     let mut artifacts: Vec<(String, String, String)> = Vec::new();
     for a in attempts
         .iter()
@@ -604,6 +642,24 @@ pub(super) fn execution_parts(
         duration: duration(e.started, e.updated),
         stop_reason: e.stop_reason.clone(),
         artifacts,
+        timeline,
+        outputs: attempts
+            .iter()
+            .filter(|a| a.status == "Succeeded")
+            .flat_map(|a| {
+                a.output_variables
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(move |(k, v)| {
+                        (
+                            format!("{} › {}", a.stage_name, a.action_name),
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+            })
+            .collect(),
         attempts: attempts
             .iter()
             .map(|a| AttemptRow {
@@ -790,9 +846,17 @@ async fn transition(
 
 // ---- Logs -------------------------------------------------------------------------------------
 
-struct LogLine {
-    number: i32,
-    text: String,
+pub(super) struct LogLine {
+    pub number: i32,
+    /// Its text in pieces, ANSI colours as classes.
+    pub pieces: Vec<super::ansi::Piece>,
+}
+
+pub(super) fn log_line(number: i32, text: &str) -> LogLine {
+    LogLine {
+        number,
+        pieces: super::ansi::pieces(text),
+    }
 }
 
 #[derive(Template)]
@@ -801,6 +865,8 @@ struct LogPage {
     layout: Layout,
     name: String,
     link: String,
+    /// The attempt's id.
+    id: String,
     execution: String,
     stage: String,
     action: String,
@@ -808,9 +874,13 @@ struct LogPage {
     status: Status,
     summary: String,
     lines: Vec<LogLine>,
-    /// Where the lines go on from: polled while the attempt runs, a link when a page is full.
+    /// Where the lines go on from: streamed while the attempt runs, a link when a page is full.
     more: Option<More>,
     earlier: Option<String>,
+    /// What the log is searched for ("" when it is not).
+    query: String,
+    /// A search's outcome in words ("3 lines contain …").
+    found: Option<String>,
 }
 console_page!(LogPage);
 
@@ -824,6 +894,76 @@ struct More {
 #[derive(Deserialize)]
 struct LogQuery {
     from: Option<i32>,
+    /// Only the lines containing this (case-insensitive).
+    q: Option<String>,
+}
+
+/// Matches a search shows at most.
+const SEARCH_LIMIT: usize = 1000;
+
+/// Every line of an attempt's log, in order (at most 16 MiB were kept), with the attempt.
+async fn whole_log(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    id: Uuid,
+) -> Result<(executions::AttemptView, Vec<crate::db::logs::LogLine>), ConsoleError> {
+    let mut from = 1;
+    let mut all = Vec::new();
+    loop {
+        let page = executions::action_log(
+            &state.services,
+            caller,
+            name,
+            id,
+            from,
+            executions::LOG_PAGE_LIMIT,
+        )
+        .await?;
+        let done = page.lines.is_empty() || page.next_line <= from;
+        from = page.next_line;
+        all.extend(page.lines);
+        if done || all.len() > 2_000_000 {
+            return Ok((page.attempt, all));
+        }
+    }
+}
+
+/// The log as a text file.
+async fn log_download(
+    state: web::Data<AppState>,
+    user: SignedIn,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, id) = path.into_inner();
+    let id = execution_id(&id)?;
+    let (attempt, lines) = whole_log(&state, &user.caller, &name, id).await?;
+    let mut text = String::new();
+    for l in &lines {
+        text.push_str(&l.text);
+        text.push('\n');
+    }
+    let file: String = format!(
+        "{name}-{}-{}-{}.log",
+        attempt.stage_name, attempt.action_name, attempt.attempt
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || "._-".contains(c) {
+            c
+        } else {
+            '_'
+        }
+    })
+    .collect();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{file}\""),
+        ))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .body(text))
 }
 
 /// Lines shown per page.
@@ -841,10 +981,7 @@ async fn log_lines(
     let lines = page
         .lines
         .iter()
-        .map(|l| LogLine {
-            number: l.line,
-            text: l.text.clone(),
-        })
+        .map(|l| log_line(l.line, &l.text))
         .collect();
     let full = i64::try_from(page.lines.len()).unwrap_or(0) >= LOG_PAGE;
     let base = format!("/pipelines/{}/actions/{id}/log", segment(name));
@@ -877,16 +1014,70 @@ async fn log_page(
 ) -> Result<HttpResponse, ConsoleError> {
     let (name, id) = path.into_inner();
     let from = query.from.unwrap_or(1).max(1);
-    let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
-    let a = &page.attempt;
+    let wanted: String = query
+        .q
+        .as_deref()
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
     let link = segment(&name);
     let layout = Layout::signed_in(&user, Section::Pipelines);
+    if !wanted.is_empty() {
+        // A search reads the whole log and shows the lines that contain the text.
+        let (attempt, all) = whole_log(&state, &user.caller, &name, execution_id(&id)?).await?;
+        let needle = wanted.to_lowercase();
+        let mut matched = 0;
+        let mut lines = Vec::new();
+        for l in &all {
+            let plain: String = super::ansi::pieces(&l.text)
+                .into_iter()
+                .map(|p| p.text)
+                .collect();
+            if plain.to_lowercase().contains(&needle) {
+                matched += 1;
+                if lines.len() < SEARCH_LIMIT {
+                    lines.push(log_line(l.line, &l.text));
+                }
+            }
+        }
+        let found = match matched {
+            0 => format!("No line contains “{wanted}”."),
+            1 => format!("1 line contains “{wanted}”."),
+            n if n > SEARCH_LIMIT => {
+                format!("{n} lines contain “{wanted}”; the first {SEARCH_LIMIT} are shown.")
+            }
+            n => format!("{n} lines contain “{wanted}”."),
+        };
+        let page = LogPage {
+            layout,
+            id: attempt.id.to_string(),
+            execution: attempt.execution_id.to_string(),
+            stage: attempt.stage_name.clone(),
+            action: attempt.action_name.clone(),
+            attempt: attempt.attempt,
+            status: Status::of(&attempt.status),
+            summary: attempt.summary.clone().unwrap_or_default(),
+            lines,
+            more: None,
+            earlier: None,
+            query: wanted,
+            found: Some(found),
+            link,
+            name,
+        };
+        return render_with_status(hx, &page, StatusCode::OK);
+    }
+    let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
+    let a = &page.attempt;
     let layout = match more.as_ref().filter(|m| m.live) {
         Some(m) => layout.live(m.url.clone()),
         None => layout,
     };
     let page = LogPage {
         layout,
+        id: a.id.to_string(),
         execution: a.execution_id.to_string(),
         stage: a.stage_name.clone(),
         action: a.action_name.clone(),
@@ -901,6 +1092,8 @@ async fn log_page(
             )
         }),
         more,
+        query: String::new(),
+        found: None,
         link,
         name,
     };

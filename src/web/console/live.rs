@@ -513,11 +513,12 @@ execution_part!(ExecutionStatusPart, "pipelines/execution_status.html");
 execution_part!(ExecutionAttemptsPart, "pipelines/execution_attempts.html");
 execution_part!(ExecutionArtifactsPart, "pipelines/execution_artifacts.html");
 execution_part!(ExecutionStopPart, "pipelines/execution_stop.html");
+execution_part!(ExecutionTimelinePart, "pipelines/execution_timeline.html");
 
 #[derive(Template)]
 #[template(path = "live/log_lines.html")]
-struct LogLines<'a> {
-    lines: &'a [crate::db::logs::LogLine],
+struct LogLines {
+    lines: Vec<pages::LogLine>,
     /// The attempt ended: its status for the heading, and the running indicator goes.
     ended: Option<(Status, String)>,
 }
@@ -834,7 +835,14 @@ impl View {
                     return Ok(Refresh::End("the execution is gone"));
                 };
                 let (e, attempts) = &*read;
-                let parts = pages::execution_parts(&viewer.caller, &viewer.csrf, name, e, attempts);
+                let parts = pages::execution_parts(
+                    &viewer.caller,
+                    &viewer.csrf,
+                    name,
+                    e,
+                    attempts,
+                    s.clock.now(),
+                );
                 Ok(Refresh::Parts(vec![
                     Part {
                         key: "execution-status".into(),
@@ -853,6 +861,13 @@ impl View {
                     Part {
                         key: "execution-artifacts".into(),
                         html: render(&ExecutionArtifactsPart {
+                            parts: &parts,
+                            oob: true,
+                        })?,
+                    },
+                    Part {
+                        key: "execution-timeline".into(),
+                        html: render(&ExecutionTimelinePart {
                             parts: &parts,
                             oob: true,
                         })?,
@@ -886,7 +901,11 @@ impl View {
                 });
                 let done = ended.is_some();
                 let html = render(&LogLines {
-                    lines: &page.lines,
+                    lines: page
+                        .lines
+                        .iter()
+                        .map(|l| pages::log_line(l.line, &l.text))
+                        .collect(),
                     ended,
                 })?;
                 let parts = vec![Part {

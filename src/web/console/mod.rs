@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod ansi;
 mod approvals;
 mod editor;
 mod error;
@@ -10,6 +11,7 @@ mod live;
 mod login;
 mod pipelines;
 mod status;
+mod timeline;
 mod wizard;
 
 pub use pipelines::list as pipelines_list;
