@@ -1502,6 +1502,26 @@ pub async fn get_pipeline_state(
     c: &Caller,
     name: &str,
 ) -> Result<(db::pipelines::PipelineRow, Vec<StageStateView>), AppError> {
+    let (row, _, stages) = get_pipeline_state_with_declaration(s, c, name).await?;
+    Ok((row, stages))
+}
+
+/// [`get_pipeline_state`] with the current version's declaration it was read against, in one
+/// transaction (the live pipeline view draws its stages from both). The declaration is the
+/// engine's pinned copy: configuration values are not masked, so it is for structure only
+/// (stage and action names, types, artifacts), never for showing configuration.
+pub async fn get_pipeline_state_with_declaration(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+) -> Result<
+    (
+        db::pipelines::PipelineRow,
+        Arc<PipelineDeclaration>,
+        Vec<StageStateView>,
+    ),
+    AppError,
+> {
     Op::run(
         s,
         c,
@@ -1613,7 +1633,7 @@ pub async fn get_pipeline_state(
                 }
                 stages.push(view);
             }
-            Ok((pipeline, stages))
+            Ok((pipeline, decl, stages))
         },
     )
     .await

@@ -1138,13 +1138,14 @@ pub async fn pipeline_state(
         return Ok(None);
     }
     let (_, stages) = executions::get_pipeline_state(&state.services, caller, name).await?;
-    Ok(Some(stage_states(caller, name, stages)))
+    Ok(Some(stage_states(&|a, r| caller.can(a, r), name, stages)))
 }
 
-/// What `caller` sees of a pipeline's state: pure (their permissions decide the buttons), so a
-/// live stream applies it to state read once for all its viewers.
+/// What a viewer sees of a pipeline's state: pure, their permissions (`can`, the one
+/// authorization function) decide the buttons, so a live stream applies it to state read once
+/// for all its viewers (and records which questions it asked, see `console::live`).
 pub fn stage_states(
-    caller: &Caller,
+    can: &dyn Fn(Action, &Resource) -> bool,
     name: &str,
     stages: Vec<executions::StageStateView>,
 ) -> Vec<(String, StageState)> {
@@ -1163,11 +1164,11 @@ pub fn stage_states(
                     .as_ref()
                     .filter(|(_, s)| s == "Failed" || s == "Stopped")
                     .map(|(id, _)| id.to_string());
-                let can_retry = caller.can(Action::RetryStageExecution, &stage_resource);
+                let can_retry = can(Action::RetryStageExecution, &stage_resource);
                 let can_toggle = if st.disabled.is_some() {
-                    caller.can(Action::EnableStageTransition, &stage_resource)
+                    can(Action::EnableStageTransition, &stage_resource)
                 } else {
-                    caller.can(Action::DisableStageTransition, &stage_resource)
+                    can(Action::DisableStageTransition, &stage_resource)
                 };
                 let actions = st
                     .actions
@@ -1193,7 +1194,7 @@ pub fn stage_states(
                                     .as_ref()
                                     .filter(|ap| {
                                         ap.is_open()
-                                            && caller.can(
+                                            && can(
                                                 Action::PutApprovalResult,
                                                 &Resource::pipeline_action(name, &st.name, &a.name),
                                             )

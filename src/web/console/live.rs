@@ -696,7 +696,7 @@ impl View {
                 let Ok(read) = read else {
                     return Ok(Refresh::End("the pipeline was deleted"));
                 };
-                let (decl, current, stages) = &*read;
+                let (decl, current, stages, _) = &*read;
                 if current != version {
                     return Ok(Refresh::Parts(vec![status_part(
                         false,
@@ -704,33 +704,35 @@ impl View {
                         true,
                     )]));
                 }
-                let states = pages::stage_states(&viewer.caller, name, stages.clone());
-                let mut views = super::pipelines::stage_views(decl, Some(states));
-                let link = super::segment(name);
-                let mut parts = Vec::new();
-                for stage in &mut views {
-                    stage.oob = true;
-                    if stage.index > 1 {
-                        parts.push(Part {
-                            key: format!("transition-{}", stage.index),
-                            html: render(&StageTransition {
-                                stage,
-                                link: &link,
-                                csrf: &viewer.csrf,
-                            })?,
-                        });
+                // Parts rendered from this very read, so never from an older one.
+                let rendered = &read.3;
+                let shared = lock(rendered).for_viewer(&viewer.caller);
+                let parts = match shared {
+                    Some(parts) => parts,
+                    None => {
+                        // The first viewer with these permissions renders for all of them,
+                        // noting which questions the parts depended on.
+                        let asked = std::cell::RefCell::new(Vec::new());
+                        let can = |a: Action, r: &Resource| {
+                            let ok = viewer.caller.can(a, r);
+                            asked.borrow_mut().push((a, r.clone(), ok));
+                            ok
+                        };
+                        let states = pages::stage_states(&can, name, stages.clone());
+                        let parts = Arc::new(pipeline_parts(decl, states, name)?);
+                        lock(rendered).keep(asked.into_inner(), parts.clone());
+                        parts
                     }
-                    parts.push(Part {
-                        key: format!("stage-{}", stage.index),
-                        html: render(&StagePanel {
-                            stage,
-                            link: &link,
-                            csrf: &viewer.csrf,
-                            shows_state: true,
-                        })?,
-                    });
-                }
-                Ok(Refresh::Parts(parts))
+                };
+                Ok(Refresh::Parts(
+                    parts
+                        .iter()
+                        .map(|p| Part {
+                            key: p.key.clone(),
+                            html: p.html.replace(CSRF_PLACEHOLDER.as_str(), &viewer.csrf),
+                        })
+                        .collect(),
+                ))
             }
             View::List { names } => {
                 let key = {
@@ -924,11 +926,91 @@ impl View {
     }
 }
 
-type PipelineData = (Arc<PipelineDeclaration>, i32, Vec<StageStateView>);
+/// The pipeline view's parts, rendered once per set of answers to the permission questions
+/// they depend on (with a placeholder where each viewer's CSRF token goes) and shared by every
+/// stream whose viewer answers the same: 200 viewers of one pipeline cost a few renders.
+#[derive(Default)]
+struct Rendered {
+    /// The questions the parts asked (the same for everyone: they depend on the data only).
+    questions: Option<Vec<(Action, Resource)>>,
+    by_answers: HashMap<Vec<bool>, Arc<Vec<Part>>>,
+}
+
+impl Rendered {
+    fn for_viewer(&self, caller: &Caller) -> Option<Arc<Vec<Part>>> {
+        let answers: Vec<bool> = self
+            .questions
+            .as_ref()?
+            .iter()
+            .map(|(a, r)| caller.can(*a, r))
+            .collect();
+        self.by_answers.get(&answers).cloned()
+    }
+
+    fn keep(&mut self, asked: Vec<(Action, Resource, bool)>, parts: Arc<Vec<Part>>) {
+        let answers = asked.iter().map(|(_, _, ok)| *ok).collect();
+        self.questions
+            .get_or_insert_with(|| asked.into_iter().map(|(a, r, _)| (a, r)).collect());
+        self.by_answers.insert(answers, parts);
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stands for a viewer's CSRF token in shared parts: random per process, so no text a build or
+/// a user writes can contain it.
+static CSRF_PLACEHOLDER: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("csrf-{}", Uuid::new_v4().simple()));
+
+/// The pipeline view's parts for one set of permissions.
+fn pipeline_parts(
+    decl: &PipelineDeclaration,
+    states: Vec<(String, pages::StageState)>,
+    name: &str,
+) -> Result<Vec<Part>, ConsoleError> {
+    let mut views = super::pipelines::stage_views(decl, Some(states));
+    let link = super::segment(name);
+    let csrf = CSRF_PLACEHOLDER.as_str();
+    let mut parts = Vec::new();
+    for stage in &mut views {
+        stage.oob = true;
+        if stage.index > 1 {
+            parts.push(Part {
+                key: format!("transition-{}", stage.index),
+                html: render(&StageTransition {
+                    stage,
+                    link: &link,
+                    csrf,
+                })?,
+            });
+        }
+        parts.push(Part {
+            key: format!("stage-{}", stage.index),
+            html: render(&StagePanel {
+                stage,
+                link: &link,
+                csrf,
+                shows_state: true,
+            })?,
+        });
+    }
+    Ok(parts)
+}
+
+/// A pipeline's declaration, version and state as read once, with the parts rendered from them.
+type PipelineData = (
+    Arc<PipelineDeclaration>,
+    i32,
+    Vec<StageStateView>,
+    std::sync::Mutex<Rendered>,
+);
 
 /// A pipeline's current declaration and state, read once for every stream showing it.
 async fn pipeline_data(s: &Services, name: &str) -> Result<PipelineData, ConsoleError> {
-    let (row, stages) = executions::get_pipeline_state(s, &READER, name).await?;
-    let (decl, _) = pipelines::get_pipeline_shared(s, &READER, name, None).await?;
-    Ok((decl, row.current_version, stages))
+    // One transaction; the declaration serves for structure only (names, types, artifacts).
+    let (row, decl, stages) =
+        executions::get_pipeline_state_with_declaration(s, &READER, name).await?;
+    Ok((decl, row.current_version, stages, Default::default()))
 }
