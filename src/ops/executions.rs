@@ -1506,10 +1506,8 @@ pub async fn get_pipeline_state(
     Ok((row, stages))
 }
 
-/// [`get_pipeline_state`] with the current version's declaration it was read against, in one
-/// transaction (the live pipeline view draws its stages from both). The declaration is the
-/// engine's pinned copy: configuration values are not masked, so it is for structure only
-/// (stage and action names, types, artifacts), never for showing configuration.
+/// [`get_pipeline_state`] with the current version's declaration it was read against (as it may
+/// be shown: secrets masked), in one transaction: the live pipeline view draws from both.
 pub async fn get_pipeline_state_with_declaration(
     s: &Services,
     c: &Caller,
@@ -1633,7 +1631,14 @@ pub async fn get_pipeline_state_with_declaration(
                 }
                 stages.push(view);
             }
-            Ok((pipeline, decl, stages))
+            let shown = super::pipelines::shown_declaration(
+                s,
+                op.conn(),
+                &pipeline,
+                pipeline.current_version,
+            )
+            .await?;
+            Ok((pipeline, shown, stages))
         },
     )
     .await

@@ -420,23 +420,7 @@ pub async fn get_pipeline_shared(
                 .await?
                 .ok_or_else(|| not_found(name))?;
             let version = wanted.unwrap_or(row.current_version);
-            let declaration = match s.declarations.get(row.id, version) {
-                Some(cached) => cached,
-                None => {
-                    let v = db::pipelines::version(op.conn(), row.id, version)
-                        .await?
-                        .ok_or_else(|| AppError::NotFound {
-                            code: "PipelineVersionNotFoundException",
-                            message: format!(
-                                "The pipeline '{name}' has no version {version} (its latest is {})",
-                                row.current_version
-                            ),
-                        })?;
-                    let shown = std::sync::Arc::new(masked(stored(v.declaration)?));
-                    s.declarations.put(row.id, version, shown.clone());
-                    shown
-                }
-            };
+            let declaration = shown_declaration(s, op.conn(), &row, version).await?;
             Ok((
                 declaration,
                 Metadata {
@@ -448,6 +432,30 @@ pub async fn get_pipeline_shared(
         },
     )
     .await
+}
+
+/// A version of a pipeline as it may be shown (secrets masked), from the cache of such.
+pub(super) async fn shown_declaration(
+    s: &Services,
+    conn: &mut sqlx::PgConnection,
+    row: &db::pipelines::PipelineRow,
+    version: i32,
+) -> Result<std::sync::Arc<PipelineDeclaration>, AppError> {
+    if let Some(cached) = s.declarations.get(row.id, version) {
+        return Ok(cached);
+    }
+    let v = db::pipelines::version(conn, row.id, version)
+        .await?
+        .ok_or_else(|| AppError::NotFound {
+            code: "PipelineVersionNotFoundException",
+            message: format!(
+                "The pipeline '{}' has no version {version} (its latest is {})",
+                row.name, row.current_version
+            ),
+        })?;
+    let shown = std::sync::Arc::new(masked(stored(v.declaration)?));
+    s.declarations.put(row.id, version, shown.clone());
+    Ok(shown)
 }
 
 /// What an update did.

@@ -580,3 +580,60 @@ async fn a_refused_import_shows_the_pasted_json_back() {
         "what the user pasted comes back to them"
     );
 }
+
+/// The view shows each action's configuration (a secret as `****`, a buildspec as it was
+/// written) and the pipeline's settings (variables, triggers, failure handling) without going
+/// into Edit; so does the live stream's copy of a stage.
+#[tokio::test]
+async fn the_view_shows_configuration_masked_and_the_settings() {
+    let (app, t) = crate::harness::admin_api().await;
+    let secret = "hunter2-not-shown";
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n";
+    let decl = serde_json::json!({"name": "configured", "variables": [
+        {"name": "Region", "defaultValue": "eu-west-1", "description": "where it goes"}],
+    "triggers": [{"providerType": "CodeStarSourceConnection", "gitConfiguration": {
+        "sourceActionName": "Checkout", "push": [{"branches": {"includes": ["main", "release/*"]}}]}}],
+    "stages": [
+        crate::executions::source_stage("https://example.com/app.git"),
+        {"name": "Build", "onFailure": {"result": "RETRY", "retryConfiguration": {"retryMode": "FAILED_ACTIONS"}},
+         "actions": [crate::executions::command("Compile", "Build", &["Src"], None,
+            serde_json::json!({"BuildSpec": spec, "Secrets": format!("{{\"npm\": \"{secret}\"}}")}))]}
+    ]});
+    let (status, out) = crate::harness::api_call(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": decl}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let view = body(app.get("/pipelines/configured").await).await;
+    assert!(!view.contains(secret), "the secret never reaches the page");
+    assert!(
+        view.contains("<dt>Secrets</dt><dd><span class=\"mono\">****</span></dd>"),
+        "{view}"
+    );
+    assert!(
+        view.contains("<pre>version: 0.2\nphases:\n  build:\n    commands:\n      - make\n</pre>"),
+        "{view}"
+    );
+    assert!(
+        view.contains("#{variables.Region}")
+            && view.contains("eu-west-1")
+            && view.contains("where it goes")
+    );
+    assert!(
+        view.contains("A push to Checkout: branches main, release/*"),
+        "{view}"
+    );
+    assert!(view.contains("When Build fails") && view.contains("RETRY (retry FAILED_ACTIONS)"));
+    // The live stream's stages come from the same masked declaration.
+    let mut events =
+        crate::live::Events::open(&app, &app.client, "/live?view=pipeline&name=configured").await;
+    let parts = events
+        .until(std::time::Duration::from_secs(30), |d| {
+            d.contains("id=\"stage-2\"")
+        })
+        .await;
+    assert!(parts.contains("****") && !parts.contains(secret), "{parts}");
+}

@@ -1009,7 +1009,7 @@ type PipelineData = (
 
 /// A pipeline's current declaration and state, read once for every stream showing it.
 async fn pipeline_data(s: &Services, name: &str) -> Result<PipelineData, ConsoleError> {
-    // One transaction; the declaration serves for structure only (names, types, artifacts).
+    // One transaction; the declaration as it may be shown (secrets masked).
     let (row, decl, stages) =
         executions::get_pipeline_state_with_declaration(s, &READER, name).await?;
     Ok((decl, row.current_version, stages, Default::default()))

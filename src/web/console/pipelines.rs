@@ -161,6 +161,10 @@ pub(super) struct ActionView {
     pub provider: String,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
+    /// Its configuration as it may be shown (secrets masked): (key, value, spans lines).
+    pub config: Vec<(String, String, bool)>,
+    /// Run order, namespace and timeout, in words, where set.
+    pub details: Vec<(String, String)>,
     /// Its latest attempt (the current version's view, for those who may read the state).
     pub state: Option<super::executions::ActionState>,
 }
@@ -203,8 +207,97 @@ struct ViewPage {
     has_variables: bool,
     /// The state is shown (the latest version, for someone who may read it).
     shows_state: bool,
+    /// The pipeline's settings in words: (what, how).
+    settings: Vec<(String, String)>,
+    /// Its variables: (name, default, description).
+    variables: Vec<(String, String, String)>,
 }
 console_page!(ViewPage);
+
+/// A declaration's settings as the view lists them: triggers, failure handling, and what the
+/// pipeline runs as (each only when set).
+fn settings_of(decl: &PipelineDeclaration) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let patterns = |p: &Option<crate::pipeline::wire::PatternFilter>| -> String {
+        let Some(p) = p else { return String::new() };
+        let mut words = Vec::new();
+        if let Some(i) = p.includes.as_ref().filter(|i| !i.is_empty()) {
+            words.push(i.join(", "));
+        }
+        if let Some(e) = p.excludes.as_ref().filter(|e| !e.is_empty()) {
+            words.push(format!("not {}", e.join(", ")));
+        }
+        words.join("; ")
+    };
+    for t in decl.triggers.iter().flatten() {
+        let g = &t.git_configuration;
+        for push in g.push.iter().flatten() {
+            let mut on = Vec::new();
+            let branches = patterns(&push.branches);
+            if !branches.is_empty() {
+                on.push(format!("branches {branches}"));
+            }
+            let tags = patterns(&push.tags);
+            if !tags.is_empty() {
+                on.push(format!("tags {tags}"));
+            }
+            let paths = patterns(&push.file_paths);
+            if !paths.is_empty() {
+                on.push(format!("files {paths}"));
+            }
+            out.push((
+                "Trigger".to_string(),
+                format!(
+                    "A push to {}{}",
+                    g.source_action_name,
+                    if on.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", on.join("; "))
+                    }
+                ),
+            ));
+        }
+        for pr in g.pull_request.iter().flatten() {
+            let events = pr.events.as_ref().map(|e| e.join(", ")).unwrap_or_default();
+            let branches = patterns(&pr.branches);
+            out.push((
+                "Trigger".to_string(),
+                format!(
+                    "A pull request to {}{}{}",
+                    g.source_action_name,
+                    if events.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({events})")
+                    },
+                    if branches.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": branches {branches}")
+                    }
+                ),
+            ));
+        }
+    }
+    for stage in &decl.stages {
+        if let Some(f) = &stage.on_failure {
+            let mut how = f.result.clone().unwrap_or_else(|| "FAIL".into());
+            if let Some(mode) = f
+                .retry_configuration
+                .as_ref()
+                .and_then(|r| r.retry_mode.clone())
+            {
+                how.push_str(&format!(" (retry {mode})"));
+            }
+            out.push((format!("When {} fails", stage.name), how));
+        }
+    }
+    if let Some(role) = &decl.role_arn {
+        out.push(("Role".to_string(), role.clone()));
+    }
+    out
+}
 
 /// Stages with their actions grouped by runOrder (parallel actions side by side), with the
 /// latest execution state merged in when the viewer may read it (`states`).
@@ -255,6 +348,24 @@ fn structure(decl: &PipelineDeclaration) -> Vec<StageView> {
                         .flatten()
                         .map(|o| o.name.clone())
                         .collect(),
+                    config: a
+                        .configuration
+                        .iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone(), v.contains('\n')))
+                        .collect(),
+                    details: [
+                        a.run_order
+                            .map(|r| ("Run order".to_string(), r.to_string())),
+                        a.namespace
+                            .clone()
+                            .map(|n| ("Variables namespace".to_string(), n)),
+                        a.timeout_in_minutes
+                            .map(|t| ("Timeout".to_string(), format!("{t} minutes"))),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                     state: None,
                 };
                 match groups.last_mut() {
@@ -315,6 +426,19 @@ async fn view(
     };
     let shows_state = states.is_some();
     let stages = stage_views(&decl, states);
+    let settings = settings_of(&decl);
+    let variables = decl
+        .variables
+        .iter()
+        .flatten()
+        .map(|v| {
+            (
+                v.name.clone(),
+                v.default_value.clone().unwrap_or_default(),
+                v.description.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
     let layout = Layout::signed_in(&user, Section::Pipelines);
     let page = ViewPage {
         // Only the latest version changes while shown.
@@ -353,6 +477,8 @@ async fn view(
         can_edit: c.can(Action::UpdatePipeline, &me),
         can_clone: c.can(Action::CreatePipeline, &Resource::pipeline("*")),
         can_delete: c.can(Action::DeletePipeline, &me),
+        settings,
+        variables,
         name,
     };
     render_with_status(hx, &page, StatusCode::OK)
