@@ -31,9 +31,10 @@ pub const STREAMS_PER_USER: usize = 16;
 pub const STREAMS_PER_PROCESS: usize = 10_000;
 /// A comment line this often keeps proxies from closing an idle stream and finds dead clients.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// Messages a stream may have waiting for its client; a client that falls further behind is
-/// dropped (its browser reconnects and gets a fresh snapshot) rather than buffered.
-pub const STREAM_QUEUE: usize = 32;
+/// Messages a stream may have waiting for its client (each at most a few hundred lines of a log,
+/// so about 100 KB); a client that leaves it full for `console::live`'s 10 s is dropped (its
+/// browser reconnects and gets a fresh snapshot) rather than buffered.
+pub const STREAM_QUEUE: usize = 16;
 /// Changes the fan-out keeps for a stream that is busy; one that falls behind refreshes whole.
 const FAN_OUT: usize = 1024;
 

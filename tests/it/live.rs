@@ -578,4 +578,152 @@ async fn every_signed_in_page_connects_its_stream_and_live_pages_name_their_view
     assert!(view.contains(r#"id="live-status""#) && view.contains("Refresh"));
     // The navigation's count comes from the stream, not from polling.
     assert!(!view.contains("every 60s"));
+    // Compression would hold events back: streams are never compressed.
+    let res = app
+        .client
+        .get(app.url("/live"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "identity");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+}
+
+/// A TCP connection whose receive buffer is fixed small (the kernel would otherwise grow it to
+/// tens of megabytes on loopback, and hold a whole log for a client that never reads).
+fn small_window_socket(to: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    let std::net::SocketAddr::V4(v4) = to else {
+        panic!("the test server listens on IPv4")
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until it hands it over.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 8192;
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(set, 0);
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0);
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// A client that stops reading is dropped once its queue stays full (its socket's buffers
+/// full too), not buffered without limit: the log of a build printing 15 MB reaches a stream
+/// whose client never reads; the server ends that stream before the log's end.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_rather_than_buffered() {
+    use std::io::{Read, Write};
+    let (app, t) = crate::executions::workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = repository(repo.path());
+    pipeline(
+        &app,
+        &t,
+        "flood",
+        &path,
+        &["sleep 2", "yes 'a line of build output long enough to fill buffers quickly 0123456789 0123456789 0123456789' | head -n 150000"],
+    )
+    .await;
+    let id = crate::executions::first_execution(&app, &t, "flood").await;
+    let attempt = loop {
+        let attempts = ok(
+            &app,
+            &t,
+            "ListActionExecutions",
+            json!({"pipelineName": "flood", "filter": {"pipelineExecutionId": id}}),
+        )
+        .await;
+        if let Some(b) = attempts["actionExecutionDetails"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["actionName"] == "Compile")
+        {
+            break b["actionExecutionId"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // A session of its own, on a raw socket that is never read.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(app.url("/login"))
+        .header("Origin", &app.address)
+        .form(&[
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let address = app.address.trim_start_matches("http://").to_string();
+    let mut socket = small_window_socket(address.parse().unwrap());
+    write!(
+        socket,
+        "GET /live?view=log&name=flood&id={attempt}&from=1 HTTP/1.1\r\nHost: {address}\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    crate::executions::wait_for_end(&app, &t, "flood", &id).await;
+    // Longer than the server waits for a full queue to drain (10 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Now read: the stream ends (the server let go of it) before the log's last word.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match socket.read(&mut buf) {
+                Ok(0) => return (all, true),
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(_) => return (all, false),
+            }
+        }
+    });
+    let (bytes, ended) = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(ended, "the server closed the stream");
+    assert!(
+        text.contains("a line of build output"),
+        "lines were sent first"
+    );
+    assert!(
+        !text.contains("event: close"),
+        "it was dropped, not finished ({} bytes read)",
+        bytes.len()
+    );
 }

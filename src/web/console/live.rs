@@ -88,6 +88,8 @@ enum View {
         id: Uuid,
         attempt: Uuid,
         from: i32,
+        /// The last read filled a batch: more lines wait, with no change left to announce them.
+        behind: bool,
     },
 }
 
@@ -237,13 +239,13 @@ async fn run(stream: Stream) {
                     Ok(Refresh::Last(more)) => {
                         parts.extend(more);
                         let id = view.event_id();
-                        if send(&tx, &mut sent, parts, id.as_deref()) {
+                        if send(&tx, &mut sent, parts, id.as_deref()).await {
                             let _ = tx.try_send(live::event("close", None, ""));
                         }
                         return;
                     }
                     Ok(Refresh::End(why)) => {
-                        end(&tx, &mut sent, parts, why, view.shows_status());
+                        end(&tx, &mut sent, parts, why, view.shows_status()).await;
                         return;
                     }
                     Err(e) => {
@@ -254,7 +256,8 @@ async fn run(stream: Stream) {
                             parts,
                             "an error stopped them",
                             view.shows_status(),
-                        );
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -265,8 +268,13 @@ async fn run(stream: Stream) {
             everything = false;
             count_changed = false;
             let id = view.event_id();
-            if !send(&tx, &mut sent, parts, id.as_deref()) {
+            if !send(&tx, &mut sent, parts, id.as_deref()).await {
                 return;
+            }
+            if view.behind() {
+                // The next batch at once (the queue's bound still holds a slow client back).
+                everything = true;
+                continue;
             }
         }
         tokio::select! {
@@ -275,11 +283,11 @@ async fn run(stream: Stream) {
             // The client went away (the body, and with it the queue's receiver, was dropped).
             () = tx.closed() => return,
             () = slot.evicted() => {
-                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open", view.shows_status());
+                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open", view.shows_status()).await;
                 return;
             }
             () = &mut deadline => {
-                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
+                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                 return;
             }
             change = changes.recv() => {
@@ -291,7 +299,7 @@ async fn run(stream: Stream) {
                 for change in heard {
                     match change {
                         Ok(Change::SessionEnded(id)) if id == viewer.session => {
-                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
+                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                             return;
                         }
                         Ok(Change::Access) => {
@@ -299,19 +307,19 @@ async fn run(stream: Stream) {
                                 Ok(Some(again)) if again.caller.session_id() == Some(viewer.session) => {
                                     viewer.caller = again.caller;
                                     if !view.allowed(&viewer.caller) {
-                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this", view.shows_status());
+                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this", view.shows_status()).await;
                                         return;
                                     }
                                     everything = true;
                                     count_changed = true;
                                 }
                                 Ok(_) => {
-                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status());
+                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                                     return;
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "live view: cannot check access again");
-                                    end(&tx, &mut sent, Vec::new(), "an error stopped them", view.shows_status());
+                                    end(&tx, &mut sent, Vec::new(), "an error stopped them", view.shows_status()).await;
                                     return;
                                 }
                             }
@@ -341,9 +349,12 @@ async fn run(stream: Stream) {
     }
 }
 
+/// How long a stream waits for its client to make room in its queue before dropping it.
+const SLOW_CLIENT: Duration = Duration::from_secs(10);
+
 /// Sends the parts that differ from what this stream sent last, as one `change` event.
 /// `false` when the client is gone or too slow to keep.
-fn send(
+async fn send(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
     sent: &mut HashMap<String, u64>,
     parts: Vec<Part>,
@@ -365,22 +376,25 @@ fn send(
     if html.is_empty() {
         return true;
     }
-    match tx.try_send(live::event("change", id, &html)) {
+    match tx
+        .send_timeout(live::event("change", id, &html), SLOW_CLIENT)
+        .await
+    {
         Ok(()) => {
             crate::metrics::live_event_sent();
             true
         }
-        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
             tracing::info!("live view: a client too slow to keep up was dropped");
             crate::metrics::live_client_dropped();
             false
         }
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => false,
     }
 }
 
 /// The last word of a stream: why it stops, and `close` (the browser does not reconnect).
-fn end(
+async fn end(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
     sent: &mut HashMap<String, u64>,
     mut parts: Vec<Part>,
@@ -396,7 +410,7 @@ fn end(
             true,
         ));
     }
-    if send(tx, sent, parts, None) {
+    if send(tx, sent, parts, None).await {
         let _ = tx.try_send(live::event("close", None, ""));
     }
 }
@@ -524,7 +538,7 @@ struct LogLines {
 }
 
 /// Lines sent per event at most (a log catching up sends several events).
-const LOG_BATCH: i64 = 2000;
+const LOG_BATCH: i64 = 500;
 
 impl View {
     /// The view a query names, authorized as the page it belongs to (a refusal is audited).
@@ -622,6 +636,7 @@ impl View {
                     id,
                     attempt,
                     from,
+                    behind: false,
                 }
             }
             _ => return Err(ConsoleError::BadRequest("unknown live view".into())),
@@ -667,6 +682,11 @@ impl View {
             (View::Log { attempt, .. }, Change::Log(changed)) => attempt == changed,
             _ => false,
         }
+    }
+
+    /// Whether the view has more to send at once (a log catching up, batch after batch).
+    fn behind(&self) -> bool {
+        matches!(self, View::Log { behind: true, .. })
     }
 
     /// The id of the stream's last event, where resuming needs one (a log: its last line).
@@ -887,6 +907,7 @@ impl View {
                 name,
                 attempt,
                 from,
+                behind,
                 ..
             } => {
                 let page =
@@ -895,6 +916,7 @@ impl View {
                 if let Some(last) = page.lines.last() {
                     *from = last.line + 1;
                 }
+                *behind = i64::try_from(page.lines.len()).unwrap_or(0) >= LOG_BATCH;
                 let ended = page.complete.then(|| {
                     (
                         Status::of(&page.attempt.status),
