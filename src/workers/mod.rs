@@ -136,12 +136,24 @@ impl WorkerPool {
         for h in self.helpers {
             h.abort();
         }
-        let stopped = async {
-            let mut conn = self.services.pool.acquire().await?;
-            db::workers::stopped(&mut conn, self.id, self.services.clock.now()).await
+        // A pooled connection may have been opened on an HTTP worker's runtime, which is gone
+        // once HTTP has drained: such a connection fails and is discarded, so try a few.
+        let mut last = None;
+        for _ in 0..3 {
+            let stopped = async {
+                let mut conn = self.services.pool.acquire().await?;
+                db::workers::stopped(&mut conn, self.id, self.services.clock.now()).await
+            }
+            .await;
+            match stopped {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
         }
-        .await;
-        if let Err(e) = stopped {
+        if let Some(e) = last {
             tracing::warn!(error = %e, "could not record that the worker pool stopped");
         }
     }
