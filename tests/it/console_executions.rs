@@ -400,6 +400,17 @@ async fn the_timeline_and_a_coloured_log_that_searches_and_downloads() {
     )
     .await;
     assert!(detail.contains(r#"id="execution-timeline""#), "{detail}");
+    // The view says when each stage's latest execution last changed there.
+    let view = page(&app, &app.client, "/pipelines/colours").await;
+    let stage_lines: Vec<&str> = view
+        .lines()
+        .filter(|l| l.contains(r#"class="stage-execution""#))
+        .collect();
+    assert_eq!(stage_lines.len(), 2, "{view}");
+    assert!(
+        stage_lines.iter().all(|l| l.contains(" UTC</span>")),
+        "{stage_lines:?}"
+    );
     assert_eq!(
         detail
             .matches(r#"<rect class="timeline-run status-succeeded""#)

@@ -1119,6 +1119,8 @@ pub struct ActionState {
 pub struct StageState {
     pub status: Status,
     pub execution: Option<(String, String)>,
+    /// When its latest execution last changed here (its actions' latest change).
+    pub when: Option<String>,
     pub waiting: usize,
     pub disabled: Option<(String, String)>,
     pub retry_execution: Option<String>,
@@ -1155,6 +1157,12 @@ pub fn stage_states(
             .into_iter()
             .map(|st| {
                 let stage_resource = Resource::stage(name, &st.name);
+                let when = st
+                    .actions
+                    .iter()
+                    .filter_map(|a| a.latest.as_ref().map(|l| l.3))
+                    .max()
+                    .map(display_time);
                 let status = st
                     .latest
                     .as_ref()
@@ -1228,6 +1236,7 @@ pub fn stage_states(
                             .latest
                             .as_ref()
                             .map(|(id, _)| (id.to_string(), short(id))),
+                        when,
                         waiting: st.inbound.len(),
                         disabled: st.disabled.map(|(reason, by, _)| {
                             let who = by.rsplit('/').next().unwrap_or(&by).to_string();
