@@ -11,7 +11,7 @@ use crate::harness::{
 };
 
 /// A `sluice worker` process on the app's database, master key and artifact directory.
-fn worker(app: &TestApp, workers: u16, lease_seconds: u32) -> SluiceProcess {
+pub fn worker(app: &TestApp, workers: u16, lease_seconds: u32) -> SluiceProcess {
     let data = crate::harness::temp_dir();
     let mut cmd = crate::harness::sluice_command();
     cmd.args(["worker", "--workers", &workers.to_string()])

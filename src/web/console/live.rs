@@ -113,7 +113,6 @@ enum Refresh {
 struct Viewer {
     caller: Caller,
     csrf: String,
-    session: Uuid,
     /// The session cookie's token: access changes are checked by resolving it again.
     token: String,
 }
@@ -125,9 +124,6 @@ async fn open(
     query: web::Query<LiveQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
     let s = &state.services;
-    let Some(session) = user.caller.session_id() else {
-        return Err(ConsoleError::NotFound);
-    };
     let valid_until = req
         .extensions()
         .get::<Option<ActiveSession>>()
@@ -154,7 +150,6 @@ async fn open(
     let viewer = Viewer {
         caller: user.caller,
         csrf: user.csrf_token,
-        session,
         token,
     };
     let until = valid_until.map(|t| {
@@ -238,10 +233,7 @@ async fn run(stream: Stream) {
                     Ok(Refresh::Parts(more)) => parts.extend(more),
                     Ok(Refresh::Last(more)) => {
                         parts.extend(more);
-                        let id = view.event_id();
-                        if send(&tx, &mut sent, parts, id.as_deref()).await {
-                            let _ = tx.try_send(live::event("close", None, ""));
-                        }
+                        finish(&tx, &mut sent, parts, view.event_id().as_deref()).await;
                         return;
                     }
                     Ok(Refresh::End(why)) => {
@@ -298,18 +290,16 @@ async fn run(stream: Stream) {
                 }
                 for change in heard {
                     match change {
-                        Ok(Change::SessionEnded(id)) if id == viewer.session => {
+                        Ok(Change::SessionEnded(id)) if viewer.caller.session_id() == Some(id) => {
                             end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                             return;
                         }
                         Ok(Change::Access) => {
                             match crate::ops::auth::resolve_session(&s, &viewer.token, actor.clone()).await {
-                                Ok(Some(again)) if again.caller.session_id() == Some(viewer.session) => {
+                                // The refresh that follows ends the stream if they may no
+                                // longer see its view.
+                                Ok(Some(again)) => {
                                     viewer.caller = again.caller;
-                                    if !view.allowed(&viewer.caller) {
-                                        end(&tx, &mut sent, Vec::new(), "you may no longer see this", view.shows_status()).await;
-                                        return;
-                                    }
                                     everything = true;
                                     count_changed = true;
                                 }
@@ -410,7 +400,17 @@ async fn end(
             true,
         ));
     }
-    if send(tx, sent, parts, None).await {
+    finish(tx, sent, parts, None).await;
+}
+
+/// Sends the last parts, then `close`.
+async fn finish(
+    tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    sent: &mut HashMap<String, u64>,
+    parts: Vec<Part>,
+    id: Option<&str>,
+) {
+    if send(tx, sent, parts, id).await {
         let _ = tx.try_send(live::event("close", None, ""));
     }
 }
@@ -588,17 +588,13 @@ impl View {
             }
             "history" => {
                 let status = pages::history_status(q.status.as_deref())?;
-                // Authorizes (and audits a refusal) as the history page does.
-                executions::list_pipeline_executions(
+                // The history page's own permission (a refusal is audited).
+                crate::ops::require(
                     s,
                     caller,
-                    &name(),
-                    None,
-                    status,
-                    &Page {
-                        next: q.next.clone(),
-                        max: Some(1),
-                    },
+                    Action::ListPipelineExecutions,
+                    &Resource::pipeline(&name()),
+                    serde_json::json!({"page": "live history", "pipelineName": name()}),
                 )
                 .await?;
                 let (id, name) = stored(&name()).await?;
@@ -865,42 +861,32 @@ impl View {
                     attempts,
                     s.clock.now(),
                 );
+                let oob = true;
+                let part = |key: &str, html| Part {
+                    key: key.into(),
+                    html,
+                };
                 Ok(Refresh::Parts(vec![
-                    Part {
-                        key: "execution-status".into(),
-                        html: render(&ExecutionStatusPart {
-                            parts: &parts,
-                            oob: true,
-                        })?,
-                    },
-                    Part {
-                        key: "execution-attempts".into(),
-                        html: render(&ExecutionAttemptsPart {
-                            parts: &parts,
-                            oob: true,
-                        })?,
-                    },
-                    Part {
-                        key: "execution-artifacts".into(),
-                        html: render(&ExecutionArtifactsPart {
-                            parts: &parts,
-                            oob: true,
-                        })?,
-                    },
-                    Part {
-                        key: "execution-timeline".into(),
-                        html: render(&ExecutionTimelinePart {
-                            parts: &parts,
-                            oob: true,
-                        })?,
-                    },
-                    Part {
-                        key: "execution-stop".into(),
-                        html: render(&ExecutionStopPart {
-                            parts: &parts,
-                            oob: true,
-                        })?,
-                    },
+                    part(
+                        "execution-status",
+                        render(&ExecutionStatusPart { parts: &parts, oob })?,
+                    ),
+                    part(
+                        "execution-attempts",
+                        render(&ExecutionAttemptsPart { parts: &parts, oob })?,
+                    ),
+                    part(
+                        "execution-artifacts",
+                        render(&ExecutionArtifactsPart { parts: &parts, oob })?,
+                    ),
+                    part(
+                        "execution-timeline",
+                        render(&ExecutionTimelinePart { parts: &parts, oob })?,
+                    ),
+                    part(
+                        "execution-stop",
+                        render(&ExecutionStopPart { parts: &parts, oob })?,
+                    ),
                 ]))
             }
             View::Log {
@@ -924,21 +910,19 @@ impl View {
                     )
                 });
                 let done = ended.is_some();
-                let html = render(&LogLines {
-                    lines: page
-                        .lines
-                        .iter()
-                        .map(|l| pages::log_line(l.line, &l.text))
-                        .collect(),
-                    ended,
-                })?;
-                let parts = vec![Part {
+                let mut parts = vec![Part {
                     key: String::new(),
-                    html,
+                    html: render(&LogLines {
+                        lines: page
+                            .lines
+                            .iter()
+                            .map(|l| pages::log_line(l.line, &l.text))
+                            .collect(),
+                        ended,
+                    })?,
                 }];
                 if done {
                     // Everything is said: the stream sends it, then closes.
-                    let mut parts = parts;
                     parts.push(status_part(false, "Complete.", false));
                     return Ok(Refresh::Last(parts));
                 }
