@@ -402,7 +402,7 @@ async fn a_read_only_user_sees_no_admin_section() {
     browser.quit().await.unwrap();
 }
 
-/// The wizard end to end in a browser (htmx steps), landing on the view page; then the JSON
+/// The wizard end to end in a browser (a URL per step: Back, Forward and Reload work), landing on the view page; then the JSON
 /// editor's problem list; screenshots of the wizard and the view at desktop and phone widths.
 #[tokio::test]
 async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
@@ -430,13 +430,19 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .click()
         .await
         .unwrap();
-    wait_for_path(&browser, "/pipelines/new").await;
+    wait_for_path(&browser, "/pipelines/new/settings").await;
     fill(&browser, "#name", "web-app").await;
     browser
         .screenshot(&screenshot_path("wizard-settings.png"))
         .await
         .unwrap();
     next(&browser, "Source stage").await;
+    wait_for_path(&browser, "/pipelines/new/source").await;
+    // Only the chosen provider's fields show.
+    assert!(!displayed(&browser, "#upload_bucket").await);
+    click(&browser, "#source_provider-Upload").await;
+    assert!(displayed(&browser, "#upload_bucket").await && !displayed(&browser, "#git_url").await);
+    click(&browser, "#source_provider-Git").await;
     fill(
         &browser,
         "#git_url",
@@ -452,6 +458,37 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .await
         .unwrap();
     wait_for_heading(&browser, "Build stage").await;
+    wait_for_path(&browser, "/pipelines/new/build").await;
+    // The browser's Back and Forward go between the steps' pages; Reload keeps the step.
+    browser.back().await.unwrap();
+    wait_for_heading(&browser, "Source stage").await;
+    assert_eq!(
+        browser
+            .find(By::Css("#git_url"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("https://git.example.com/acme/web-app.git")
+    );
+    browser.forward().await.unwrap();
+    wait_for_heading(&browser, "Build stage").await;
+    browser.refresh().await.unwrap();
+    wait_for_heading(&browser, "Build stage").await;
+    // A starter buildspec is offered inline; a file in the source is the other choice.
+    let starter = browser
+        .find(By::Css("#build_spec"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(starter.starts_with("version: 0.2"), "{starter}");
+    assert!(!displayed(&browser, "#build_spec_path").await);
+    click(&browser, "#build_spec_from-path").await;
     fill(&browser, "#build_spec_path", "buildspec.yml").await;
     next(&browser, "Deploy stage").await;
 
@@ -670,6 +707,17 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
     browser.quit().await.unwrap();
 }
 
+/// Whether the element shows (CSS can hide the fields of a provider that is not chosen).
+async fn displayed(browser: &WebDriver, css: &str) -> bool {
+    browser
+        .find(By::Css(css))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
 async fn next(browser: &WebDriver, heading: &str) {
     browser
         .find(By::Css("button[value=next]"))
@@ -681,7 +729,7 @@ async fn next(browser: &WebDriver, heading: &str) {
     wait_for_heading(browser, heading).await;
 }
 
-/// htmx swaps the step in place; wait until the wizard shows `heading`.
+/// Wait until the wizard shows the step `heading`.
 async fn wait_for_heading(browser: &WebDriver, heading: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -1084,7 +1132,9 @@ async fn no_console_page_scrolls_sideways_with_the_longest_names() {
         "/admin/audit".to_string(),
         "/admin/workers".to_string(),
         "/status".to_string(),
-        "/pipelines/new".to_string(),
+        "/pipelines/new/settings".to_string(),
+        "/pipelines/new/build".to_string(),
+        "/pipelines/new/review".to_string(),
     ];
     for width in [390, 1440] {
         browser

@@ -13,20 +13,28 @@ async fn body(res: reqwest::Response) -> String {
     res.text().await.unwrap()
 }
 
-/// Posts one wizard step with all fields so far.
+/// Posts one wizard step's form with all fields so far.
 async fn wizard(app: &TestApp, step: &str, go: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-    let mut all = vec![("step", step), ("go", go)];
+    let mut all = vec![("go", go)];
     all.extend_from_slice(fields);
-    app.post_form(&app.client, "/pipelines/new", &all).await
+    app.post_form(&app.client, &format!("/pipelines/new/{step}"), &all)
+        .await
+}
+
+fn location(res: &reqwest::Response) -> String {
+    assert_eq!(res.status(), 303, "a redirect");
+    res.headers()["location"].to_str().unwrap().to_string()
 }
 
 const GIT: &[(&str, &str)] = &[
     ("name", "demo"),
     ("execution_mode", "SUPERSEDED"),
+    ("variables", "Env=prod\r\nRegion="),
     ("source_provider", "Git"),
     ("git_url", "https://git.example.com/demo.git"),
     ("git_branch", "main"),
     ("build_provider", "Command"),
+    ("build_spec_from", "path"),
     ("build_spec_path", "ci/buildspec.yml"),
     ("deploy_provider", "skip"),
 ];
@@ -34,13 +42,24 @@ const GIT: &[(&str, &str)] = &[
 #[tokio::test]
 async fn the_wizard_walks_settings_source_build_deploy_review_and_creates() {
     let app = admin_app().await;
-    let html = body(app.get("/pipelines/new").await).await;
+    assert_eq!(
+        location(&app.get("/pipelines/new").await),
+        "/pipelines/new/settings"
+    );
+    let html = body(app.get("/pipelines/new/settings").await).await;
     assert!(html.contains("Pipeline settings") && html.contains(r#"aria-current="step""#));
+    // A new wizard offers a starter buildspec to edit.
+    let html = body(app.get("/pipelines/new/build").await).await;
+    assert!(
+        html.contains("version: 0.2") && html.contains("Command build"),
+        "{html}"
+    );
+    assert_eq!(app.get("/pipelines/new/launch").await.status(), 404);
 
     // Step 1 refuses a bad name, keeping what was typed.
     let res = wizard(
         &app,
-        "1",
+        "settings",
         "next",
         &[("name", "bad name"), ("execution_mode", "SUPERSEDED")],
     )
@@ -52,33 +71,47 @@ async fn the_wizard_walks_settings_source_build_deploy_review_and_creates() {
         "{html}"
     );
 
-    // Each step moves on; the fields travel along.
-    for (step, heading) in [
-        ("1", "Source stage"),
-        ("2", "Build stage"),
-        ("3", "Deploy stage"),
-        ("4", "Review"),
+    // Each step moves on to the next step's own URL, which carries the fields: reloading it
+    // (or coming back to it) shows the same page.
+    for (step, next, heading) in [
+        ("settings", "source", "Source stage"),
+        ("source", "build", "Build stage"),
+        ("build", "deploy", "Deploy stage"),
+        ("deploy", "review", "Review"),
     ] {
-        let res = wizard(&app, step, "next", GIT).await;
-        assert_eq!(res.status(), 200, "step {step}");
-        let html = body(res).await;
-        assert!(html.contains(heading), "after step {step}: {html}");
+        let to = location(&wizard(&app, step, "next", GIT).await);
+        assert!(to.starts_with(&format!("/pipelines/new/{next}?")), "{to}");
+        let html = body(app.get(&to).await).await;
+        assert!(html.contains(heading), "after {step}: {html}");
         assert!(html.contains(r#"value="https://git.example.com/demo.git""#));
+        assert_eq!(
+            body(app.get(&to).await).await,
+            html,
+            "a reload shows the same"
+        );
     }
-    // Back keeps everything too.
-    let html = body(wizard(&app, "4", "back", GIT).await).await;
+    // Back keeps everything too, even what this step had not checked yet.
+    let mut half_typed = GIT.to_vec();
+    half_typed.push(("target_directory", "not yet absolute"));
+    let to = location(&wizard(&app, "deploy", "back", &half_typed).await);
+    assert!(to.starts_with("/pipelines/new/build?"));
+    let html = body(app.get(&to).await).await;
     assert!(html.contains("Build stage") && html.contains(r#"value="ci/buildspec.yml""#));
+    assert!(html.contains(r#"value="not yet absolute""#));
 
-    // The review shows the generated JSON with the default stage names.
-    let html = body(wizard(&app, "4", "next", GIT).await).await;
+    // The review lists the stages it will create, with their names, and the variables.
+    let to = location(&wizard(&app, "deploy", "next", GIT).await);
+    let html = body(app.get(&to).await).await;
     assert!(
-        html.contains("&#34;Source&#34;") || html.contains("&quot;Source&quot;"),
+        html.contains("<strong>Source</strong>") && html.contains("<strong>Build</strong>"),
         "{html}"
     );
-    assert!(html.contains("Command: ci/buildspec.yml"));
-    let res = wizard(&app, "5", "create", GIT).await;
-    assert_eq!(res.status(), 303);
-    assert_eq!(res.headers()["location"], "/pipelines/demo?done=created");
+    assert!(!html.contains("<strong>Staging</strong>"));
+    assert!(html.contains("Command build: ci/buildspec.yml from the source"));
+    assert!(html.contains("<code>Env</code>") && html.contains("<code>prod</code>"));
+    assert!(html.contains("none: given at start"));
+    let res = wizard(&app, "review", "create", GIT).await;
+    assert_eq!(location(&res), "/pipelines/demo?done=created");
 
     let view = body(app.get("/pipelines/demo?done=created").await).await;
     assert!(view.contains("The pipeline was created."));
@@ -89,11 +122,76 @@ async fn the_wizard_walks_settings_source_build_deploy_review_and_creates() {
     );
     assert!(view.contains("Didn&#39;t run") || view.contains("Didn't run"));
     assert!(view.contains(r#"data-artifact="SourceArtifact""#));
+    let stored = ok(
+        &app,
+        &app.console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+            .await,
+        "GetPipeline",
+        serde_json::json!({"name": "demo"}),
+    )
+    .await;
+    assert_eq!(
+        stored["pipeline"]["stages"][1]["actions"][0]["configuration"],
+        serde_json::json!({"BuildSpecPath": "ci/buildspec.yml"})
+    );
+    assert_eq!(
+        stored["pipeline"]["variables"],
+        serde_json::json!([{"name": "Env", "defaultValue": "prod"}, {"name": "Region"}])
+    );
 
     // The same name again: the wizard says so on the first step.
-    let res = wizard(&app, "5", "create", GIT).await;
+    let res = wizard(&app, "review", "create", GIT).await;
     assert_eq!(res.status(), 400);
     assert!(body(res).await.contains("already exists"));
+}
+
+#[tokio::test]
+async fn the_wizards_inline_buildspec_comes_back_byte_for_byte() {
+    let app = admin_app().await;
+    let spec = "version: 0.2\r\n# ünïcödé & <b>\r\nphases:\r\n  build:\r\n    commands:\r\n      - echo \"a+b=c%20\"\r\n";
+    let mut fields: Vec<(&str, &str)> = GIT
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "build_spec_from")
+        .collect();
+    fields.push(("build_spec_from", "inline"));
+    fields.push(("build_spec", spec));
+    let to = location(&wizard(&app, "build", "next", &fields).await);
+    let back = location(&wizard(&app, "deploy", "back", &fields).await);
+    for url in [to, back] {
+        let html = body(app.get(&url).await).await;
+        assert!(
+            html.contains("# ünïcödé &amp; &lt;b&gt;")
+                || html.contains("# ünïcödé &#38; &#60;b&#62;"),
+            "{html}"
+        );
+    }
+    assert_eq!(
+        location(&wizard(&app, "review", "create", &fields).await),
+        "/pipelines/demo?done=created"
+    );
+    let stored = ok(
+        &app,
+        &app.console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+            .await,
+        "GetPipeline",
+        serde_json::json!({"name": "demo"}),
+    )
+    .await;
+    assert_eq!(
+        stored["pipeline"]["stages"][1]["actions"][0]["configuration"]["BuildSpec"],
+        spec
+    );
+    // Junk in the address is shown back as text, never taken as a step or an error.
+    let res = app
+        .get("/pipelines/new/settings?name=%ZZ%FF&step=9&<x>=1")
+        .await;
+    assert_eq!(res.status(), 200);
+    let html = body(res).await;
+    assert!(
+        html.contains("value=\"%ZZ\u{FFFD}\"") && !html.contains("<x>"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -102,7 +200,7 @@ async fn skipping_both_build_and_deploy_is_refused() {
     let mut fields = GIT.to_vec();
     fields.retain(|(k, _)| *k != "build_provider");
     fields.push(("build_provider", "skip"));
-    let res = wizard(&app, "4", "next", &fields).await;
+    let res = wizard(&app, "deploy", "next", &fields).await;
     assert_eq!(res.status(), 400);
     let html = body(res).await;
     assert!(
@@ -110,7 +208,7 @@ async fn skipping_both_build_and_deploy_is_refused() {
         "{html}"
     );
     // Even a hand-made "create" post is checked step by step.
-    let res = wizard(&app, "5", "create", &fields).await;
+    let res = wizard(&app, "review", "create", &fields).await;
     assert_eq!(res.status(), 400);
     assert_eq!(
         body(app.get("/").await)
@@ -306,7 +404,7 @@ async fn a_read_only_user_sees_pipelines_but_no_buttons_to_change_them() {
     );
     assert_eq!(
         viewer
-            .get(app.url("/pipelines/new"))
+            .get(app.url("/pipelines/new/settings"))
             .send()
             .await
             .unwrap()

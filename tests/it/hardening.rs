@@ -191,6 +191,8 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/admin/audit/export",
         "/admin/workers",
         "/pipelines/new",
+        "/pipelines/new/settings",
+        "/pipelines/new/review",
         "/pipelines/import",
         "/pipelines/web",
         "/pipelines/web/export",
@@ -282,10 +284,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("/admin/policies/AdministratorAccess/delete", &[]),
         ("/pipelines/web/delete", &[]),
         ("/pipelines/import", &[("document", "{}")]),
-        (
-            "/pipelines/new",
-            &[("step", "1"), ("go", "next"), ("name", "x")],
-        ),
+        ("/pipelines/new/settings", &[("go", "next"), ("name", "x")]),
         (
             "/pipelines/web/edit",
             &[("op", "add_stage"), ("working", "{}")],

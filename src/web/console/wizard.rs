@@ -1,14 +1,18 @@
-//! The create-pipeline wizard (`/pipelines/new`), after CodePipeline's console wizard: settings,
-//! source, build (or skip), deploy (or skip), review. Each step posts every field so far (the
-//! others travel as hidden fields), is validated on the server with errors next to the fields,
-//! and works as a plain form post; with htmx it swaps only the page's content.
+//! The create-pipeline wizard, after CodePipeline's console wizard: settings, source, build (or
+//! skip), deploy (or skip), review, each at its own URL (`/pipelines/new/settings` …).
+//!
+//! The wizard's state travels in the URL: every step's page is a GET whose query holds every
+//! field so far, so Back, Forward and Reload show exactly what was typed, and nothing is kept on
+//! the server for a wizard someone walks away from. A step's form posts every field (the other
+//! steps' as hidden fields); the server checks that step and answers with the errors next to the
+//! fields, or redirects to the next step's URL (post/redirect/get, so a reload never re-posts).
+//! The review's "Create pipeline" checks every step again, since hidden fields can be edited.
 
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{ConsoleError, Layout, Section, console_page, render_with_status, see_other, segment};
@@ -25,14 +29,90 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/pipelines/new")
             .route(web::get().to(start))
-            .route(web::post().to(step))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+    // Only the steps' names: a pipeline called "new" keeps its other pages.
+    cfg.service(
+        web::resource("/pipelines/new/{step:(settings|source|build|deploy|review)}")
+            .route(web::get().to(show))
+            .route(web::post().to(submit))
             .default_service(web::to(super::method_not_allowed)),
     );
 }
 
+/// The wizard's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Step {
+    Settings = 1,
+    Source,
+    Build,
+    Deploy,
+    Review,
+}
+
+impl Step {
+    const ALL: [Step; 5] = [
+        Step::Settings,
+        Step::Source,
+        Step::Build,
+        Step::Deploy,
+        Step::Review,
+    ];
+
+    fn parse(slug: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.slug() == slug)
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Step::Settings => "settings",
+            Step::Source => "source",
+            Step::Build => "build",
+            Step::Deploy => "deploy",
+            Step::Review => "review",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Step::Settings => "Settings",
+            Step::Source => "Source",
+            Step::Build => "Build",
+            Step::Deploy => "Deploy",
+            Step::Review => "Review",
+        }
+    }
+
+    fn number(self) -> u8 {
+        self as u8
+    }
+
+    fn next(self) -> Step {
+        Step::ALL[(self.number() as usize).min(4)]
+    }
+
+    fn previous(self) -> Step {
+        Step::ALL[(self.number() as usize).saturating_sub(2)]
+    }
+}
+
+/// A ready-to-edit buildspec for the build step: it runs, and shows where commands go.
+const STARTER_BUILDSPEC: &str = "version: 0.2
+phases:
+  install:
+    commands:
+      - echo Installing what the build needs
+  build:
+    commands:
+      - echo Building
+      - ls -la
+artifacts:
+  files:
+    - '**/*'
+";
+
 /// Every field of the wizard. All strings, so that whatever was typed comes back as typed.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Fields {
     name: String,
     execution_mode: String,
@@ -43,6 +123,7 @@ struct Fields {
     upload_bucket: String,
     upload_key: String,
     build_provider: String,
+    build_spec_from: String,
     build_spec: String,
     build_spec_path: String,
     deploy_provider: String,
@@ -51,6 +132,53 @@ struct Fields {
 }
 
 impl Fields {
+    /// A new wizard's fields: the defaults CodePipeline's wizard offers, and a starter buildspec.
+    fn initial() -> Fields {
+        Fields {
+            execution_mode: "SUPERSEDED".into(),
+            source_provider: "Git".into(),
+            git_branch: "main".into(),
+            build_provider: "Command".into(),
+            build_spec_from: "inline".into(),
+            build_spec: STARTER_BUILDSPEC.into(),
+            deploy_provider: "Directory".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The fields of a query or form: the given ones as given, the rest as a new wizard has them.
+    /// Unknown keys are ignored.
+    fn from_pairs(pairs: HashMap<String, String>) -> Fields {
+        let mut fields = Fields::initial();
+        for (key, value) in pairs {
+            if let Some(slot) = fields.slot(&key) {
+                *slot = value;
+            }
+        }
+        fields
+    }
+
+    fn slot(&mut self, key: &str) -> Option<&mut String> {
+        Some(match key {
+            "name" => &mut self.name,
+            "execution_mode" => &mut self.execution_mode,
+            "variables" => &mut self.variables,
+            "source_provider" => &mut self.source_provider,
+            "git_url" => &mut self.git_url,
+            "git_branch" => &mut self.git_branch,
+            "upload_bucket" => &mut self.upload_bucket,
+            "upload_key" => &mut self.upload_key,
+            "build_provider" => &mut self.build_provider,
+            "build_spec_from" => &mut self.build_spec_from,
+            "build_spec" => &mut self.build_spec,
+            "build_spec_path" => &mut self.build_spec_path,
+            "deploy_provider" => &mut self.deploy_provider,
+            "target_directory" => &mut self.target_directory,
+            "webhook_url" => &mut self.webhook_url,
+            _ => return None,
+        })
+    }
+
     fn all(&self) -> Vec<(&'static str, &str)> {
         vec![
             ("name", &self.name),
@@ -62,6 +190,7 @@ impl Fields {
             ("upload_bucket", &self.upload_bucket),
             ("upload_key", &self.upload_key),
             ("build_provider", &self.build_provider),
+            ("build_spec_from", &self.build_spec_from),
             ("build_spec", &self.build_spec),
             ("build_spec_path", &self.build_spec_path),
             ("deploy_provider", &self.deploy_provider),
@@ -70,41 +199,42 @@ impl Fields {
         ]
     }
 
+    /// The fields as a URL query, for the link to a step.
+    fn query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in self.all() {
+            query.append_pair(key, value);
+        }
+        query.finish()
+    }
+
     /// The fields a step shows (the rest are carried as hidden fields).
-    fn shown_on(step: u8) -> &'static [&'static str] {
+    fn shown_on(step: Step) -> &'static [&'static str] {
         match step {
-            1 => &["name", "execution_mode", "variables"],
-            2 => &[
+            Step::Settings => &["name", "execution_mode", "variables"],
+            Step::Source => &[
                 "source_provider",
                 "git_url",
                 "git_branch",
                 "upload_bucket",
                 "upload_key",
             ],
-            3 => &["build_provider", "build_spec", "build_spec_path"],
-            4 => &["deploy_provider", "target_directory", "webhook_url"],
-            _ => &[],
+            Step::Build => &[
+                "build_provider",
+                "build_spec_from",
+                "build_spec",
+                "build_spec_path",
+            ],
+            Step::Deploy => &["deploy_provider", "target_directory", "webhook_url"],
+            Step::Review => &[],
         }
+    }
+
+    fn inline_spec(&self) -> bool {
+        self.build_spec_from != "path"
     }
 }
 
-#[derive(Deserialize)]
-struct StepForm {
-    #[serde(default)]
-    step: String,
-    #[serde(default)]
-    go: String,
-    #[serde(flatten)]
-    fields: Fields,
-}
-
-const STEPS: [(u8, &str); 5] = [
-    (1, "Settings"),
-    (2, "Source"),
-    (3, "Build"),
-    (4, "Deploy"),
-    (5, "Review"),
-];
 const MODES: [(&str, &str); 3] = [
     (
         "SUPERSEDED",
@@ -114,26 +244,40 @@ const MODES: [(&str, &str); 3] = [
     ("PARALLEL", "executions run side by side"),
 ];
 
+/// One step in the row of steps at the top: done steps link back to their page.
+struct StepLink {
+    number: u8,
+    title: &'static str,
+    href: Option<String>,
+    current: bool,
+}
+
 #[derive(Template)]
 #[template(path = "pipelines/wizard.html", blocks = ["content"])]
 struct WizardPage {
     layout: Layout,
     step: u8,
-    steps: Vec<(u8, &'static str)>,
+    slug: &'static str,
+    steps: Vec<StepLink>,
     modes: Vec<(&'static str, &'static str)>,
     f: Fields,
     hidden: Vec<(&'static str, String)>,
     errors: HashMap<&'static str, String>,
     error: Option<String>,
     problems: Vec<(String, String)>,
-    summary_source: String,
-    summary_build: String,
-    summary_deploy: String,
+    /// The review: each stage the wizard creates, with what it does.
+    stages: Vec<(&'static str, String)>,
+    variables: Vec<(String, String)>,
     json: String,
 }
 console_page!(WizardPage);
 
-fn page(user: &SignedIn, step: u8, f: Fields, errors: HashMap<&'static str, String>) -> WizardPage {
+fn page(
+    user: &SignedIn,
+    step: Step,
+    f: Fields,
+    errors: HashMap<&'static str, String>,
+) -> WizardPage {
     let shown = Fields::shown_on(step);
     let hidden = f
         .all()
@@ -141,64 +285,112 @@ fn page(user: &SignedIn, step: u8, f: Fields, errors: HashMap<&'static str, Stri
         .filter(|(k, _)| !shown.contains(k))
         .map(|(k, v)| (k, v.to_string()))
         .collect();
-    let summary_source = match f.source_provider.as_str() {
-        "Upload" => format!("Upload: {} / {}", f.upload_bucket, f.upload_key),
-        _ => format!("Git: {} ({})", f.git_url, f.git_branch),
-    };
-    let summary_build = if f.build_provider == "skip" {
-        "Skipped".to_string()
-    } else if !f.build_spec.trim().is_empty() {
-        "Command: inline buildspec".to_string()
-    } else {
-        format!(
-            "Command: {}",
-            Some(f.build_spec_path.trim())
-                .filter(|p| !p.is_empty())
-                .unwrap_or("buildspec.yml")
+    let query = f.query();
+    let steps = Step::ALL
+        .into_iter()
+        .map(|s| StepLink {
+            number: s.number(),
+            title: s.title(),
+            href: (s < step).then(|| format!("/pipelines/new/{}?{query}", s.slug())),
+            current: s == step,
+        })
+        .collect();
+    let (stages, variables, json) = if step == Step::Review {
+        (
+            stage_summaries(&f),
+            variables(&f.variables).unwrap_or_default(),
+            serde_json::to_string_pretty(&json!({ "pipeline": declaration(&f) }))
+                .unwrap_or_default(),
         )
-    };
-    let summary_deploy = match f.deploy_provider.as_str() {
-        "skip" => "Skipped".to_string(),
-        "Webhook" => format!("Webhook: {}", f.webhook_url),
-        _ => format!("Directory: {}", f.target_directory),
-    };
-    let json = if step == 5 {
-        serde_json::to_string_pretty(&json!({ "pipeline": declaration(&f) })).unwrap_or_default()
     } else {
-        String::new()
+        Default::default()
     };
     WizardPage {
         layout: Layout::signed_in(user, Section::Pipelines),
-        step,
-        steps: STEPS.to_vec(),
+        step: step.number(),
+        slug: step.slug(),
+        steps,
         modes: MODES.to_vec(),
         hidden,
         errors,
         error: None,
         problems: Vec::new(),
-        summary_source,
-        summary_build,
-        summary_deploy,
+        stages,
+        variables,
         json,
         f,
     }
 }
 
-async fn start(
+/// The stages the review lists: the names the wizard gives them, and what each runs.
+fn stage_summaries(f: &Fields) -> Vec<(&'static str, String)> {
+    let mut stages = vec![(
+        "Source",
+        match f.source_provider.as_str() {
+            "Upload" => format!(
+                "Upload source: {} / {}",
+                f.upload_bucket.trim(),
+                f.upload_key.trim()
+            ),
+            _ => format!("Git source: {} ({})", f.git_url.trim(), f.git_branch.trim()),
+        },
+    )];
+    if f.build_provider != "skip" {
+        stages.push((
+            "Build",
+            if f.inline_spec() {
+                "Command build: the buildspec written here".to_string()
+            } else {
+                format!(
+                    "Command build: {} from the source",
+                    Some(f.build_spec_path.trim())
+                        .filter(|p| !p.is_empty())
+                        .unwrap_or("buildspec.yml")
+                )
+            },
+        ));
+    }
+    match f.deploy_provider.as_str() {
+        "skip" => {}
+        "Webhook" => stages.push(("Staging", format!("Webhook: {}", f.webhook_url.trim()))),
+        _ => stages.push((
+            "Staging",
+            format!("Directory deploy: {}", f.target_directory.trim()),
+        )),
+    }
+    stages
+}
+
+/// The fields of the request's query; a query that is not a form's encoding is refused.
+fn query_fields(req: &HttpRequest) -> Result<Fields, ConsoleError> {
+    serde_urlencoded::from_str::<HashMap<String, String>>(req.query_string())
+        .map(Fields::from_pairs)
+        .map_err(|_| ConsoleError::BadRequest("the wizard's address is not valid".into()))
+}
+
+async fn start(state: web::Data<AppState>, user: SignedIn) -> Result<HttpResponse, ConsoleError> {
+    super::may_create_pipelines(&state, &user).await?;
+    Ok(see_other("/pipelines/new/settings"))
+}
+
+async fn show(
     state: web::Data<AppState>,
     user: SignedIn,
+    req: HttpRequest,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     super::may_create_pipelines(&state, &user).await?;
-    let fields = Fields {
-        execution_mode: "SUPERSEDED".into(),
-        source_provider: "Git".into(),
-        git_branch: "main".into(),
-        build_provider: "Command".into(),
-        deploy_provider: "Directory".into(),
-        ..Default::default()
-    };
-    render_with_status(hx, &page(&user, 1, fields, HashMap::new()), StatusCode::OK)
+    let step = Step::parse(req.match_info().query("step")).ok_or(ConsoleError::NotFound)?;
+    let fields = query_fields(&req)?;
+    render_with_status(
+        hx,
+        &page(&user, step, fields, HashMap::new()),
+        StatusCode::OK,
+    )
+}
+
+fn step_url(step: Step, fields: &Fields) -> String {
+    format!("/pipelines/new/{}?{}", step.slug(), fields.query())
 }
 
 fn name_ok(s: &str) -> bool {
@@ -234,7 +426,7 @@ fn variables(text: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Checks the fields of one step.
-fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
+fn check(step: Step, f: &Fields) -> HashMap<&'static str, String> {
     let mut e = HashMap::new();
     let required =
         |e: &mut HashMap<&'static str, String>, key: &'static str, value: &str, what: &str| {
@@ -258,7 +450,7 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
         }
     };
     match step {
-        1 => {
+        Step::Settings => {
             if !name_ok(f.name.trim()) {
                 e.insert(
                     "name",
@@ -272,7 +464,7 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 e.insert("variables", message);
             }
         }
-        2 => {
+        Step::Source => {
             if f.source_provider == "Upload" {
                 required(&mut e, "upload_bucket", &f.upload_bucket, "the bucket");
                 required(&mut e, "upload_key", &f.upload_key, "the object key");
@@ -287,18 +479,29 @@ fn check(step: u8, f: &Fields) -> HashMap<&'static str, String> {
                 required(&mut e, "git_branch", &f.git_branch, "the branch");
             }
         }
-        3 if f.build_spec.chars().count() > 1000 => {
-            e.insert(
-                "build_spec",
-                "an inline buildspec must be at most 1000 characters".to_string(),
-            );
-        }
-        3 if f.build_provider != "skip" && !f.build_spec.trim().is_empty() => {
-            if let Err(message) = check_format(Format::BuildSpec, &f.build_spec) {
+        Step::Build if f.build_provider == "skip" => {}
+        Step::Build if f.inline_spec() => {
+            if f.build_spec.trim().is_empty() {
+                e.insert(
+                    "build_spec",
+                    "write the buildspec, or choose one from the source".to_string(),
+                );
+            } else if f.build_spec.chars().count() > 1000 {
+                e.insert(
+                    "build_spec",
+                    "an inline buildspec must be at most 1000 characters".to_string(),
+                );
+            } else if let Err(message) = check_format(Format::BuildSpec, &f.build_spec) {
                 e.insert("build_spec", format!("the buildspec {message}"));
             }
         }
-        4 => match f.deploy_provider.as_str() {
+        Step::Build if f.build_spec_path.chars().count() > 1000 => {
+            e.insert(
+                "build_spec_path",
+                "the buildspec path must be at most 1000 characters".to_string(),
+            );
+        }
+        Step::Deploy => match f.deploy_provider.as_str() {
             "skip" if f.build_provider == "skip" => {
                 e.insert(
                     "deploy_provider",
@@ -350,7 +553,7 @@ fn declaration(f: &Fields) -> serde_json::Value {
     let mut deploy_input = "SourceArtifact";
     if f.build_provider != "skip" {
         let mut config = serde_json::Map::new();
-        if !f.build_spec.trim().is_empty() {
+        if f.inline_spec() {
             config.insert("BuildSpec".into(), json!(f.build_spec));
         } else if !f.build_spec_path.trim().is_empty() {
             config.insert("BuildSpecPath".into(), json!(f.build_spec_path.trim()));
@@ -402,32 +605,27 @@ fn declaration(f: &Fields) -> serde_json::Value {
     decl
 }
 
-async fn step(
+async fn submit(
     state: web::Data<AppState>,
-    form: CsrfForm<StepForm>,
+    req: HttpRequest,
+    form: CsrfForm<HashMap<String, String>>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
-    let CsrfForm { user, form } = form;
+    let CsrfForm { user, mut form } = form;
     super::may_create_pipelines(&state, &user).await?;
-    let current: u8 = form.step.parse().unwrap_or(1).clamp(1, 5);
-    let fields = form.fields;
-    match form.go.as_str() {
-        "back" => {
-            let previous = current.saturating_sub(1).max(1);
-            render_with_status(
-                hx,
-                &page(&user, previous, fields, HashMap::new()),
-                StatusCode::OK,
-            )
-        }
+    let current = Step::parse(req.match_info().query("step")).ok_or(ConsoleError::NotFound)?;
+    let go = form.remove("go").unwrap_or_default();
+    let fields = Fields::from_pairs(form);
+    match go.as_str() {
+        // What was typed on this step is kept, checked or not: it is checked on the way forward.
+        "back" => Ok(see_other(&step_url(current.previous(), &fields))),
         "create" => {
-            // Every step again: hidden fields can be edited by hand.
-            for s in 1..=4 {
-                let errors = check(s, &fields);
+            for s in &Step::ALL[..4] {
+                let errors = check(*s, &fields);
                 if !errors.is_empty() {
                     return render_with_status(
                         hx,
-                        &page(&user, s, fields, errors),
+                        &page(&user, *s, fields, errors),
                         StatusCode::BAD_REQUEST,
                     );
                 }
@@ -450,11 +648,15 @@ async fn step(
                 }) => {
                     let mut errors = HashMap::new();
                     errors.insert("name", message);
-                    render_with_status(hx, &page(&user, 1, fields, errors), StatusCode::BAD_REQUEST)
+                    render_with_status(
+                        hx,
+                        &page(&user, Step::Settings, fields, errors),
+                        StatusCode::BAD_REQUEST,
+                    )
                 }
                 Err(e) => {
                     let refusal = super::Refusal::of(e)?;
-                    let mut review = page(&user, 5, fields, HashMap::new());
+                    let mut review = page(&user, Step::Review, fields, HashMap::new());
                     review.problems = refusal.problems;
                     review.error = refusal.message;
                     render_with_status(hx, &review, refusal.status)
@@ -470,11 +672,7 @@ async fn step(
                     StatusCode::BAD_REQUEST,
                 );
             }
-            render_with_status(
-                hx,
-                &page(&user, (current + 1).min(5), fields, HashMap::new()),
-                StatusCode::OK,
-            )
+            Ok(see_other(&step_url(current.next(), &fields)))
         }
     }
 }
@@ -492,8 +690,75 @@ mod tests {
             git_branch: "main".into(),
             build_provider: "Command".into(),
             deploy_provider: "skip".into(),
-            ..Default::default()
+            ..Fields::initial()
         }
+    }
+
+    #[test]
+    fn the_starter_buildspec_passes_the_build_step_and_lands_inline() {
+        let f = complete();
+        assert_eq!(f.build_spec, STARTER_BUILDSPEC);
+        assert!(check(Step::Build, &f).is_empty());
+        let decl = declaration(&f);
+        assert_eq!(
+            decl["stages"][1]["actions"][0]["configuration"]["BuildSpec"],
+            STARTER_BUILDSPEC
+        );
+        let mut from_source = complete();
+        from_source.build_spec_from = "path".into();
+        from_source.build_spec_path = "ci/buildspec.yml".into();
+        from_source.build_spec = "not even yaml: [".into();
+        assert!(check(Step::Build, &from_source).is_empty());
+        let config = &declaration(&from_source)["stages"][1]["actions"][0]["configuration"];
+        assert_eq!(config, &json!({"BuildSpecPath": "ci/buildspec.yml"}));
+        let mut emptied = complete();
+        emptied.build_spec = " \n".into();
+        assert!(check(Step::Build, &emptied)["build_spec"].contains("write the buildspec"));
+    }
+
+    #[test]
+    fn a_steps_url_carries_every_field_byte_for_byte() {
+        let mut f = complete();
+        f.variables = "Env=prod\r\nRegion=eu & more=?#%".into();
+        f.build_spec =
+            "version: 0.2\n# ünïcödé 🚀\nphases: {build: {commands: [\"echo a+b\"]}}\n".into();
+        f.git_branch = String::new();
+        let url = step_url(Step::Build, &f);
+        let query = url.split_once('?').unwrap().1;
+        let back = Fields::from_pairs(serde_urlencoded::from_str(query).unwrap());
+        assert_eq!(back, f, "a field left empty stays empty, not the default");
+        assert!(url.starts_with("/pipelines/new/build?"));
+        // A query without the wizard's fields starts a new wizard.
+        assert_eq!(Fields::from_pairs(HashMap::new()), Fields::initial());
+    }
+
+    #[test]
+    fn the_steps_go_forward_and_back_within_the_wizard() {
+        assert_eq!(Step::Settings.previous(), Step::Settings);
+        assert_eq!(Step::Settings.next(), Step::Source);
+        assert_eq!(Step::Deploy.next(), Step::Review);
+        assert_eq!(Step::Review.next(), Step::Review);
+        assert_eq!(Step::Review.previous(), Step::Deploy);
+        for s in Step::ALL {
+            assert_eq!(Step::parse(s.slug()), Some(s));
+        }
+        assert_eq!(Step::parse("Settings"), None);
+    }
+
+    #[test]
+    fn the_review_names_the_stages_the_wizard_creates() {
+        let mut f = complete();
+        f.deploy_provider = "Webhook".into();
+        f.webhook_url = "https://deploy.example.com/hook".into();
+        let names: Vec<&str> = stage_summaries(&f).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Source", "Build", "Staging"]);
+        let decl: Vec<String> = declaration(&f)["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(decl, names, "the review says what is created");
     }
 
     #[test]
@@ -530,39 +795,39 @@ mod tests {
         let mut f = complete();
         f.build_provider = "skip".into();
         f.deploy_provider = "skip".into();
-        assert!(check(4, &f)["deploy_provider"].contains("skipping both"));
+        assert!(check(Step::Deploy, &f)["deploy_provider"].contains("skipping both"));
     }
 
     #[test]
     fn each_step_names_its_missing_fields() {
         let f = Fields::default();
-        assert!(check(1, &f).contains_key("name"));
-        let errors = check(2, &f);
+        assert!(check(Step::Settings, &f).contains_key("name"));
+        let errors = check(Step::Source, &f);
         assert!(errors.contains_key("git_url") && errors.contains_key("git_branch"));
         let upload = Fields {
             source_provider: "Upload".into(),
             ..Default::default()
         };
-        assert!(check(2, &upload).contains_key("upload_bucket"));
+        assert!(check(Step::Source, &upload).contains_key("upload_bucket"));
         let mut bad_vars = complete();
         bad_vars.variables = "no equals sign".into();
-        assert!(check(1, &bad_vars)["variables"].contains("NAME=default"));
+        assert!(check(Step::Settings, &bad_vars)["variables"].contains("NAME=default"));
     }
 
     #[test]
     fn each_field_is_checked_by_its_property_format_next_to_it() {
         let mut f = complete();
         f.git_url = "demo.git".into();
-        assert!(check(2, &f)["git_url"].contains("https://"));
+        assert!(check(Step::Source, &f)["git_url"].contains("https://"));
         f.git_url = "git@git.example.com:team/demo.git".into();
-        assert!(check(2, &f).is_empty());
+        assert!(check(Step::Source, &f).is_empty());
         f.build_spec = "phases: {build: {commands: [make]}}".into();
-        assert!(check(3, &f)["build_spec"].contains("version: 0.2"));
+        assert!(check(Step::Build, &f)["build_spec"].contains("version: 0.2"));
         f.deploy_provider = "Directory".into();
         f.target_directory = "srv/demo".into();
-        assert!(check(4, &f)["target_directory"].contains("absolute"));
+        assert!(check(Step::Deploy, &f)["target_directory"].contains("absolute"));
         f.deploy_provider = "Webhook".into();
         f.webhook_url = "deploy.example.com/hook".into();
-        assert!(check(4, &f)["webhook_url"].contains("http"));
+        assert!(check(Step::Deploy, &f)["webhook_url"].contains("http"));
     }
 }
