@@ -31,6 +31,26 @@
     input.files[0].text().then(function (text) { if (target) target.value = text; });
   });
 
+  // Editor: warn before leaving with unsaved changes (edits applied but not saved, marked by
+  // data-unsaved, or typing not applied yet). Saving and Discard leave without asking.
+  var typed = false;
+  var leaving = false;
+  document.addEventListener("input", function (event) {
+    if (event.target.closest && event.target.closest("[data-editor]")) typed = true;
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (event.detail.elt.closest && event.detail.elt.closest("[data-editor-save]")) leaving = true;
+  });
+  document.addEventListener("htmx:afterSwap", function () { typed = false; leaving = false; });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-discard]")) leaving = true;
+  });
+  window.addEventListener("beforeunload", function (event) {
+    if (leaving || (!typed && !document.querySelector("[data-unsaved]"))) return;
+    event.preventDefault();
+    event.returnValue = "";
+  });
+
   // Live pages: while their stream reconnects (the server restarting, the network), say so;
   // the stream's first message on reconnecting says "Live" again.
   document.addEventListener("htmx:sseError", function () {

@@ -154,6 +154,13 @@ pub async fn update(
 }
 
 /// Deletes a pipeline and its versions; false when there was none.
+/// Which of `names` are pipelines' names.
+pub async fn taken(conn: &mut PgConnection, names: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT name FROM pipelines WHERE name = ANY($1)", names)
+        .fetch_all(conn)
+        .await
+}
+
 pub async fn delete(conn: &mut PgConnection, name: &str) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!("DELETE FROM pipelines WHERE name = $1", name)
         .execute(conn)

@@ -558,6 +558,32 @@ pub async fn delete_pipeline(s: &Services, c: &Caller, name: &str) -> Result<(),
 }
 
 /// Pipelines by name, only those the caller may `GetPipeline`.
+/// The name an import can use: `wanted` if it is free, else the first free of `wanted-2`,
+/// `wanted-3` … (`pipeline::import::renamed`); `None` when all are taken. For those who may
+/// create pipelines, as a name in use is what their create would be told anyway.
+pub async fn free_name(s: &Services, c: &Caller, wanted: &str) -> Result<Option<String>, AppError> {
+    Op::run(
+        s,
+        c,
+        Kind::Read,
+        Action::CreatePipeline,
+        Resource::pipeline("*"),
+        json!({"freeNameFor": wanted}),
+        async |op| {
+            let mut candidates = vec![wanted.to_string()];
+            candidates.extend(crate::pipeline::import::rename_candidates(wanted));
+            let taken = db::pipelines::taken(op.conn(), &candidates).await?;
+            if !taken.iter().any(|t| t == wanted) {
+                return Ok(Some(wanted.to_string()));
+            }
+            Ok(crate::pipeline::import::renamed(wanted, |c| {
+                taken.iter().any(|t| t == c)
+            }))
+        },
+    )
+    .await
+}
+
 pub async fn list_pipelines(
     s: &Services,
     c: &Caller,

@@ -92,6 +92,8 @@ pub struct ActionType {
     pub output_variables: OutputVariables,
     /// What the type does, for the console.
     pub summary: &'static str,
+    /// The type's name in the console's pickers ("Git source", "Command build").
+    pub title: &'static str,
 }
 
 impl ActionType {
@@ -101,6 +103,12 @@ impl ActionType {
             "{}/{}/{}/{}",
             self.category, self.owner, self.provider, self.version
         )
+    }
+
+    /// Whether a stage may hold an action of this type: source actions, and only they, go in
+    /// the first stage (CodePipeline's rule).
+    pub fn fits_stage(&self, first: bool) -> bool {
+        (self.category == "Source") == first
     }
 
     pub fn property(&self, name: &str) -> Option<&'static Property> {
@@ -193,6 +201,7 @@ pub const BUILT_IN: &[ActionType] = &[
             "RepositoryUrl",
         ]),
         summary: "Checks out a branch of a Git repository (CodeCommit's and GitHub's role).",
+        title: "Git source",
     },
     ActionType {
         category: "Source",
@@ -207,6 +216,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (1, 1),
         output_variables: OutputVariables::Fixed(&["VersionId", "ETag"]),
         summary: "A versioned uploaded file (the S3 source's role).",
+        title: "Upload source",
     },
     ActionType {
         category: "Build",
@@ -218,6 +228,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (0, 5),
         output_variables: OutputVariables::Dynamic,
         summary: "Runs a buildspec's commands (CodeBuild's role).",
+        title: "Command build",
     },
     ActionType {
         category: "Test",
@@ -229,6 +240,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (0, 5),
         output_variables: OutputVariables::Dynamic,
         summary: "Runs a buildspec's test commands (CodeBuild's role).",
+        title: "Command test",
     },
     ActionType {
         category: "Deploy",
@@ -248,6 +260,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (0, 0),
         output_variables: OutputVariables::Fixed(&[]),
         summary: "Deploys an artifact into a directory on one host (CodeDeploy's and Elastic Beanstalk's role).",
+        title: "Directory deploy",
     },
     ActionType {
         category: "Invoke",
@@ -269,6 +282,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (0, 5),
         output_variables: OutputVariables::Dynamic,
         summary: "Calls an HTTP endpoint and waits for its answer (Lambda's role).",
+        title: "Webhook call",
     },
     ActionType {
         category: "Approval",
@@ -308,6 +322,7 @@ pub const BUILT_IN: &[ActionType] = &[
         outputs: (0, 0),
         output_variables: OutputVariables::Fixed(&[]),
         summary: "Waits for a person to approve or reject (exactly CodePipeline's).",
+        title: "Manual approval",
     },
 ];
 

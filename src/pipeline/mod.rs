@@ -2,6 +2,8 @@
 //! validating conversion into a [`Pipeline`]. Pure: no IO.
 
 pub mod action_types;
+pub mod import;
+pub mod rebase;
 mod validate;
 pub mod wire;
 

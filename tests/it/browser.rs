@@ -647,9 +647,50 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .screenshot(&screenshot_path("pipeline-editor.png"))
         .await
         .unwrap();
+    // Leaving with unsaved changes asks first. (ChromeDriver answers the browser's own dialog
+    // itself, so the test asks the page's handler, as the browser does before it shows one.)
+    assert!(asks_before_leaving(&browser).await);
     click(&browser, "button[value=save]").await;
     wait_for_path(&browser, "/pipelines/web-app").await;
     wait_for_text(&browser, ".page-lede", "Version 2").await;
+
+    // Discard drops applied edits without asking; the editor shows the stored version again.
+    browser
+        .goto(app.url("/pipelines/web-app/edit"))
+        .await
+        .unwrap();
+    fill(&browser, "#new-stage", "Scratch").await;
+    click(&browser, "#new-stage-position option[value='0']").await;
+    click(&browser, "button[value=add_stage]").await;
+    wait_for_text(&browser, ".notice-success", "Stage Scratch added").await;
+    assert_eq!(
+        browser
+            .find(By::Css("#stage-name-0"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Scratch"),
+        "added at the start"
+    );
+    assert!(asks_before_leaving(&browser).await);
+    click(&browser, "[data-discard]").await;
+    wait_for_text(&browser, ".save-bar", "No changes yet.").await;
+    assert!(!asks_before_leaving(&browser).await, "nothing to lose now");
+    // Typing that was not applied yet counts as unsaved too.
+    fill(&browser, "#new-stage", "Half-typed").await;
+    assert!(asks_before_leaving(&browser).await);
+    assert_eq!(
+        browser
+            .find_all(By::Css(".editor .stage-panel"))
+            .await
+            .unwrap()
+            .len(),
+        3,
+        "the stored version's stages"
+    );
     assert_eq!(
         browser
             .find_all(By::Css(".stage-panel"))
@@ -705,6 +746,20 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         .collect();
     assert!(errors.is_empty(), "browser console: {errors:#?}");
     browser.quit().await.unwrap();
+}
+
+/// Whether the page would ask before being left: its `beforeunload` handler cancels the event.
+async fn asks_before_leaving(browser: &WebDriver) -> bool {
+    browser
+        .execute(
+            "var e = new Event('beforeunload', {cancelable: true}); \
+             window.dispatchEvent(e); return e.defaultPrevented;",
+            Vec::new(),
+        )
+        .await
+        .unwrap()
+        .json()
+        == &serde_json::json!(true)
 }
 
 /// Whether the element shows (CSS can hide the fields of a provider that is not chosen).

@@ -494,6 +494,197 @@ async fn the_form_editor_adds_a_stage_with_an_action_and_saves_a_new_version() {
     );
 }
 
+/// Adding a stage at a chosen position; the action picker offers only what a stage may hold,
+/// by friendly names, and a hand-made post of the wrong kind is refused.
+#[tokio::test]
+async fn stages_go_where_asked_and_the_picker_offers_what_the_stage_may_hold() {
+    let app = admin_app().await;
+    app.post_form(
+        &app.client,
+        "/pipelines/import",
+        &[("document", &declaration("placed"))],
+    )
+    .await;
+    let html = body(app.get("/pipelines/placed/edit").await).await;
+    // The first stage offers source actions only; the others everything but.
+    let picker = |html: &str, stage: usize| -> String {
+        let start = html.find(&format!(r#"id="add-type-{stage}""#)).unwrap();
+        html[start..start + html[start..].find("</select>").unwrap()].to_string()
+    };
+    let first = picker(&html, 0);
+    assert!(
+        first.contains(">Git source<") && first.contains(">Upload source<"),
+        "{first}"
+    );
+    assert!(!first.contains("Command build"));
+    let second = picker(&html, 1);
+    assert!(second.contains(">Command build<") && second.contains(">Manual approval<"));
+    assert!(!second.contains("Git source"));
+    assert!(html.contains("No changes yet.") && !html.contains("data-unsaved"));
+
+    let (status, html) = editor_post(
+        &app,
+        "placed",
+        vec![
+            ("op", "add_stage".into()),
+            ("new_name", "Lint".into()),
+            ("position", "1".into()),
+        ],
+        html,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("data-unsaved") && html.contains("Discard changes"));
+    let (_, html) = editor_post(
+        &app,
+        "placed",
+        vec![
+            ("op", "add_stage".into()),
+            ("new_name", "Smoke".into()),
+            ("position", "5".into()),
+        ],
+        html,
+    )
+    .await;
+    assert!(
+        html.contains("the page is out of date"),
+        "a position past the end"
+    );
+    let (_, html) = editor_post(
+        &app,
+        "placed",
+        vec![
+            ("op", "add_action".into()),
+            ("stage", "1".into()),
+            ("type_id", "Source/Sluice/Git/1".into()),
+            ("action_name", "Again".into()),
+        ],
+        html,
+    )
+    .await;
+    assert!(
+        html.contains("a Git source goes in the first stage only"),
+        "{html}"
+    );
+    let working: serde_json::Value = serde_json::from_str(&working_of(&html)).unwrap();
+    let names: Vec<&str> = working["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Source", "Lint", "Build", "Approve"]);
+}
+
+/// Two people edit one pipeline: the second save finds a newer version, and "Reload and re-apply
+/// my changes" puts the change onto it, keeping the other person's; then it saves.
+#[tokio::test]
+async fn a_save_conflict_reapplies_my_change_onto_the_latest_version() {
+    let app = admin_app().await;
+    app.post_form(
+        &app.client,
+        "/pipelines/import",
+        &[("document", &declaration("shared"))],
+    )
+    .await;
+    let token = app
+        .console_token_as(&app.client, crate::harness::ADMIN_PASSWORD, &[])
+        .await;
+    let html = body(app.get("/pipelines/shared/edit").await).await;
+    let (_, html) = editor_post(
+        &app,
+        "shared",
+        vec![
+            ("op", "rename_stage".into()),
+            ("stage", "2".into()),
+            ("new_name", "Gatekeeping".into()),
+        ],
+        html,
+    )
+    .await;
+    // Meanwhile someone else sets the build's buildspec path and saves version 2.
+    let mut other = ok(
+        &app,
+        &token,
+        "GetPipeline",
+        serde_json::json!({"name": "shared"}),
+    )
+    .await["pipeline"]
+        .clone();
+    other["stages"][1]["actions"][0]["configuration"] =
+        serde_json::json!({"BuildSpecPath": "ci/build.yml"});
+    ok(
+        &app,
+        &token,
+        "UpdatePipeline",
+        serde_json::json!({"pipeline": other}),
+    )
+    .await;
+
+    let (status, html) = editor_post(&app, "shared", vec![("op", "save".into())], html).await;
+    assert_eq!(status, 409, "{html}");
+    assert!(html.contains("Reload and re-apply my changes"), "{html}");
+    let (status, html) = editor_post(&app, "shared", vec![("op", "rebase".into())], html).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("re-applied to version 2") && html.contains("Save as version 3"));
+    assert!(
+        !html.contains("both changed these"),
+        "no conflict: different stages"
+    );
+    let (status, _) = editor_post(&app, "shared", vec![("op", "save".into())], html).await;
+    assert_eq!(status, 303);
+    let saved = ok(
+        &app,
+        &token,
+        "GetPipeline",
+        serde_json::json!({"name": "shared"}),
+    )
+    .await;
+    assert_eq!(saved["pipeline"]["version"], 3);
+    assert_eq!(saved["pipeline"]["stages"][2]["name"], "Gatekeeping");
+    assert_eq!(
+        saved["pipeline"]["stages"][1]["actions"][0]["configuration"]["BuildSpecPath"],
+        "ci/build.yml"
+    );
+
+    // Both changing the same value: mine is kept, and the page says where.
+    let html = body(app.get("/pipelines/shared/edit").await).await;
+    let (_, html) = editor_post(
+        &app,
+        "shared",
+        vec![
+            ("op", "rename_stage".into()),
+            ("stage", "2".into()),
+            ("new_name", "Mine".into()),
+        ],
+        html,
+    )
+    .await;
+    let mut other = saved["pipeline"].clone();
+    other["stages"][2]["name"] = serde_json::json!("Theirs");
+    other["stages"][2]["actions"][0]["configuration"] = serde_json::json!({"CustomData": "theirs"});
+    ok(
+        &app,
+        &token,
+        "UpdatePipeline",
+        serde_json::json!({"pipeline": other}),
+    )
+    .await;
+    let (status, html) = editor_post(&app, "shared", vec![("op", "save".into())], html).await;
+    assert_eq!(status, 409);
+    let (_, html) = editor_post(&app, "shared", vec![("op", "rebase".into())], html).await;
+    assert!(html.contains("both changed these"), "{html}");
+    let working: serde_json::Value = serde_json::from_str(&working_of(&html)).unwrap();
+    assert_eq!(working["version"], 4);
+    let names: Vec<&str> = working["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Mine"), "{names:?}");
+}
+
 /// Posts one form of the editor page `html` (its working copy with it), as a browser would.
 pub async fn editor_post(
     app: &TestApp,
@@ -734,4 +925,192 @@ async fn the_view_shows_configuration_masked_and_the_settings() {
         })
         .await;
     assert!(parts.contains("****") && !parts.contains(secret), "{parts}");
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&lt;", "<")
+        .replace("&#62;", ">")
+        .replace("&gt;", ">")
+        .replace("&#38;", "&")
+        .replace("&amp;", "&")
+}
+
+/// What an import page's textarea holds, and the hints it carries, as the browser posts them.
+fn import_form_of(html: &str) -> (String, Vec<(String, String)>) {
+    let after = html.split(r#"id="document""#).nth(1).unwrap();
+    let document = unescape(
+        after
+            .split_once('>')
+            .unwrap()
+            .1
+            .split("</textarea>")
+            .next()
+            .unwrap(),
+    );
+    let hints = html
+        .split(r#"name="hint."#)
+        .skip(1)
+        .map(|rest| {
+            let (path, rest) = rest.split_once('"').unwrap();
+            let value = rest
+                .split(r#"value=""#)
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (format!("hint.{}", unescape(path)), unescape(value))
+        })
+        .collect();
+    (document, hints)
+}
+
+async fn post_import(
+    app: &TestApp,
+    op: &str,
+    document: &str,
+    hints: &[(String, String)],
+) -> reqwest::Response {
+    let mut fields: Vec<(&str, &str)> = vec![("op", op), ("document", document)];
+    fields.extend(hints.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    app.post_form(&app.client, "/pipelines/import", &fields)
+        .await
+}
+
+fn aws_pipeline(name: &str) -> String {
+    serde_json::json!({"pipeline": {
+        "name": name,
+        "roleArn": "arn:aws:iam::123456789012:role/cp",
+        "artifactStore": {"type": "S3", "location": "codepipeline-bucket"},
+        "stages": [
+            {"name": "Source", "actions": [{"name": "Src",
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "CodeStarSourceConnection", "version": "1"},
+                "configuration": {"ConnectionArn": "arn:aws:codeconnections:eu-west-1:1:connection/x", "FullRepositoryId": "acme/web", "BranchName": "main"},
+                "outputArtifacts": [{"name": "SourceArtifact"}]}]},
+            {"name": "Build", "actions": [{"name": "Compile",
+                "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+                "configuration": {"ProjectName": "web-build"},
+                "inputArtifacts": [{"name": "SourceArtifact"}], "outputArtifacts": [{"name": "BuildArtifact"}]}]},
+            {"name": "Deploy", "actions": [
+                {"name": "Ship",
+                 "actionTypeId": {"category": "Deploy", "owner": "AWS", "provider": "CodeDeploy", "version": "1"},
+                 "configuration": {"ApplicationName": "web", "DeploymentGroupName": "prod"},
+                 "inputArtifacts": [{"name": "BuildArtifact"}]},
+                {"name": "Notify", "runOrder": 2,
+                 "actionTypeId": {"category": "Invoke", "owner": "AWS", "provider": "Lambda", "version": "1"},
+                 "configuration": {"FunctionName": "notify"}}
+            ]}
+        ]
+    }})
+    .to_string()
+}
+
+/// An AWS pipeline pasted into the import: refused as it is, with a one-step mapping offered;
+/// mapped, each remaining problem has its hint beside it, and the hints stay beside the problems
+/// on the next try; filled in, it is created.
+#[tokio::test]
+async fn an_aws_pipeline_is_mapped_to_sluice_in_one_step_with_hints_beside_the_problems() {
+    let app = admin_app().await;
+    let res = post_import(&app, "create", &aws_pipeline("web"), &[]).await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(html.contains("Map to Sluice"), "{html}");
+    assert!(
+        html.contains(
+            "<code>Source/AWS/CodeStarSourceConnection/1</code> → <strong>Git source</strong>"
+        ) && html.contains("<code>Invoke/AWS/Lambda/1</code> → <strong>Webhook call</strong>")
+            && html.contains(
+                "<code>Deploy/AWS/CodeDeploy/1</code> → <strong>Directory deploy</strong>"
+            ),
+        "{html}"
+    );
+
+    let (document, _) = import_form_of(&html);
+    let res = post_import(&app, "map", &document, &[]).await;
+    assert_eq!(res.status(), 200);
+    let html = body(res).await;
+    assert!(html.contains("4 actions mapped to Sluice"), "{html}");
+    let (mapped, hints) = import_form_of(&html);
+    let decl: serde_json::Value = serde_json::from_str(&mapped).unwrap();
+    assert_eq!(
+        decl["pipeline"]["stages"][0]["actions"][0]["actionTypeId"]["provider"],
+        "Git"
+    );
+    assert_eq!(
+        decl["pipeline"]["stages"][0]["actions"][0]["configuration"]["RepositoryUrl"],
+        "https://github.com/acme/web.git"
+    );
+    // The two values Sluice cannot know are problems, each with its hint beside it.
+    let problems = html
+        .split(r#"id="document-errors""#)
+        .nth(1)
+        .unwrap()
+        .split("</ul>")
+        .next()
+        .unwrap();
+    assert!(
+        problems.contains("stages[2].actions[0].configuration.TargetDirectory")
+            && problems.contains("Hint: was CodeDeploy application web (group prod)"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("Hint: was Lambda function notify"),
+        "{problems}"
+    );
+    assert!(
+        app.get("/pipelines/web").await.status() == 404,
+        "nothing created yet"
+    );
+
+    // One value filled in: the other's problem keeps its hint.
+    let half = mapped.replacen(
+        r#""TargetDirectory": """#,
+        r#""TargetDirectory": "/srv/web""#,
+        1,
+    );
+    assert_ne!(half, mapped);
+    let res = post_import(&app, "create", &half, &hints).await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(html.contains("Hint: was Lambda function notify"), "{html}");
+    assert!(
+        !html.contains("Hint: was CodeDeploy"),
+        "no problem there any more"
+    );
+    let done = half.replacen(
+        r#""Url": """#,
+        r#""Url": "https://hooks.example.com/notify""#,
+        1,
+    );
+    let res = post_import(&app, "create", &done, &hints).await;
+    assert_eq!(res.headers()["location"], "/pipelines/web?done=created");
+}
+
+/// Importing under a name in use offers the first free one; mapping takes it.
+#[tokio::test]
+async fn an_import_under_a_taken_name_is_offered_a_free_one() {
+    let app = admin_app().await;
+    let document = declaration("twice");
+    let res = post_import(&app, "create", &document, &[]).await;
+    assert_eq!(res.headers()["location"], "/pipelines/twice?done=created");
+    let res = post_import(&app, "create", &document, &[]).await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(
+        html.contains("already exists") && html.contains("<strong>twice-2</strong>"),
+        "{html}"
+    );
+    let res = post_import(&app, "map", &document, &[]).await;
+    let html = body(res).await;
+    assert!(
+        html.contains("this one is named twice-2") && html.contains("ready to create"),
+        "{html}"
+    );
+    let (renamed, hints) = import_form_of(&html);
+    let res = post_import(&app, "create", &renamed, &hints).await;
+    assert_eq!(res.headers()["location"], "/pipelines/twice-2?done=created");
 }

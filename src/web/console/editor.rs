@@ -49,6 +49,8 @@ struct ActionView {
     index: usize,
     name: String,
     type_id: String,
+    /// The type's name in the console ("Command build"); empty for a type Sluice does not know.
+    title: &'static str,
     run_order: i64,
     namespace: String,
     inputs: String,
@@ -61,6 +63,14 @@ struct StageView {
     name: String,
     last: bool,
     actions: Vec<ActionView>,
+    /// The action types this stage may hold, for its "Add action" picker.
+    choices: Vec<TypeChoice>,
+}
+
+struct TypeChoice {
+    id: String,
+    title: &'static str,
+    summary: &'static str,
 }
 
 #[derive(Template)]
@@ -72,7 +82,14 @@ struct EditorPage {
     next_version: i64,
     working: String,
     stages: Vec<StageView>,
-    action_types: Vec<String>,
+    /// Where "Add stage" can put a new stage: (insert before index, label).
+    positions: Vec<(usize, String)>,
+    /// The working copy differs from the version it was opened at (edits not saved yet).
+    changed: bool,
+    /// The save found a newer version: offer to re-apply the changes onto it.
+    offer_rebase: bool,
+    /// After a re-apply: where both sides changed the same value (this editor's kept).
+    conflicts: Vec<String>,
     notice: Option<String>,
     error: Option<String>,
     problems: Vec<(String, String)>,
@@ -93,6 +110,15 @@ fn view_of(decl: &PipelineDeclaration, layout: Layout) -> EditorPage {
             index: si,
             name: stage.name.clone(),
             last: si + 1 == count,
+            choices: BUILT_IN
+                .iter()
+                .filter(|t| t.fits_stage(si == 0))
+                .map(|t| TypeChoice {
+                    id: t.id(),
+                    title: t.title,
+                    summary: t.summary,
+                })
+                .collect(),
             actions: stage
                 .actions
                 .iter()
@@ -100,28 +126,29 @@ fn view_of(decl: &PipelineDeclaration, layout: Layout) -> EditorPage {
                 .map(|(ai, a)| {
                     let id = &a.action_type_id;
                     let config = a.configuration.clone().unwrap_or_default();
-                    let properties =
-                        action_types::find(&id.category, &id.owner, &id.provider, &id.version)
-                            .map(|t| {
-                                t.properties
-                                    .iter()
-                                    .map(|p| {
-                                        let value = config.get(p.name).cloned().unwrap_or_default();
-                                        PropertyView {
-                                            name: p.name,
-                                            required: p.required,
-                                            secret: p.secret(),
-                                            multi_line: !p.secret()
-                                                && (p.multi_line() || value.contains(['\n', '\r'])),
-                                            description: p.description,
-                                            stored: p.secret() && value == pipelines::MASK,
-                                            typed: p.secret() && SecretDrafts::is_draft(&value),
-                                            value: if p.secret() { String::new() } else { value },
-                                        }
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
+                    let known =
+                        action_types::find(&id.category, &id.owner, &id.provider, &id.version);
+                    let properties = known
+                        .map(|t| {
+                            t.properties
+                                .iter()
+                                .map(|p| {
+                                    let value = config.get(p.name).cloned().unwrap_or_default();
+                                    PropertyView {
+                                        name: p.name,
+                                        required: p.required,
+                                        secret: p.secret(),
+                                        multi_line: !p.secret()
+                                            && (p.multi_line() || value.contains(['\n', '\r'])),
+                                        description: p.description,
+                                        stored: p.secret() && value == pipelines::MASK,
+                                        typed: p.secret() && SecretDrafts::is_draft(&value),
+                                        value: if p.secret() { String::new() } else { value },
+                                    }
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     ActionView {
                         index: ai,
                         name: a.name.clone(),
@@ -129,6 +156,7 @@ fn view_of(decl: &PipelineDeclaration, layout: Layout) -> EditorPage {
                             "{}/{}/{}/{}",
                             id.category, id.owner, id.provider, id.version
                         ),
+                        title: known.map_or("", |t| t.title),
                         run_order: a.run_order.unwrap_or(1),
                         namespace: a.namespace.clone().unwrap_or_default(),
                         inputs: a
@@ -157,8 +185,18 @@ fn view_of(decl: &PipelineDeclaration, layout: Layout) -> EditorPage {
         name: decl.name.clone(),
         next_version: decl.version.unwrap_or(1) + 1,
         working: serde_json::to_string(decl).unwrap_or_default(),
+        positions: std::iter::once((0, "At the start".to_string()))
+            .chain(
+                decl.stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (i + 1, format!("After {}", s.name))),
+            )
+            .collect(),
         stages,
-        action_types: BUILT_IN.iter().map(|t| t.id()).collect(),
+        changed: false,
+        offer_rebase: false,
+        conflicts: Vec::new(),
         notice: None,
         error: None,
         problems: Vec::new(),
@@ -222,14 +260,22 @@ fn edit(
             if name.is_empty() {
                 return Err("name the new stage".into());
             }
-            decl.stages.push(StageDeclaration {
-                name: name.clone(),
-                actions: Vec::new(),
-                blockers: None,
-                on_failure: None,
-                on_success: None,
-                before_entry: None,
-            });
+            // Before the stage at `position`; absent means at the end.
+            let at = match form.get("position") {
+                None => stages,
+                Some(_) => index(form, "position", stages + 1)?,
+            };
+            decl.stages.insert(
+                at,
+                StageDeclaration {
+                    name: name.clone(),
+                    actions: Vec::new(),
+                    blockers: None,
+                    on_failure: None,
+                    on_success: None,
+                    before_entry: None,
+                },
+            );
             Ok(format!("Stage {name} added; give it an action."))
         }
         "rename_stage" => {
@@ -267,6 +313,16 @@ fn edit(
                 .iter()
                 .find(|t| t.id() == field(form, "type_id"))
                 .ok_or_else(|| "choose an action type".to_string())?;
+            if !t.fits_stage(i == 0) {
+                return Err(if i == 0 {
+                    format!(
+                        "the first stage holds only source actions, not a {}",
+                        t.title
+                    )
+                } else {
+                    format!("a {} goes in the first stage only", t.title)
+                });
+            }
             decl.stages[i].actions.push(ActionDeclaration {
                 name: name.clone(),
                 action_type_id: ActionTypeId {
@@ -366,13 +422,19 @@ async fn apply(
         ));
     }
     let op = field(&form, "op").to_string();
+    let changed = form.contains_key("changed");
     let drafts = SecretDrafts::of(&state.services, &user.caller, &path);
+    if op == "rebase" {
+        return rebase(&state, &user, decl, hx).await;
+    }
     if op != "save" {
         let outcome = edit(&mut decl, &op, &form, &drafts);
         let mut view = page(&user, &decl);
+        view.changed = changed;
         let status = match outcome {
             Ok(message) => {
                 view.notice = Some(message);
+                view.changed = true;
                 StatusCode::OK
             }
             Err(message) => {
@@ -385,6 +447,7 @@ async fn apply(
     let working = decl.clone();
     if let Err(message) = drafts.open_all(&mut decl) {
         let mut view = page(&user, &working);
+        view.changed = changed;
         view.error = Some(message);
         return render_with_status(hx, &view, StatusCode::BAD_REQUEST);
     }
@@ -401,14 +464,52 @@ async fn apply(
             ));
             render_with_status(hx, &view, StatusCode::OK)
         }
+        Err(crate::error::AppError::Conflict(message)) => {
+            let mut view = page(&user, &working);
+            view.changed = changed;
+            view.offer_rebase = true;
+            view.error = Some(message);
+            render_with_status(hx, &view, StatusCode::CONFLICT)
+        }
         Err(e) => {
             let refusal = super::Refusal::of(e)?;
             let mut view = page(&user, &working);
+            view.changed = changed;
             view.problems = refusal.problems;
             view.error = refusal.message;
             render_with_status(hx, &view, refusal.status)
         }
     }
+}
+
+/// "Reload and re-apply my changes": the working copy's edits since the version it was opened
+/// at, merged onto the latest version (`pipeline::rebase`), shown for review; nothing is saved.
+async fn rebase(
+    state: &AppState,
+    user: &SignedIn,
+    mine: PipelineDeclaration,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let opened_at = mine.version.unwrap_or(1);
+    let (base, _) =
+        pipelines::get_pipeline(&state.services, &user.caller, &mine.name, Some(opened_at)).await?;
+    let (theirs, _) =
+        pipelines::get_pipeline(&state.services, &user.caller, &mine.name, None).await?;
+    let as_json = |d: &PipelineDeclaration| serde_json::to_value(d).unwrap_or_default();
+    let rebased =
+        crate::pipeline::rebase::rebase(&as_json(&base), &as_json(&mine), &as_json(&theirs));
+    let mut merged: PipelineDeclaration = serde_json::from_value(rebased.merged).map_err(|e| {
+        ConsoleError::Internal(anyhow::Error::new(e).context("merging two declarations"))
+    })?;
+    merged.version = theirs.version;
+    let mut view = page(user, &merged);
+    view.changed = true;
+    view.notice = Some(format!(
+        "Your changes were re-applied to version {}, the latest. Check them, then save.",
+        theirs.version.unwrap_or(1)
+    ));
+    view.conflicts = rebased.conflicts;
+    render_with_status(hx, &view, StatusCode::OK)
 }
 
 #[cfg(test)]
@@ -467,6 +568,44 @@ mod tests {
         edit(&mut d, "remove_stage", &form(&[("stage", "1")]), &drafts()).unwrap();
         assert_eq!(d.stages.len(), 2);
         assert!(edit(&mut d, "remove_stage", &form(&[("stage", "9")]), &drafts()).is_err());
+    }
+
+    #[test]
+    fn a_stage_goes_at_the_position_asked_and_actions_only_where_they_fit() {
+        let mut d = decl();
+        for (name, at) in [("First", "0"), ("Middle", "2"), ("Last", "4")] {
+            edit(
+                &mut d,
+                "add_stage",
+                &form(&[("new_name", name), ("position", at)]),
+                &drafts(),
+            )
+            .unwrap();
+        }
+        let names: Vec<&str> = d.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["First", "Source", "Middle", "Build", "Last"]);
+        let past_the_end = form(&[("new_name", "X"), ("position", "6")]);
+        assert!(edit(&mut d, "add_stage", &past_the_end, &drafts()).is_err());
+        let source_later = form(&[
+            ("stage", "1"),
+            ("type_id", "Source/Sluice/Git/1"),
+            ("action_name", "A"),
+        ]);
+        assert!(
+            edit(&mut d, "add_action", &source_later, &drafts())
+                .unwrap_err()
+                .contains("first stage only")
+        );
+        let build_first = form(&[
+            ("stage", "0"),
+            ("type_id", "Build/Sluice/Command/1"),
+            ("action_name", "A"),
+        ]);
+        assert!(
+            edit(&mut d, "add_action", &build_first, &drafts())
+                .unwrap_err()
+                .contains("only source actions")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Pipelines in the console: the list (`/`), the view, JSON editing, import, export, clone,
 //! versions and their diff, delete. Everything goes through `ops::pipelines`.
 
+use std::collections::HashMap;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -15,6 +17,7 @@ use crate::access::{Action, Resource};
 use crate::error::AppError;
 use crate::ops::Page;
 use crate::ops::pipelines;
+use crate::pipeline::import::{self, Mapped};
 use crate::pipeline::wire::PipelineDeclaration;
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, SignedIn};
@@ -535,8 +538,27 @@ struct EditPage {
     error: Option<String>,
     /// (path, message) per problem.
     problems: Vec<(String, String)>,
+    /// An import's hints, by path: shown beside the problem at that path (and carried in the
+    /// form, so they stay beside it on the next try).
+    hints: Mapped,
+    notice: Option<String>,
+    /// After a refused import that looks like an AWS pipeline: what mapping it would do.
+    offer: Option<ImportOffer>,
 }
 console_page!(EditPage);
+
+impl EditPage {
+    fn hint(&self, path: &str) -> Option<&str> {
+        self.hints.hint_for(path)
+    }
+}
+
+/// The one-step mapping an import offers: each action's Sluice counterpart, and a free name when
+/// the pipeline's is taken.
+struct ImportOffer {
+    mappings: Vec<import::Mapping>,
+    rename_to: Option<String>,
+}
 
 fn import_page(user: &SignedIn, document: String) -> EditPage {
     EditPage {
@@ -551,6 +573,9 @@ fn import_page(user: &SignedIn, document: String) -> EditPage {
         document,
         error: None,
         problems: Vec::new(),
+        hints: Mapped::default(),
+        notice: None,
+        offer: None,
     }
 }
 
@@ -617,28 +642,125 @@ struct DocumentForm {
     document: String,
 }
 
+/// The hints an import page carried in its form (`hint.<path>` fields), at most one per action
+/// property a pipeline can have.
+fn carried_hints(form: &HashMap<String, String>) -> Mapped {
+    let mut hints: Vec<import::Hint> = form
+        .iter()
+        .filter_map(|(key, message)| {
+            Some(import::Hint {
+                path: key.strip_prefix("hint.")?.to_string(),
+                message: message.chars().take(500).collect(),
+            })
+        })
+        .take(1000)
+        .collect();
+    hints.sort_by(|a, b| a.path.cmp(&b.path));
+    Mapped {
+        hints,
+        ..Mapped::default()
+    }
+}
+
 async fn import(
     state: web::Data<AppState>,
-    form: CsrfForm<DocumentForm>,
+    form: CsrfForm<HashMap<String, String>>,
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let CsrfForm { user, form } = form;
     super::may_create_pipelines(&state, &user).await?;
-    let mut page = import_page(&user, form.document.clone());
-    let decl = match parse_document(&form.document) {
+    let document = form.get("document").cloned().unwrap_or_default();
+    let mut page = import_page(&user, document.clone());
+    page.hints = carried_hints(&form);
+    let mut decl = match parse_document(&document) {
         Ok(d) => d,
         Err(problem) => {
             page.problems = vec![problem];
             return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
         }
     };
-    match pipelines::create_pipeline(&state.services, &user.caller, decl, Vec::new()).await {
+    if form.get("op").map(String::as_str) == Some("map") {
+        return map_import(&state, &user, page, decl, hx).await;
+    }
+    match pipelines::create_pipeline(&state.services, &user.caller, decl.clone(), Vec::new()).await
+    {
         Ok(created) => Ok(see_other(&format!(
             "/pipelines/{}?done=created",
             segment(&created.name)
         ))),
-        Err(e) => with_problems(page, e),
+        Err(e) => {
+            let name_taken = matches!(
+                e,
+                AppError::Rejected {
+                    code: pipelines::NAME_IN_USE,
+                    ..
+                }
+            );
+            let mapped = import::map_aws(&mut decl);
+            if mapped.changes_anything() || name_taken {
+                let rename_to = if name_taken {
+                    pipelines::free_name(&state.services, &user.caller, &decl.name).await?
+                } else {
+                    None
+                };
+                page.offer = Some(ImportOffer {
+                    mappings: mapped.mappings,
+                    rename_to,
+                });
+            }
+            with_problems(page, e)
+        }
     }
+}
+
+/// The import's "Map to Sluice": every AWS action replaced by its Sluice counterpart, a taken
+/// name replaced by a free one, then checked; shown for review with a hint beside each problem.
+/// Nothing is created until the user presses Create.
+async fn map_import(
+    state: &AppState,
+    user: &SignedIn,
+    mut page: EditPage,
+    mut decl: PipelineDeclaration,
+    hx: HxRequest,
+) -> Result<HttpResponse, ConsoleError> {
+    let mapped = import::map_aws(&mut decl);
+    let changed = mapped
+        .mappings
+        .iter()
+        .filter(|m| !m.unchanged && m.to.is_some())
+        .count();
+    let mut notes = vec![format!(
+        "{changed} action{} mapped to Sluice's counterparts.",
+        if changed == 1 { "" } else { "s" }
+    )];
+    match pipelines::free_name(&state.services, &user.caller, &decl.name).await? {
+        Some(free) if free != decl.name => {
+            notes.push(format!(
+                "A pipeline named {} exists, so this one is named {free}.",
+                decl.name
+            ));
+            decl.name = free;
+        }
+        _ => {}
+    }
+    page.document = pretty(&decl);
+    page.hints = mapped;
+    page.problems = match crate::pipeline::validate(decl) {
+        Ok(_) => {
+            notes.push("It is ready to create.".into());
+            Vec::new()
+        }
+        Err(problems) => {
+            notes.push("Fill in what the hints below ask for, then create it.".into());
+            problems
+                .all()
+                .iter()
+                .map(|p| (p.path.clone(), p.message.clone()))
+                .collect()
+        }
+    };
+    page.notice = Some(notes.join(" "));
+    render_with_status(hx, &page, StatusCode::OK)
 }
 
 fn edit_page(user: &SignedIn, name: &str, document: String) -> EditPage {
@@ -656,6 +778,9 @@ fn edit_page(user: &SignedIn, name: &str, document: String) -> EditPage {
         document,
         error: None,
         problems: Vec::new(),
+        hints: Mapped::default(),
+        notice: None,
+        offer: None,
     }
 }
 
