@@ -130,6 +130,24 @@ pub async fn lookup(
     .await
 }
 
+/// One event by its id.
+pub async fn find(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+) -> Result<Option<AuditRow>, sqlx::Error> {
+    sqlx::query_as!(
+        AuditRow,
+        r#"SELECT seq, event_id, event_time, user_name, token_id, source_ip, user_agent, event_name,
+                  resource_arn,
+                  COALESCE(request_parameters_text, request_parameters::text) AS "request_parameters!",
+                  outcome, error_message, request_id, chain_version, prev_hash, hash
+           FROM audit_events WHERE event_id = $1"#,
+        event_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Events oldest first, after `after_seq`, for walking the whole chain.
 pub async fn page_in_order(
     conn: &mut PgConnection,

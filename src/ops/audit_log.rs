@@ -37,3 +37,28 @@ pub async fn lookup_audit_events(
     )
     .await
 }
+
+/// One event, whole (the console's event detail), for those who may look up audit events.
+pub async fn get_audit_event(
+    s: &Services,
+    caller: &Caller,
+    event_id: uuid::Uuid,
+) -> Result<AuditRow, AppError> {
+    Op::run(
+        s,
+        caller,
+        Kind::Read,
+        Action::LookupAuditEvents,
+        Resource::All,
+        json!({"eventId": event_id}),
+        async |op| {
+            db::audit::find(op.conn(), event_id)
+                .await?
+                .ok_or_else(|| AppError::NotFound {
+                    code: "ResourceNotFoundException",
+                    message: format!("There is no audit event {event_id}"),
+                })
+        },
+    )
+    .await
+}

@@ -1210,6 +1210,40 @@ async fn no_console_page_scrolls_sideways_with_the_longest_names() {
             assert!(fits, "{page} fits {width} px");
         }
     }
+    // At 1440 px the audit log's last columns stay on screen however long a resource is: its
+    // table needs no sideways scrolling of its own.
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(1440, 900, 1.0, false)
+        .await
+        .unwrap();
+    browser.goto(app.url("/admin/audit")).await.unwrap();
+    let (table_fits, longest) = {
+        let answer = browser
+            .execute(
+                "var wrap = document.querySelector('.audit-table').parentElement; \
+                 var source = document.querySelector('.audit-table th:last-child').getBoundingClientRect(); \
+                 var longest = Math.max.apply(null, Array.from(document.querySelectorAll('.audit-resource')).map(function (c) { return c.textContent.length; })); \
+                 return [wrap.scrollWidth <= wrap.clientWidth && source.right <= window.innerWidth, longest];",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let v = answer.json().clone();
+        (v[0] == serde_json::json!(true), v[1].as_u64().unwrap_or(0))
+    };
+    assert!(
+        longest >= 100,
+        "a long resource is listed ({longest} characters)"
+    );
+    if !table_fits {
+        browser
+            .screenshot(&screenshot_path("audit-too-wide-1440.png"))
+            .await
+            .unwrap();
+    }
+    assert!(table_fits, "Outcome and Source stay on screen at 1440 px");
     browser.quit().await.unwrap();
 }
 

@@ -189,6 +189,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         "/admin/policies/AdministratorAccess",
         "/admin/audit",
         "/admin/audit/export",
+        "/admin/audit/events/6f1f8a8e-1c2b-4d3e-9f00-000000000004",
         "/admin/workers",
         "/pipelines/new",
         "/pipelines/new/settings",

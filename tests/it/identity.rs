@@ -356,6 +356,49 @@ async fn a_read_only_user_sees_no_admin_and_gets_403_naming_the_permission() {
         audit.contains("iam:ListUsers") && audit.contains("iam:CreateUser"),
         "{audit}"
     );
+
+    // Each event opens whole: every field, the request parameters and its place in the chain.
+    let link = audit
+        .split(r#"href="/admin/audit/events/"#)
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let res = app.get(&format!("/admin/audit/events/{link}")).await;
+    assert_eq!(res.status(), 200);
+    let event = body(res).await;
+    for field in [
+        "Outcome",
+        "AccessDenied",
+        "Error message",
+        "viewer",
+        "Resource",
+        "arn:sluice:iam:::user/sneaky",
+        "Source address",
+        "User agent",
+        "Request id",
+        "Request parameters",
+        "Previous hash",
+    ] {
+        assert!(event.contains(field), "{field}: {event}");
+    }
+    assert!(event.contains(&link));
+    // The viewer may not look up events; ids that name no event are not found.
+    assert_eq!(
+        viewer
+            .get(app.url(&format!("/admin/audit/events/{link}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    for missing in ["6f1f8a8e-1c2b-4d3e-9f00-000000000009", "not-an-id", "%00"] {
+        let res = app.get(&format!("/admin/audit/events/{missing}")).await;
+        assert_eq!(res.status(), 404, "{missing}");
+    }
 }
 
 #[tokio::test]

@@ -104,6 +104,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(crate::web::get_only("/admin/audit", audit::audit))
         .service(crate::web::get_only(
+            "/admin/audit/events/{id}",
+            audit::audit_event,
+        ))
+        .service(crate::web::get_only(
             "/admin/audit/export",
             audit::audit_export,
         ));
