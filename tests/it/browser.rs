@@ -1346,6 +1346,50 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
     click(&browser, "button[type=submit]").await;
     wait_for_path(&browser, "/").await;
 
+    // A second browser: a user who may see only another pipeline, watching it.
+    let elsewhere = serde_json::json!({"name": "elsewhere", "stages": [
+        crate::executions::source_stage(&path),
+        {"name": "Hold", "actions": [{"name": "Wait",
+            "actionTypeId": {"category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1"}}]}
+    ]});
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": elsewhere}),
+    )
+    .await;
+    crate::harness::user_with_policy(
+        &app,
+        &t,
+        "onlooker",
+        Some(serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["codepipeline:Get*", "codepipeline:List*"],
+             "Resource": "arn:aws:codepipeline:*:*:elsewhere"},
+            {"Effect": "Allow", "Action": "codepipeline:ListPipelines", "Resource": "*"}]})),
+    )
+    .await;
+    let other_profile = tempfile::tempdir().unwrap();
+    let onlooker = self::browser(&driver, other_profile.path(), 1280).await;
+    onlooker.goto(app.url("/login")).await.unwrap();
+    fill(&onlooker, "#username", "onlooker").await;
+    fill(&onlooker, "#password", crate::harness::USER_PASSWORD).await;
+    click(&onlooker, "button[type=submit]").await;
+    wait_for_path(&onlooker, "/").await;
+    onlooker
+        .goto(app.url("/pipelines/elsewhere"))
+        .await
+        .unwrap();
+    wait_for_text(&onlooker, "#live-status", "Live").await;
+    onlooker
+        .execute(
+            "window.sluiceReceived = []; document.body.addEventListener('htmx:sseMessage', \
+             function (e) { window.sluiceReceived.push(String(e.detail.data)); });",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+
     // The list is open when the pipeline is created; its first run is then watched in the view.
     crate::harness::api_ok(
         &app,
@@ -1384,6 +1428,37 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
         4,
         "two stages and two actions"
     );
+    // The onlooker's stream carried nothing of it.
+    let received = onlooker
+        .execute("return window.sluiceReceived;", Vec::new())
+        .await
+        .unwrap()
+        .json()
+        .clone();
+    let received: Vec<String> = serde_json::from_value(received).unwrap();
+    assert!(
+        received
+            .iter()
+            .all(|m| !m.contains("livewire") && !m.contains("Compile")),
+        "{received:#?}"
+    );
+    // While a change to the pipeline they watch does reach them.
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "StartPipelineExecution",
+        serde_json::json!({"name": "elsewhere"}),
+    )
+    .await;
+    wait_for_text(&onlooker, "#stage-2 .stage-header", "In progress").await;
+    let received = onlooker
+        .execute("return window.sluiceReceived.length;", Vec::new())
+        .await
+        .unwrap()
+        .json()
+        .clone();
+    assert!(received.as_u64().unwrap_or(0) > 0, "the listener heard it");
+    onlooker.quit().await.unwrap();
 
     // The server restarts; the page says it is reconnecting, then goes on live by itself.
     app.restart().await;
@@ -1452,6 +1527,27 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
         .unwrap();
     assert!(fits_viewport(&browser).await, "the live view fits 390 px");
     wait_for_text(&browser, "#stage-2 .stage-header", "Succeeded").await;
+    // The execution's detail (its timeline) and a log, at phone width.
+    browser
+        .goto(app.url(&format!("/pipelines/livewire/executions/{third}")))
+        .await
+        .unwrap();
+    wait_for(&browser, ".timeline").await;
+    assert!(
+        fits_viewport(&browser).await,
+        "the execution page fits 390 px"
+    );
+    browser
+        .screenshot(&screenshot_path("execution-390.png"))
+        .await
+        .unwrap();
+    click(&browser, "a[href$='/log']").await;
+    wait_for(&browser, "#log-lines").await;
+    assert!(fits_viewport(&browser).await, "the log fits 390 px");
+    browser
+        .screenshot(&screenshot_path("action-log-390.png"))
+        .await
+        .unwrap();
     let errors: Vec<String> = browser
         .browser_log()
         .await
