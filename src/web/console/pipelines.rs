@@ -751,7 +751,11 @@ async fn map_import(
             Vec::new()
         }
         Err(problems) => {
-            notes.push("Fill in what the hints below ask for, then create it.".into());
+            let left = problems.all().len();
+            notes.push(format!(
+                "{left} thing{} to fill in, listed under the JSON with a hint beside each; then create it.",
+                if left == 1 { " is left" } else { "s are left" }
+            ));
             problems
                 .all()
                 .iter()
