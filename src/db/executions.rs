@@ -1,6 +1,8 @@
 //! Pipeline executions, their stages and action attempts, and the per-pipeline state the planner
 //! needs (the runs lock, disabled transitions, the latest execution per stage).
 
+use std::collections::HashMap;
+
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -940,4 +942,147 @@ pub async fn start_attempts(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Everything the pipeline view shows of a pipeline's state, in one round trip (the live view
+/// reads it on every change of the pipeline): the pipeline, each stage's latest execution,
+/// the disabled transitions, the executions waiting before a stage, and of the latest
+/// executions their pinned versions, stage statuses and each action's latest attempt.
+#[derive(Debug, Clone)]
+pub struct ViewState {
+    pub pipeline: super::pipelines::PipelineRow,
+    /// (stage name, execution).
+    pub latest: Vec<(String, Uuid)>,
+    pub transitions: Vec<DisabledTransition>,
+    /// (execution, pinned version, stage index, waiting since), oldest first.
+    pub waiting: Vec<(Uuid, i32, Option<i32>, Option<i64>)>,
+    /// The latest executions' pinned versions.
+    pub versions: HashMap<Uuid, i32>,
+    /// (execution, stage index) → status.
+    pub stage_status: HashMap<(Uuid, i32), String>,
+    /// (execution, stage index) → each action's latest attempt.
+    pub attempts: HashMap<(Uuid, i32), Vec<AttemptRow>>,
+}
+
+pub async fn view_state(
+    conn: &mut PgConnection,
+    pipeline_name: &str,
+) -> Result<Option<ViewState>, sqlx::Error> {
+    let row = sqlx::query!(
+        // One scan per table, aggregated into arrays in step (the same ORDER BY in each
+        // aggregate): cheap to plan, which matters as much as running it here.
+        r#"SELECT p.id, p.name, p.current_version, p.created_at, p.updated_at,
+               COALESCE(l.stages, '{}') AS "latest_stages!", COALESCE(l.ids, '{}') AS "latest_ids!",
+               COALESCE(t.stages, '{}') AS "disabled_stages!", COALESCE(t.reasons, '{}') AS "disabled_reasons!",
+               COALESCE(t.by, '{}') AS "disabled_by!", COALESCE(t.at, '{}') AS "disabled_at!",
+               COALESCE(w.ids, '{}') AS "waiting_ids!", COALESCE(w.versions, '{}') AS "waiting_versions!",
+               COALESCE(w.stages, '{}') AS "waiting_stages!", COALESCE(w.since, '{}') AS "waiting_since!",
+               COALESCE(e.ids, '{}') AS "shown_ids!", COALESCE(e.versions, '{}') AS "shown_versions!",
+               COALESCE(s.executions, '{}') AS "stage_executions!", COALESCE(s.indexes, '{}') AS "stage_indexes!",
+               COALESCE(s.statuses, '{}') AS "stage_statuses!",
+               COALESCE(a.executions, '{}') AS "attempt_executions!", COALESCE(a.stages, '{}') AS "attempt_stages!",
+               COALESCE(a.ids, '{}') AS "attempt_ids!", COALESCE(a.actions, '{}') AS "attempt_actions!",
+               COALESCE(a.numbers, '{}') AS "attempt_numbers!", COALESCE(a.statuses, '{}') AS "attempt_statuses!",
+               COALESCE(a.has_summary, '{}') AS "attempt_has_summary!",
+               COALESCE(a.summaries, '{}') AS "attempt_summaries!", COALESCE(a.updated, '{}') AS "attempt_updated!"
+           FROM pipelines p
+           LEFT JOIN LATERAL (
+               SELECT array_agg(stage_name ORDER BY stage_name) AS stages,
+                      array_agg(execution_id ORDER BY stage_name) AS ids
+               FROM stage_latest WHERE pipeline_id = p.id) l ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(stage_name ORDER BY stage_name) AS stages,
+                      array_agg(reason ORDER BY stage_name) AS reasons,
+                      array_agg(changed_by ORDER BY stage_name) AS by,
+                      array_agg(changed_at ORDER BY stage_name) AS at
+               FROM stage_transitions WHERE pipeline_id = p.id) t ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(id ORDER BY seq) AS ids,
+                      array_agg(pipeline_version ORDER BY seq) AS versions,
+                      array_agg(COALESCE(place_stage, -1) ORDER BY seq) AS stages,
+                      array_agg(COALESCE(waiting_since, -1) ORDER BY seq) AS since
+               FROM pipeline_executions WHERE pipeline_id = p.id AND place = 'waiting') w ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(id ORDER BY id) AS ids, array_agg(pipeline_version ORDER BY id) AS versions
+               FROM pipeline_executions
+               WHERE id IN (SELECT execution_id FROM stage_latest WHERE pipeline_id = p.id)) e ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(execution_id ORDER BY execution_id, stage_index) AS executions,
+                      array_agg(stage_index ORDER BY execution_id, stage_index) AS indexes,
+                      array_agg(status ORDER BY execution_id, stage_index) AS statuses
+               FROM stage_executions
+               WHERE execution_id IN (SELECT execution_id FROM stage_latest WHERE pipeline_id = p.id)) s ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(execution_id ORDER BY execution_id, stage_index, action_index) AS executions,
+                      array_agg(stage_index ORDER BY execution_id, stage_index, action_index) AS stages,
+                      array_agg(id ORDER BY execution_id, stage_index, action_index) AS ids,
+                      array_agg(action_index ORDER BY execution_id, stage_index, action_index) AS actions,
+                      array_agg(attempt ORDER BY execution_id, stage_index, action_index) AS numbers,
+                      array_agg(status ORDER BY execution_id, stage_index, action_index) AS statuses,
+                      array_agg(summary IS NOT NULL ORDER BY execution_id, stage_index, action_index) AS has_summary,
+                      array_agg(COALESCE(summary, '') ORDER BY execution_id, stage_index, action_index) AS summaries,
+                      array_agg(updated_at ORDER BY execution_id, stage_index, action_index) AS updated
+               FROM (SELECT DISTINCT ON (execution_id, stage_index, action_index)
+                            execution_id, stage_index, id, action_index, attempt, status, summary, updated_at
+                     FROM action_executions
+                     WHERE execution_id IN (SELECT execution_id FROM stage_latest WHERE pipeline_id = p.id)
+                     ORDER BY execution_id, stage_index, action_index, attempt DESC) latest_attempts) a ON true
+           WHERE p.name = $1"#,
+        pipeline_name
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let mut attempts: HashMap<(Uuid, i32), Vec<AttemptRow>> = HashMap::new();
+    for i in 0..r.attempt_ids.len() {
+        attempts
+            .entry((r.attempt_executions[i], r.attempt_stages[i]))
+            .or_default()
+            .push(AttemptRow {
+                id: r.attempt_ids[i],
+                action_index: r.attempt_actions[i],
+                attempt: r.attempt_numbers[i],
+                status: r.attempt_statuses[i].clone(),
+                summary: r.attempt_has_summary[i].then(|| r.attempt_summaries[i].clone()),
+                updated_at: r.attempt_updated[i],
+            });
+    }
+    Ok(Some(ViewState {
+        pipeline: super::pipelines::PipelineRow {
+            id: r.id,
+            name: r.name,
+            current_version: r.current_version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        latest: r.latest_stages.into_iter().zip(r.latest_ids).collect(),
+        transitions: r
+            .disabled_stages
+            .into_iter()
+            .zip(r.disabled_reasons)
+            .zip(r.disabled_by)
+            .zip(r.disabled_at)
+            .map(|(((stage, reason), by), at)| (stage, reason, by, at))
+            .collect(),
+        waiting: (0..r.waiting_ids.len())
+            .map(|i| {
+                (
+                    r.waiting_ids[i],
+                    r.waiting_versions[i],
+                    Some(r.waiting_stages[i]).filter(|s| *s >= 0),
+                    Some(r.waiting_since[i]).filter(|s| *s >= 0),
+                )
+            })
+            .collect(),
+        versions: r.shown_ids.into_iter().zip(r.shown_versions).collect(),
+        stage_status: (0..r.stage_executions.len())
+            .map(|i| {
+                (
+                    (r.stage_executions[i], r.stage_indexes[i]),
+                    r.stage_statuses[i].clone(),
+                )
+            })
+            .collect(),
+        attempts,
+    }))
 }

@@ -1528,46 +1528,73 @@ pub async fn get_pipeline_state_with_declaration(
         Resource::pipeline(name),
         json!({"name": name}),
         async |op| {
-            let pipeline = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
-                .await?
-                .ok_or_else(|| pipeline_not_found(name))?;
-            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
-            let latest: HashMap<String, Uuid> = db::executions::latest(op.conn(), pipeline.id)
-                .await?
-                .into_iter()
-                .collect();
-            let disabled: HashMap<String, (String, String, OffsetDateTime)> =
-                db::executions::transitions(op.conn(), pipeline.id)
+            // One round trip for the state; declarations come from the caches.
+            let state =
+                db::executions::view_state(op.conn(), super::pipelines::existing_name(name)?)
                     .await?
-                    .into_iter()
-                    .map(|(stage, reason, by, at)| (stage, (reason, by, at)))
-                    .collect();
-            let active = db::executions::active(op.conn(), pipeline.id, None).await?;
+                    .ok_or_else(|| pipeline_not_found(name))?;
+            let db::executions::ViewState {
+                pipeline,
+                latest,
+                transitions,
+                waiting: waiting_rows,
+                versions: pinned_versions,
+                stage_status,
+                mut attempts,
+            } = state;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            let latest: HashMap<String, Uuid> = latest.into_iter().collect();
+            let disabled: HashMap<String, (String, String, OffsetDateTime)> = transitions
+                .into_iter()
+                .map(|(stage, reason, by, at)| (stage, (reason, by, at)))
+                .collect();
             // Stage names of the versions executions pinned, read once each.
             let mut versions: HashMap<i32, Arc<PipelineDeclaration>> = HashMap::new();
             versions.insert(pipeline.current_version, decl.clone());
-            let mut stage_name_of = async |conn: &mut sqlx::PgConnection,
-                                           version: i32,
-                                           index: i32|
-                   -> Result<Option<String>, AppError> {
+            let mut waiting: Vec<(i64, String, Uuid)> = Vec::new();
+            for (id, version, place_stage, since) in waiting_rows {
+                let Some(stage) = place_stage else { continue };
                 if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(version) {
-                    slot.insert(declaration(conn, pipeline.id, version).await?);
+                    slot.insert(declaration(op.conn(), pipeline.id, version).await?);
                 }
-                Ok(usize::try_from(index)
+                if let Some(stage_name) = usize::try_from(stage)
                     .ok()
                     .and_then(|i| versions[&version].stages.get(i))
-                    .map(|st| st.name.clone()))
-            };
-            let mut waiting: Vec<(i64, String, Uuid)> = Vec::new();
-            for row in active.iter().filter(|r| r.place == "waiting") {
-                if let Some(stage) = row.place_stage
-                    && let Some(stage_name) =
-                        stage_name_of(op.conn(), row.pipeline_version, stage).await?
+                    .map(|st| st.name.clone())
                 {
-                    waiting.push((row.waiting_since.unwrap_or(0), stage_name, row.id));
+                    waiting.push((since.unwrap_or(0), stage_name, id));
                 }
             }
             waiting.sort();
+            // Approval details only for attempts of approval actions (their own reads).
+            let mut approval_attempts = Vec::new();
+            for (&execution, &version) in &pinned_versions {
+                if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(version) {
+                    slot.insert(declaration(op.conn(), pipeline.id, version).await?);
+                }
+                let pinned = &versions[&version];
+                for ((e, stage_index), rows) in &attempts {
+                    if *e != execution {
+                        continue;
+                    }
+                    for a in rows {
+                        let category = usize::try_from(*stage_index)
+                            .ok()
+                            .and_then(|si| pinned.stages.get(si))
+                            .and_then(|st| {
+                                usize::try_from(a.action_index)
+                                    .ok()
+                                    .and_then(|ai| st.actions.get(ai))
+                            })
+                            .map(|x| x.action_type_id.category.as_str());
+                        if category == Some("Approval") {
+                            approval_attempts.push(a.id);
+                        }
+                    }
+                }
+            }
+            let mut approvals =
+                super::approvals::of_attempts(op.conn(), &approval_attempts).await?;
             let mut stages = Vec::new();
             for stage in &decl.stages {
                 let mut view = StageStateView {
@@ -1590,29 +1617,17 @@ pub async fn get_pipeline_state_with_declaration(
                         .collect(),
                 };
                 if let Some(id) = latest.get(&stage.name)
-                    && let Some(row) = db::executions::get(op.conn(), *id).await?
+                    && let Some(version) = pinned_versions.get(id)
                 {
-                    let pinned = match versions.get(&row.pipeline_version) {
-                        Some(d) => d.clone(),
-                        None => declaration(op.conn(), pipeline.id, row.pipeline_version).await?,
-                    };
+                    let pinned = versions[version].clone();
                     if let Some(position) =
                         pinned.stages.iter().position(|st| st.name == stage.name)
                     {
                         let at = index(position);
-                        let stage_status = db::executions::stages_of(op.conn(), &[row.id])
-                            .await?
-                            .into_iter()
-                            .find(|st| st.stage_index == at)
-                            .map(|st| st.status);
-                        if let Some(status) = stage_status {
-                            view.latest = Some((row.id, status));
+                        if let Some(status) = stage_status.get(&(*id, at)) {
+                            view.latest = Some((*id, status.clone()));
                         }
-                        let attempts =
-                            db::executions::latest_attempts(op.conn(), row.id, at).await?;
-                        let ids: Vec<Uuid> = attempts.iter().map(|a| a.id).collect();
-                        let mut approvals = super::approvals::of_attempts(op.conn(), &ids).await?;
-                        for a in attempts {
+                        for a in attempts.remove(&(*id, at)).unwrap_or_default() {
                             let Some(action_name) = usize::try_from(a.action_index)
                                 .ok()
                                 .and_then(|i| pinned.stages[position].actions.get(i))

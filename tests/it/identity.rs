@@ -300,7 +300,9 @@ async fn csrf_needs_the_token_and_the_same_origin() {
     assert!(!html.contains(">eve<"));
     let audit = body(app.get("/admin/audit?event=sluice%3ACsrfCheck").await).await;
     assert_eq!(
-        audit.matches(r#"class="mono audit-event">sluice:CsrfCheck<"#).count(),
+        audit
+            .matches(r#"class="mono audit-event">sluice:CsrfCheck<"#)
+            .count(),
         4,
         "{audit}"
     );

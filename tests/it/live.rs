@@ -365,9 +365,17 @@ async fn access_taken_away_ends_the_stream_and_access_given_changes_its_buttons(
         json!({"userName": "reader", "policyName": "toggler"}),
     )
     .await;
-    events
+    let with_button = events
         .until(LONG, |d| d.contains("Disable transition"))
         .await;
+    // Parts are rendered once for everyone with the same permissions; each stream's form
+    // carries its own viewer's CSRF token.
+    let token = app.csrf_token(&reader).await;
+    assert!(
+        with_button.contains(&format!(r#"name="csrf_token" value="{token}""#))
+            && !with_button.contains("value=\"csrf-"),
+        "{with_button}"
+    );
     // Taking the reading policy away ends the stream.
     ok(
         &app,

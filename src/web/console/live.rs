@@ -98,6 +98,16 @@ struct Part {
     /// The element's id: a part is sent again only when its HTML differs from the last sent.
     key: String,
     html: String,
+    /// For a part rendered once for every viewer with the same permissions: the hash of its HTML
+    /// (computed once), which still holds the CSRF placeholder. The viewer's token is put in
+    /// only when the part is sent, so an unchanged part costs each stream a comparison.
+    shared_hash: Option<u64>,
+}
+
+fn hash_of(html: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    html.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// What one refresh produced.
@@ -233,17 +243,33 @@ async fn run(stream: Stream) {
                     Ok(Refresh::Parts(more)) => parts.extend(more),
                     Ok(Refresh::Last(more)) => {
                         parts.extend(more);
-                        finish(&tx, &mut sent, parts, view.event_id().as_deref()).await;
+                        finish(
+                            &tx,
+                            &viewer.csrf,
+                            &mut sent,
+                            parts,
+                            view.event_id().as_deref(),
+                        )
+                        .await;
                         return;
                     }
                     Ok(Refresh::End(why)) => {
-                        end(&tx, &mut sent, parts, why, view.shows_status()).await;
+                        end(
+                            &tx,
+                            &viewer.csrf,
+                            &mut sent,
+                            parts,
+                            why,
+                            view.shows_status(),
+                        )
+                        .await;
                         return;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "live view refresh failed");
                         end(
                             &tx,
+                            &viewer.csrf,
                             &mut sent,
                             parts,
                             "an error stopped them",
@@ -260,7 +286,7 @@ async fn run(stream: Stream) {
             everything = false;
             count_changed = false;
             let id = view.event_id();
-            if !send(&tx, &mut sent, parts, id.as_deref()).await {
+            if !send(&tx, &viewer.csrf, &mut sent, parts, id.as_deref()).await {
                 return;
             }
             if view.behind() {
@@ -275,11 +301,11 @@ async fn run(stream: Stream) {
             // The client went away (the body, and with it the queue's receiver, was dropped).
             () = tx.closed() => return,
             () = slot.evicted() => {
-                end(&tx, &mut sent, Vec::new(), "too many pages of yours are open", view.shows_status()).await;
+                end(&tx, &viewer.csrf, &mut sent, Vec::new(), "too many pages of yours are open", view.shows_status()).await;
                 return;
             }
             () = &mut deadline => {
-                end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
+                end(&tx, &viewer.csrf, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                 return;
             }
             change = changes.recv() => {
@@ -291,7 +317,7 @@ async fn run(stream: Stream) {
                 for change in heard {
                     match change {
                         Ok(Change::SessionEnded(id)) if viewer.caller.session_id() == Some(id) => {
-                            end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
+                            end(&tx, &viewer.csrf, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                             return;
                         }
                         Ok(Change::Access) => {
@@ -304,12 +330,12 @@ async fn run(stream: Stream) {
                                     count_changed = true;
                                 }
                                 Ok(_) => {
-                                    end(&tx, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
+                                    end(&tx, &viewer.csrf, &mut sent, Vec::new(), "your session ended; sign in again", view.shows_status()).await;
                                     return;
                                 }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "live view: cannot check access again");
-                                    end(&tx, &mut sent, Vec::new(), "an error stopped them", view.shows_status()).await;
+                                    end(&tx, &viewer.csrf, &mut sent, Vec::new(), "an error stopped them", view.shows_status()).await;
                                     return;
                                 }
                             }
@@ -346,20 +372,23 @@ const SLOW_CLIENT: Duration = Duration::from_secs(10);
 /// `false` when the client is gone or too slow to keep.
 async fn send(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    csrf: &str,
     sent: &mut HashMap<String, u64>,
     parts: Vec<Part>,
     id: Option<&str>,
 ) -> bool {
     let mut html = String::new();
     for part in parts {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        part.html.hash(&mut hasher);
-        let hash = hasher.finish();
+        let hash = part.shared_hash.unwrap_or_else(|| hash_of(&part.html));
         if part.key.is_empty() || sent.get(&part.key) != Some(&hash) {
             if !part.key.is_empty() {
                 sent.insert(part.key, hash);
             }
-            html.push_str(&part.html);
+            if part.shared_hash.is_some() {
+                html.push_str(&part.html.replace(CSRF_PLACEHOLDER.as_str(), csrf));
+            } else {
+                html.push_str(&part.html);
+            }
             html.push('\n');
         }
     }
@@ -386,6 +415,7 @@ async fn send(
 /// The last word of a stream: why it stops, and `close` (the browser does not reconnect).
 async fn end(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    csrf: &str,
     sent: &mut HashMap<String, u64>,
     mut parts: Vec<Part>,
     why: &str,
@@ -400,17 +430,18 @@ async fn end(
             true,
         ));
     }
-    finish(tx, sent, parts, None).await;
+    finish(tx, csrf, sent, parts, None).await;
 }
 
 /// Sends the last parts, then `close`.
 async fn finish(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
+    csrf: &str,
     sent: &mut HashMap<String, u64>,
     parts: Vec<Part>,
     id: Option<&str>,
 ) {
-    if send(tx, sent, parts, id).await {
+    if send(tx, csrf, sent, parts, id).await {
         let _ = tx.try_send(live::event("close", None, ""));
     }
 }
@@ -429,6 +460,7 @@ fn status_part(live: bool, text: &str, reload: bool) -> Part {
         html: StatusFragment { live, text, reload }
             .render()
             .unwrap_or_default(),
+        shared_hash: None,
     }
 }
 
@@ -449,6 +481,7 @@ async fn count_part(hub: &Hub, s: &Services, viewer: &Viewer) -> Option<Part> {
     Some(Part {
         key: "nav-approvals-count".into(),
         html: CountFragment { count: *count }.render().ok()?,
+        shared_hash: None,
     })
 }
 
@@ -458,6 +491,7 @@ fn table_part(key: String, html: String) -> Part {
     Part {
         key,
         html: format!("<template>{html}</template>"),
+        shared_hash: None,
     }
 }
 
@@ -745,7 +779,8 @@ impl View {
                         .iter()
                         .map(|p| Part {
                             key: p.key.clone(),
-                            html: p.html.replace(CSRF_PLACEHOLDER.as_str(), &viewer.csrf),
+                            html: p.html.clone(),
+                            shared_hash: p.shared_hash,
                         })
                         .collect(),
                 ))
@@ -865,6 +900,7 @@ impl View {
                 let part = |key: &str, html| Part {
                     key: key.into(),
                     html,
+                    shared_hash: None,
                 };
                 Ok(Refresh::Parts(vec![
                     part(
@@ -920,6 +956,7 @@ impl View {
                             .collect(),
                         ended,
                     })?,
+                    shared_hash: None,
                 }];
                 if done {
                     // Everything is said: the stream sends it, then closes.
@@ -983,23 +1020,27 @@ fn pipeline_parts(
     for stage in &mut views {
         stage.oob = true;
         if stage.index > 1 {
-            parts.push(Part {
-                key: format!("transition-{}", stage.index),
-                html: render(&StageTransition {
-                    stage,
-                    link: &link,
-                    csrf,
-                })?,
-            });
-        }
-        parts.push(Part {
-            key: format!("stage-{}", stage.index),
-            html: render(&StagePanel {
+            let html = render(&StageTransition {
                 stage,
                 link: &link,
                 csrf,
-                shows_state: true,
-            })?,
+            })?;
+            parts.push(Part {
+                key: format!("transition-{}", stage.index),
+                shared_hash: Some(hash_of(&html)),
+                html,
+            });
+        }
+        let html = render(&StagePanel {
+            stage,
+            link: &link,
+            csrf,
+            shows_state: true,
+        })?;
+        parts.push(Part {
+            key: format!("stage-{}", stage.index),
+            shared_hash: Some(hash_of(&html)),
+            html,
         });
     }
     Ok(parts)
