@@ -1114,3 +1114,45 @@ async fn an_import_under_a_taken_name_is_offered_a_free_one() {
     let res = post_import(&app, "create", &renamed, &hints).await;
     assert_eq!(res.headers()["location"], "/pipelines/twice-2?done=created");
 }
+
+/// Fields too long together to travel in a step's URL stay on their step with a clear error,
+/// everything typed shown back; over CodePipeline's 50 variables is refused beside the field.
+#[tokio::test]
+async fn a_wizard_too_long_to_carry_stays_on_its_step_with_everything_typed() {
+    let app = admin_app().await;
+    let long: String = (0..40)
+        .map(|i| format!("V{i}={}\n", "€".repeat(900)))
+        .collect();
+    let res = wizard(
+        &app,
+        "settings",
+        "next",
+        &[
+            ("name", "long"),
+            ("execution_mode", "SUPERSEDED"),
+            ("variables", &long),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let html = body(res).await;
+    assert!(html.contains("too long to carry"), "{}", &html[..2000]);
+    assert!(
+        html.contains(&"€".repeat(900)),
+        "what was typed is shown back"
+    );
+    let too_many: String = (0..51).map(|i| format!("V{i}=x\n")).collect();
+    let res = wizard(
+        &app,
+        "settings",
+        "next",
+        &[
+            ("name", "many"),
+            ("execution_mode", "SUPERSEDED"),
+            ("variables", &too_many),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    assert!(body(res).await.contains("at most 50 variables"));
+}

@@ -399,8 +399,22 @@ fn name_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_'))
 }
 
+/// CodePipeline's limits on pipeline-level variables.
+const MAX_VARIABLES: usize = 50;
+const MAX_DEFAULT_VALUE: usize = 1000;
+
+/// The longest step URL the wizard redirects to: the fields travel in it, and a server's request
+/// head (actix: 128 KiB) or a proxy's may be smaller than what pasting can produce.
+const MAX_STEP_URL: usize = 32 * 1024;
+
 /// The pipeline-level variables of the textarea: `NAME=default` lines.
 fn variables(text: &str) -> Result<Vec<(String, String)>, String> {
+    let count = text.lines().filter(|l| !l.trim().is_empty()).count();
+    if count > MAX_VARIABLES {
+        return Err(format!(
+            "a pipeline has at most {MAX_VARIABLES} variables; these are {count}"
+        ));
+    }
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -420,7 +434,14 @@ fn variables(text: &str) -> Result<Vec<(String, String)>, String> {
                     i + 1
                 ));
             }
-            Ok((name.to_string(), value.trim().to_string()))
+            let value = value.trim();
+            if value.chars().count() > MAX_DEFAULT_VALUE {
+                return Err(format!(
+                    "line {}: a default value has at most {MAX_DEFAULT_VALUE} characters",
+                    i + 1
+                ));
+            }
+            Ok((name.to_string(), value.to_string()))
         })
         .collect()
 }
@@ -617,8 +638,19 @@ async fn submit(
     let go = form.remove("go").unwrap_or_default();
     let fields = Fields::from_pairs(form);
     match go.as_str() {
-        // What was typed on this step is kept, checked or not: it is checked on the way forward.
-        "back" => Ok(see_other(&step_url(current.previous(), &fields))),
+        // Checked or not, what was typed travels back; too long to, it stays on this page.
+        "back" => {
+            let to = step_url(current.previous(), &fields);
+            if to.len() > MAX_STEP_URL {
+                let mut page = page(&user, current, fields, HashMap::new());
+                page.error = Some(
+                    "Together the fields are too long to carry to another step; shorten the variables, the buildspec or the addresses."
+                        .into(),
+                );
+                return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
+            }
+            Ok(see_other(&to))
+        }
         "create" => {
             for s in &Step::ALL[..4] {
                 let errors = check(*s, &fields);
@@ -672,7 +704,16 @@ async fn submit(
                     StatusCode::BAD_REQUEST,
                 );
             }
-            Ok(see_other(&step_url(current.next(), &fields)))
+            let to = step_url(current.next(), &fields);
+            if to.len() > MAX_STEP_URL {
+                let mut page = page(&user, current, fields, HashMap::new());
+                page.error = Some(
+                    "Together the fields are too long to carry to the next step; shorten the variables, the buildspec or the addresses."
+                        .into(),
+                );
+                return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
+            }
+            Ok(see_other(&to))
         }
     }
 }
@@ -730,6 +771,17 @@ mod tests {
         assert!(url.starts_with("/pipelines/new/build?"));
         // A query without the wizard's fields starts a new wizard.
         assert_eq!(Fields::from_pairs(HashMap::new()), Fields::initial());
+    }
+
+    #[test]
+    fn variables_keep_within_codepipelines_limits() {
+        let fifty: String = (0..50).map(|i| format!("V{i}=x\n")).collect();
+        assert_eq!(variables(&fifty).unwrap().len(), 50);
+        let more = format!("{fifty}V50=x");
+        assert!(variables(&more).unwrap_err().contains("at most 50"));
+        let long = format!("V={}", "x".repeat(1001));
+        assert!(variables(&long).unwrap_err().contains("at most 1000"));
+        assert!(variables(&format!("V={}", "é".repeat(1000))).is_ok());
     }
 
     #[test]
