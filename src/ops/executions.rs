@@ -1568,28 +1568,26 @@ pub async fn get_pipeline_state_with_declaration(
             waiting.sort();
             // Approval details only for attempts of approval actions (their own reads).
             let mut approval_attempts = Vec::new();
-            for (&execution, &version) in &pinned_versions {
+            for ((execution, stage_index), rows) in &attempts {
+                let Some(&version) = pinned_versions.get(execution) else {
+                    continue;
+                };
                 if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(version) {
                     slot.insert(declaration(op.conn(), pipeline.id, version).await?);
                 }
-                let pinned = &versions[&version];
-                for ((e, stage_index), rows) in &attempts {
-                    if *e != execution {
-                        continue;
-                    }
-                    for a in rows {
-                        let category = usize::try_from(*stage_index)
-                            .ok()
-                            .and_then(|si| pinned.stages.get(si))
-                            .and_then(|st| {
-                                usize::try_from(a.action_index)
-                                    .ok()
-                                    .and_then(|ai| st.actions.get(ai))
-                            })
-                            .map(|x| x.action_type_id.category.as_str());
-                        if category == Some("Approval") {
-                            approval_attempts.push(a.id);
-                        }
+                let stage = usize::try_from(*stage_index)
+                    .ok()
+                    .and_then(|si| versions[&version].stages.get(si));
+                for a in rows {
+                    let category = stage
+                        .and_then(|st| {
+                            usize::try_from(a.action_index)
+                                .ok()
+                                .and_then(|ai| st.actions.get(ai))
+                        })
+                        .map(|x| x.action_type_id.category.as_str());
+                    if category == Some("Approval") {
+                        approval_attempts.push(a.id);
                     }
                 }
             }

@@ -101,7 +101,7 @@ fn map_action(
     };
     let mut config = BTreeMap::new();
     let t = &a.action_type_id;
-    let (category, title) = match (t.category.as_str(), t.owner.as_str(), t.provider.as_str()) {
+    let (category, provider) = match (t.category.as_str(), t.owner.as_str(), t.provider.as_str()) {
         ("Source", "AWS", "CodeCommit") => {
             let repo = get("RepositoryName");
             let region = a.region.clone().unwrap_or_else(|| "us-east-1".into());
@@ -116,7 +116,7 @@ fn map_action(
                     "was CodeCommit repository {repo}: check the clone URL, and give a ConnectionName for its credentials"
                 ),
             );
-            ("Source", "Git source")
+            ("Source", "Git")
         }
         ("Source", "ThirdParty", "GitHub") => {
             config.insert(
@@ -128,7 +128,7 @@ fn map_action(
                 "configuration.RepositoryUrl",
                 "was a GitHub (OAuth) source: its token is not imported; a private repository needs a ConnectionName".into(),
             );
-            ("Source", "Git source")
+            ("Source", "Git")
         }
         ("Source", "AWS", "CodeStarSourceConnection") => {
             config.insert(
@@ -140,7 +140,7 @@ fn map_action(
                 "configuration.RepositoryUrl",
                 "was a connection source: the host is taken to be GitHub; change the URL for GitLab or Bitbucket, and give a ConnectionName for a private repository".into(),
             );
-            ("Source", "Git source")
+            ("Source", "Git")
         }
         ("Source", "AWS", "S3") => {
             config.insert("Bucket".into(), get("S3Bucket"));
@@ -149,7 +149,7 @@ fn map_action(
                 "",
                 "was an S3 source: upload new versions of the object to Sluice to start the pipeline".into(),
             );
-            ("Source", "Upload source")
+            ("Source", "Upload")
         }
         (category @ ("Build" | "Test"), "AWS", "CodeBuild") => {
             if let Some(primary) = old.get("PrimarySource") {
@@ -184,14 +184,7 @@ fn map_action(
                     get("ProjectName")
                 ),
             );
-            (
-                category,
-                if category == "Build" {
-                    "Command build"
-                } else {
-                    "Command test"
-                },
-            )
+            (category, "Command")
         }
         ("Compute", "AWS", "Commands") => {
             let commands: Vec<String> = a
@@ -221,7 +214,7 @@ fn map_action(
                 "configuration.BuildSpec",
                 "was a Commands action: its commands became this buildspec".into(),
             );
-            ("Build", "Command build")
+            ("Build", "Command")
         }
         ("Invoke", "AWS", "Lambda") => {
             config.insert("Url".into(), String::new());
@@ -235,7 +228,7 @@ fn map_action(
                     get("FunctionName")
                 ),
             );
-            ("Invoke", "Webhook call")
+            ("Invoke", "Webhook")
         }
         (
             "Deploy",
@@ -265,10 +258,10 @@ fn map_action(
                 "configuration.TargetDirectory",
                 format!("was {what}: give the directory on the worker's host to deploy into"),
             );
-            ("Deploy", "Directory deploy")
+            ("Deploy", "Directory")
         }
-        ("Approval", "AWS", "Manual") => return Some("Manual approval"),
-        (_, "Sluice", _) => {
+        // Types Sluice runs as they are.
+        ("Approval", "AWS", "Manual") | (_, "Sluice", _) => {
             return super::action_types::find(&t.category, &t.owner, &t.provider, &t.version)
                 .map(|t| t.title);
         }
@@ -283,19 +276,13 @@ fn map_action(
             return None;
         }
     };
-    let provider = match title {
-        "Git source" => "Git",
-        "Upload source" => "Upload",
-        "Command build" | "Command test" => "Command",
-        "Webhook call" => "Webhook",
-        _ => "Directory",
-    };
+    let title = super::action_types::find(category, "Sluice", provider, "1").map(|t| t.title);
     a.action_type_id = sluice(category, provider);
     a.configuration = Some(config);
     // AWS-only placement: Sluice runs everything where its workers are.
     a.region = None;
     a.role_arn = None;
-    Some(title)
+    title
 }
 
 /// Maps every action of an AWS pipeline to its Sluice counterpart, in place.
@@ -306,8 +293,7 @@ pub fn map_aws(decl: &mut PipelineDeclaration) -> Mapped {
             let path = format!("stages[{si}].actions[{ai}]");
             let from = id(action);
             let to = map_action(action, &path, &mut mapped.hints);
-            let unchanged = action.action_type_id.owner == "Sluice" && from.contains("/Sluice/")
-                || from == "Approval/AWS/Manual/1";
+            let unchanged = from.contains("/Sluice/") || from == "Approval/AWS/Manual/1";
             mapped.mappings.push(Mapping {
                 path,
                 action: action.name.clone(),

@@ -389,6 +389,27 @@ async fn show(
     )
 }
 
+/// Redirects to step `to` with the fields in its URL; fields too long together to travel stay
+/// on the `current` step, with everything typed and a clear error.
+fn go_to(
+    hx: HxRequest,
+    user: &SignedIn,
+    current: Step,
+    to: Step,
+    fields: Fields,
+) -> Result<HttpResponse, ConsoleError> {
+    let url = step_url(to, &fields);
+    if url.len() <= MAX_STEP_URL {
+        return Ok(see_other(&url));
+    }
+    let mut stay = page(user, current, fields, HashMap::new());
+    stay.error = Some(
+        "Together the fields are too long to carry to another step; shorten the variables, the buildspec or the addresses."
+            .into(),
+    );
+    render_with_status(hx, &stay, StatusCode::BAD_REQUEST)
+}
+
 fn step_url(step: Step, fields: &Fields) -> String {
     format!("/pipelines/new/{}?{}", step.slug(), fields.query())
 }
@@ -638,19 +659,8 @@ async fn submit(
     let go = form.remove("go").unwrap_or_default();
     let fields = Fields::from_pairs(form);
     match go.as_str() {
-        // Checked or not, what was typed travels back; too long to, it stays on this page.
-        "back" => {
-            let to = step_url(current.previous(), &fields);
-            if to.len() > MAX_STEP_URL {
-                let mut page = page(&user, current, fields, HashMap::new());
-                page.error = Some(
-                    "Together the fields are too long to carry to another step; shorten the variables, the buildspec or the addresses."
-                        .into(),
-                );
-                return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
-            }
-            Ok(see_other(&to))
-        }
+        // Checked or not, what was typed travels back.
+        "back" => go_to(hx, &user, current, current.previous(), fields),
         "create" => {
             for s in &Step::ALL[..4] {
                 let errors = check(*s, &fields);
@@ -704,16 +714,7 @@ async fn submit(
                     StatusCode::BAD_REQUEST,
                 );
             }
-            let to = step_url(current.next(), &fields);
-            if to.len() > MAX_STEP_URL {
-                let mut page = page(&user, current, fields, HashMap::new());
-                page.error = Some(
-                    "Together the fields are too long to carry to the next step; shorten the variables, the buildspec or the addresses."
-                        .into(),
-                );
-                return render_with_status(hx, &page, StatusCode::BAD_REQUEST);
-            }
-            Ok(see_other(&to))
+            go_to(hx, &user, current, current.next(), fields)
         }
     }
 }
