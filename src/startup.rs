@@ -238,13 +238,12 @@ impl Application {
         }
     }
 
-    /// Serves until SIGINT/SIGTERM (graceful: in-flight requests finish, bounded by the shutdown
-    /// timeout) or until stopped through a [`ServerHandle`].
-    /// Serves until stopped, with periodic maintenance and the worker pool alongside. Shutdown
-    /// is ordered: HTTP drains first, then the workers stop claiming and finish (or give back)
-    /// what they run, within the shutdown timeout.
+    /// Serves until SIGINT/SIGTERM or until stopped through a [`ServerHandle`], with periodic
+    /// maintenance and the worker pool alongside. Shutdown is graceful and ordered: HTTP drains
+    /// first (in-flight requests finish), then the workers stop claiming and finish (or give
+    /// back) what they run, all within the shutdown timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.live.start(self.services.pool.clone());
+        self.live.start(&self.services)?;
         let workers = crate::workers::WorkerPool::start(self.services, self.pool);
         let stopper = StopHandle {
             server: self.server.handle(),

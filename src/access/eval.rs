@@ -46,6 +46,14 @@ pub enum Evaluation {
     ImplicitDeny,
 }
 
+/// An [`Evaluation`] before its statement is described.
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    Allowed(StatementRef),
+    ExplicitDeny(StatementRef),
+    ImplicitDeny,
+}
+
 /// The policies that apply to a principal (its own and its groups'), indexed for evaluation.
 #[derive(Debug, Clone)]
 pub struct PolicySet {
@@ -115,6 +123,16 @@ impl PolicySet {
     /// Explicit deny > allow > implicit deny. The statement reported is the first matching one in
     /// attachment and document order, so explanations are stable.
     pub fn evaluate(&self, action: Action, resource: &Resource) -> Evaluation {
+        match self.find(action, resource) {
+            Found::ExplicitDeny(at) => Evaluation::ExplicitDeny(self.describe(at)),
+            Found::Allowed(at) => Evaluation::Allowed(self.describe(at)),
+            Found::ImplicitDeny => Evaluation::ImplicitDeny,
+        }
+    }
+
+    /// [`evaluate`](Self::evaluate) without the explanation, which costs allocations that a
+    /// question asked for every button of every live stream should not pay.
+    fn find(&self, action: Action, resource: &Resource) -> Found {
         let first_match = |lists: &[Vec<StatementRef>]| {
             lists[action.index()]
                 .iter()
@@ -122,11 +140,11 @@ impl PolicySet {
                 .find(|&at| self.statement(at).matches_resource(action, resource))
         };
         if let Some(deny) = first_match(&self.denies) {
-            return Evaluation::ExplicitDeny(self.describe(deny));
+            return Found::ExplicitDeny(deny);
         }
         match first_match(&self.allows) {
-            Some(allow) => Evaluation::Allowed(self.describe(allow)),
-            None => Evaluation::ImplicitDeny,
+            Some(allow) => Found::Allowed(allow),
+            None => Found::ImplicitDeny,
         }
     }
 
@@ -317,34 +335,57 @@ impl Decision {
 
 /// The one authorization function. Every console route and API operation calls it before acting.
 pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> Decision {
-    let deny = |reason| {
-        Decision::Denied(Box::new(Denied {
-            principal_arn: principal.arn(),
-            action,
-            resource: resource.clone(),
-            reason,
-        }))
+    let reason = match decide(principal, action, resource) {
+        Verdict::Allowed => return Decision::Allowed,
+        Verdict::Unreadable(policy) => DenyReason::UnreadablePolicy(policy.to_string()),
+        Verdict::ExplicitDeny(at) => DenyReason::ExplicitDeny(principal.policies.describe(at)),
+        Verdict::NoAllow => DenyReason::NoAllow,
+        Verdict::TokenExplicitDeny(token, at) => DenyReason::TokenExplicitDeny(token.describe(at)),
+        Verdict::TokenNoAllow => DenyReason::TokenNoAllow,
     };
+    Decision::Denied(Box::new(Denied {
+        principal_arn: principal.arn(),
+        action,
+        resource: resource.clone(),
+        reason,
+    }))
+}
+
+/// [`authorize`]'s answer alone, without building the refusal's explanation: for the questions a
+/// page asks to decide which links and buttons to show.
+pub fn is_allowed(principal: &Principal, action: Action, resource: &Resource) -> bool {
+    matches!(decide(principal, action, resource), Verdict::Allowed)
+}
+
+/// The decision [`authorize`] and [`is_allowed`] both give, with where to find its reason.
+enum Verdict<'a> {
+    Allowed,
+    Unreadable(&'a str),
+    ExplicitDeny(StatementRef),
+    NoAllow,
+    TokenExplicitDeny(&'a PolicySet, StatementRef),
+    TokenNoAllow,
+}
+
+fn decide<'a>(principal: &'a Principal, action: Action, resource: &Resource) -> Verdict<'a> {
     match &principal.standing {
-        Standing::System => return Decision::Allowed,
-        Standing::Unreadable(policy) => return deny(DenyReason::UnreadablePolicy(policy.clone())),
+        Standing::System => return Verdict::Allowed,
+        Standing::Unreadable(policy) => return Verdict::Unreadable(policy),
         Standing::Policies => {}
     }
     let own = action.is_self_service() && *resource == Resource::user(&principal.user_name);
-    match principal.policies.evaluate(action, resource) {
-        Evaluation::ExplicitDeny(statement) => return deny(DenyReason::ExplicitDeny(statement)),
-        Evaluation::ImplicitDeny if !own => return deny(DenyReason::NoAllow),
-        Evaluation::Allowed(_) | Evaluation::ImplicitDeny => {}
+    match principal.policies.find(action, resource) {
+        Found::ExplicitDeny(at) => return Verdict::ExplicitDeny(at),
+        Found::ImplicitDeny if !own => return Verdict::NoAllow,
+        Found::Allowed(_) | Found::ImplicitDeny => {}
     }
     // A narrowed token gets no self-service grant: it could otherwise mint an unnarrowed token.
     if let Some(token) = &principal.token_policy {
-        match token.evaluate(action, resource) {
-            Evaluation::Allowed(_) => {}
-            Evaluation::ExplicitDeny(statement) => {
-                return deny(DenyReason::TokenExplicitDeny(statement));
-            }
-            Evaluation::ImplicitDeny => return deny(DenyReason::TokenNoAllow),
+        match token.find(action, resource) {
+            Found::Allowed(_) => {}
+            Found::ExplicitDeny(at) => return Verdict::TokenExplicitDeny(token, at),
+            Found::ImplicitDeny => return Verdict::TokenNoAllow,
         }
     }
-    Decision::Allowed
+    Verdict::Allowed
 }

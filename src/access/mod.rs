@@ -1,7 +1,8 @@
 //! Authorization: IAM-style policies and the one decision function (`docs/access-control.md`).
 //!
 //! Pure logic: no IO, no clock. Handlers build a [`Principal`] (from the database, once per
-//! request), call [`authorize`] before acting, and hand templates booleans computed by it.
+//! request), call [`authorize`] before acting, and hand templates booleans computed by
+//! [`is_allowed`]: the same decision, without building the refusal's explanation.
 
 mod action;
 mod arn;
@@ -17,7 +18,7 @@ pub use action::{Action, EventName, ResourceKind, Service, SessionEvent, Unknown
 pub use arn::{Resource, ResourceArn, ResourcePattern};
 pub use eval::{
     Decision, Denied, DenyReason, Evaluation, MatchedStatement, NamedPolicy, PolicySet, Principal,
-    authorize,
+    authorize, is_allowed,
 };
 pub use policy::{
     ActionMatch, ActionPattern, Effect, MAX_DOCUMENT_CHARS, PolicyDocument, PolicyError,

@@ -590,6 +590,30 @@ proptest! {
     }
 
     #[test]
+    fn the_answer_alone_is_the_decisions_answer(policies in arb_policies(), token in arb_policies()) {
+        let set = Arc::new(policy_set(&policies));
+        let token = Arc::new(policy_set(&token));
+        // "alice" is a resource below, so self-service grants are asked too.
+        let principals = [
+            Principal::user("alice", set.clone()),
+            Principal::narrowed("alice", set.clone(), token),
+            Principal::unreadable("alice", "broken"),
+            Principal::system("engine"),
+        ];
+        for principal in &principals {
+            for &action in Action::ALL {
+                for resource in resources() {
+                    prop_assert_eq!(
+                        is_allowed(principal, action, &resource),
+                        authorize(principal, action, &resource).is_allowed(),
+                        "{} on {}", action, resource
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_matching_deny_always_wins(policies in arb_policies(), action_i in 0..Action::ALL.len(), resource_i in 0..9usize) {
         let action = Action::ALL[action_i];
         let resource = resources()[resource_i].clone();

@@ -46,6 +46,17 @@ pub async fn connect(
         .await
 }
 
+/// A second pool to the database `pool` connects to, of at most `max_connections`, that opens
+/// its connections only when first asked (so on the runtime of whoever asks first).
+pub fn lazy_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_secs(300))
+        .connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
 /// Applies every migration not yet applied. Safe to run concurrently: sqlx takes an advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await

@@ -249,7 +249,7 @@ impl Caller {
 
     /// Whether the caller may do `action` on `resource` (for showing links and buttons).
     pub fn can(&self, action: Action, resource: &Resource) -> bool {
-        access::authorize(&self.principal, action, resource).is_allowed()
+        access::is_allowed(&self.principal, action, resource)
     }
 
     pub fn session_id(&self) -> Option<Uuid> {

@@ -35,7 +35,7 @@ use crate::ops::{Caller, Page, Services, approvals, pipelines};
 use crate::pipeline::wire::PipelineDeclaration;
 use crate::web::AppState;
 use crate::web::auth::{SignedIn, cookie_name};
-use crate::web::live::{self, Hub, Refused};
+use crate::web::live::{self, Hub, Refused, lock};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::web::get_only("/live", open));
@@ -94,14 +94,49 @@ enum View {
 }
 
 /// One part of a page, rendered for one viewer.
+#[derive(Clone)]
 struct Part {
     /// The element's id: a part is sent again only when its HTML differs from the last sent.
-    key: String,
-    html: String,
-    /// For a part rendered once for every viewer with the same permissions: the hash of its HTML
-    /// (computed once), which still holds the CSRF placeholder. The viewer's token is put in
-    /// only when the part is sent, so an unchanged part costs each stream a comparison.
-    shared_hash: Option<u64>,
+    key: Arc<str>,
+    html: Html,
+}
+
+#[derive(Clone)]
+enum Html {
+    /// Rendered for this viewer alone.
+    Own(String),
+    /// Rendered once for every viewer with the same permissions, and shared by their streams.
+    Shared(Arc<SharedHtml>),
+}
+
+/// A part's HTML as every stream that shares it sends it: already framed as an event's `data:`
+/// lines and hashed, once. It still holds the CSRF placeholder: the viewer's token is put in only
+/// when the part is sent, so an unchanged part costs each stream a comparison, a changed one a
+/// copy.
+struct SharedHtml {
+    framed: String,
+    hash: u64,
+}
+
+impl Part {
+    fn own(key: impl Into<Arc<str>>, html: String) -> Self {
+        Part {
+            key: key.into(),
+            html: Html::Own(html),
+        }
+    }
+
+    fn shared(key: impl Into<Arc<str>>, html: &str) -> Self {
+        let mut framed = String::with_capacity(html.len() + 64);
+        live::push_data_lines(&mut framed, html);
+        Part {
+            key: key.into(),
+            html: Html::Shared(Arc::new(SharedHtml {
+                hash: hash_of(&framed),
+                framed,
+            })),
+        }
+    }
 }
 
 fn hash_of(html: &str) -> u64 {
@@ -218,7 +253,8 @@ async fn run(stream: Stream) {
         slot,
     } = stream;
     let (mut changes, mut closing) = hub.subscribe();
-    let mut sent: HashMap<String, u64> = HashMap::new();
+    let _prefetching = view.prefetch(&hub);
+    let mut sent: HashMap<Arc<str>, u64> = HashMap::new();
     // A reconnecting browser waits a second, not the default three.
     if tx
         .try_send(web::Bytes::from_static(b"retry: 1000\n\n"))
@@ -373,30 +409,40 @@ const SLOW_CLIENT: Duration = Duration::from_secs(10);
 async fn send(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
     csrf: &str,
-    sent: &mut HashMap<String, u64>,
+    sent: &mut HashMap<Arc<str>, u64>,
     parts: Vec<Part>,
     id: Option<&str>,
 ) -> bool {
-    let mut html = String::new();
+    let mut lines = String::new();
     for part in parts {
-        let hash = part.shared_hash.unwrap_or_else(|| hash_of(&part.html));
+        let hash = match &part.html {
+            Html::Own(html) => hash_of(html),
+            Html::Shared(shared) => shared.hash,
+        };
         if part.key.is_empty() || sent.get(&part.key) != Some(&hash) {
             if !part.key.is_empty() {
                 sent.insert(part.key, hash);
             }
-            if part.shared_hash.is_some() {
-                html.push_str(&part.html.replace(CSRF_PLACEHOLDER.as_str(), csrf));
-            } else {
-                html.push_str(&part.html);
+            match &part.html {
+                Html::Own(html) => live::push_data_lines(&mut lines, html),
+                Html::Shared(shared) => {
+                    // The placeholder and the token hold no line break: replacing one by the
+                    // other in framed lines frames the replaced HTML.
+                    for (i, piece) in shared.framed.split(CSRF_PLACEHOLDER.as_str()).enumerate() {
+                        if i > 0 {
+                            lines.push_str(csrf);
+                        }
+                        lines.push_str(piece);
+                    }
+                }
             }
-            html.push('\n');
         }
     }
-    if html.is_empty() {
+    if lines.is_empty() {
         return true;
     }
     match tx
-        .send_timeout(live::event("change", id, &html), SLOW_CLIENT)
+        .send_timeout(live::framed_event("change", id, &lines), SLOW_CLIENT)
         .await
     {
         Ok(()) => {
@@ -416,13 +462,13 @@ async fn send(
 async fn end(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
     csrf: &str,
-    sent: &mut HashMap<String, u64>,
+    sent: &mut HashMap<Arc<str>, u64>,
     mut parts: Vec<Part>,
     why: &str,
     shows_status: bool,
 ) {
     // A page without a status line gets none (htmx would complain of the missing target).
-    parts.retain(|p| p.key != "live-status");
+    parts.retain(|p| &*p.key != "live-status");
     if shows_status {
         parts.push(status_part(
             false,
@@ -437,7 +483,7 @@ async fn end(
 async fn finish(
     tx: &tokio::sync::mpsc::Sender<web::Bytes>,
     csrf: &str,
-    sent: &mut HashMap<String, u64>,
+    sent: &mut HashMap<Arc<str>, u64>,
     parts: Vec<Part>,
     id: Option<&str>,
 ) {
@@ -455,13 +501,12 @@ struct StatusFragment<'a> {
 }
 
 fn status_part(live: bool, text: &str, reload: bool) -> Part {
-    Part {
-        key: "live-status".into(),
-        html: StatusFragment { live, text, reload }
+    Part::own(
+        "live-status",
+        StatusFragment { live, text, reload }
             .render()
             .unwrap_or_default(),
-        shared_hash: None,
-    }
+    )
 }
 
 #[derive(Template)]
@@ -478,21 +523,16 @@ async fn count_part(hub: &Hub, s: &Services, viewer: &Viewer) -> Option<Part> {
         })
         .await
         .ok()?;
-    Some(Part {
-        key: "nav-approvals-count".into(),
-        html: CountFragment { count: *count }.render().ok()?,
-        shared_hash: None,
-    })
+    Some(Part::own(
+        "nav-approvals-count",
+        CountFragment { count: *count }.render().ok()?,
+    ))
 }
 
 /// A table's row or cell, wrapped in a `<template>`: parsed alone, outside its table, the
 /// browser would drop it (htmx swaps what a template holds by id all the same).
 fn table_part(key: String, html: String) -> Part {
-    Part {
-        key,
-        html: format!("<template>{html}</template>"),
-        shared_hash: None,
-    }
+    Part::own(key, format!("<template>{html}</template>"))
 }
 
 fn render(template: &impl Template) -> Result<String, ConsoleError> {
@@ -714,6 +754,21 @@ impl View {
         }
     }
 
+    /// What the listener reads for this view before telling its streams of a change, for as
+    /// long as the returned guard is held: the data every viewer of a pipeline shares.
+    fn prefetch(&self, hub: &Hub) -> Option<live::Prefetching> {
+        let View::Pipeline { name, id, .. } = self else {
+            return None;
+        };
+        let name = name.clone();
+        Some(
+            hub.prefetch(pipeline_key(*id), Change::Pipeline(*id), move |s| {
+                let name = name.clone();
+                async move { pipeline_data(&s, &name).await }
+            }),
+        )
+    }
+
     /// Whether the view has more to send at once (a log catching up, batch after batch).
     fn behind(&self) -> bool {
         matches!(self, View::Log { behind: true, .. })
@@ -741,7 +796,7 @@ impl View {
             View::Nav => Ok(Refresh::Parts(Vec::new())),
             View::Pipeline { name, id, version } => {
                 let read = hub
-                    .shared(format!("pipeline:{id}"), || pipeline_data(s, name))
+                    .shared(pipeline_key(*id), || pipeline_data(s, name))
                     .await;
                 let Ok(read) = read else {
                     return Ok(Refresh::End("the pipeline was deleted"));
@@ -774,16 +829,7 @@ impl View {
                         parts
                     }
                 };
-                Ok(Refresh::Parts(
-                    parts
-                        .iter()
-                        .map(|p| Part {
-                            key: p.key.clone(),
-                            html: p.html.clone(),
-                            shared_hash: p.shared_hash,
-                        })
-                        .collect(),
-                ))
+                Ok(Refresh::Parts(parts.iter().cloned().collect()))
             }
             View::List { names } => {
                 let key = {
@@ -897,11 +943,7 @@ impl View {
                     s.clock.now(),
                 );
                 let oob = true;
-                let part = |key: &str, html| Part {
-                    key: key.into(),
-                    html,
-                    shared_hash: None,
-                };
+                let part = |key: &str, html| Part::own(key, html);
                 Ok(Refresh::Parts(vec![
                     part(
                         "execution-status",
@@ -946,9 +988,9 @@ impl View {
                     )
                 });
                 let done = ended.is_some();
-                let mut parts = vec![Part {
-                    key: String::new(),
-                    html: render(&LogLines {
+                let mut parts = vec![Part::own(
+                    "",
+                    render(&LogLines {
                         lines: page
                             .lines
                             .iter()
@@ -956,8 +998,7 @@ impl View {
                             .collect(),
                         ended,
                     })?,
-                    shared_hash: None,
-                }];
+                )];
                 if done {
                     // Everything is said: the stream sends it, then closes.
                     parts.push(status_part(false, "Complete.", false));
@@ -998,10 +1039,6 @@ impl Rendered {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Stands for a viewer's CSRF token in shared parts: random per process, so no text a build or
 /// a user writes can contain it.
 static CSRF_PLACEHOLDER: std::sync::LazyLock<String> =
@@ -1025,11 +1062,7 @@ fn pipeline_parts(
                 link: &link,
                 csrf,
             })?;
-            parts.push(Part {
-                key: format!("transition-{}", stage.index),
-                shared_hash: Some(hash_of(&html)),
-                html,
-            });
+            parts.push(Part::shared(format!("transition-{}", stage.index), &html));
         }
         let html = render(&StagePanel {
             stage,
@@ -1037,11 +1070,7 @@ fn pipeline_parts(
             csrf,
             shows_state: true,
         })?;
-        parts.push(Part {
-            key: format!("stage-{}", stage.index),
-            shared_hash: Some(hash_of(&html)),
-            html,
-        });
+        parts.push(Part::shared(format!("stage-{}", stage.index), &html));
     }
     Ok(parts)
 }
@@ -1053,6 +1082,10 @@ type PipelineData = (
     Vec<StageStateView>,
     std::sync::Mutex<Rendered>,
 );
+
+fn pipeline_key(id: Uuid) -> String {
+    format!("pipeline:{id}")
+}
 
 /// A pipeline's current declaration and state, read once for every stream showing it.
 async fn pipeline_data(s: &Services, name: &str) -> Result<PipelineData, ConsoleError> {
