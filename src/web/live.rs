@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use sqlx::PgPool;
 use tokio::sync::{OnceCell, broadcast, mpsc, watch};
 use uuid::Uuid;
 
@@ -136,17 +135,18 @@ impl Hub {
     /// it; its connections (made lazily) are driven by that thread too.
     pub fn start(&self, services: &Services) -> std::io::Result<()> {
         let reads = Services {
-            pool: crate::db::lazy_pool(&services.pool, PREFETCH_CONNECTIONS),
+            // The listening connection, and those prefetches read on.
+            pool: crate::db::lazy_pool(&services.pool, 1 + PREFETCH_CONNECTIONS),
             ..services.clone()
         };
-        let (hub, pool) = (self.clone(), services.pool.clone());
+        let hub = Arc::downgrade(&self.inner);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         std::thread::Builder::new()
             .name("sluice-live".into())
             .spawn(move || {
-                tokio::task::LocalSet::new().block_on(&runtime, listen(hub, pool, reads));
+                tokio::task::LocalSet::new().block_on(&runtime, listen(hub, reads));
             })?;
         Ok(())
     }
@@ -351,28 +351,39 @@ impl Drop for Slot {
     }
 }
 
-async fn listen(hub: Hub, pool: PgPool, reads: Services) {
-    let mut closing = hub.inner.closing.subscribe();
+/// The listener's loop. It holds the hub weakly: once the server that owns the hub is gone
+/// (dropped without a shutdown, as a test's server is), the closing channel's sender goes with
+/// it and the loop ends, and with it the thread.
+async fn listen(hub: std::sync::Weak<Inner>, reads: Services) {
+    let Some(mut closing) = hub.upgrade().map(|inner| inner.closing.subscribe()) else {
+        return;
+    };
+    let announce = async |change: Change| {
+        if let Some(inner) = hub.upgrade() {
+            Hub { inner }.announce(change, &reads).await;
+        }
+    };
     loop {
         if *closing.borrow() {
             return;
         }
-        match changes::listen(&pool).await {
+        // On the listener's own pool: its connection is driven by this thread too.
+        match changes::listen(&reads.pool).await {
             Ok(mut listener) => {
                 // Whatever happened while nobody listened: every stream refreshes.
-                hub.announce(Change::Resync, &reads).await;
+                announce(Change::Resync).await;
                 loop {
                     tokio::select! {
                         _ = closing.changed() => return,
                         next = listener.try_recv() => match next {
                             Ok(Some(n)) => {
                                 if let Some(change) = Change::parse(n.payload()) {
-                                    hub.announce(change, &reads).await;
+                                    announce(change).await;
                                 }
                             }
                             // The connection was lost; the next call reconnects, and what was
                             // said meanwhile is lost: resync.
-                            Ok(None) => hub.announce(Change::Resync, &reads).await,
+                            Ok(None) => announce(Change::Resync).await,
                             Err(e) => {
                                 tracing::warn!(error = %e, "live updates: the listener failed; reconnecting");
                                 break;
