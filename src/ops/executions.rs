@@ -1110,6 +1110,9 @@ pub async fn prepare_action(
         .await?;
     Ok(Some(Ok(Prepared {
         context: providers::Context {
+            pipeline_name: decl.name.clone(),
+            execution_id: row.id,
+            stage_name: stage_name.clone(),
             action,
             configuration: resolved,
             inputs,

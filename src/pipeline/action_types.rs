@@ -253,13 +253,16 @@ pub const BUILT_IN: &[ActionType] = &[
                 "Where to deploy, on the worker's host (an absolute path).",
             )
             .of(Format::AbsolutePath),
-            opt("KeepReleases", "How many earlier releases to keep (0-100).")
+            opt(
+                "KeepReleases",
+                "How many earlier releases to keep besides the current one (0-100, default 5).",
+            )
                 .of(Format::Number { min: 0, max: 100 }),
         ],
         inputs: (1, 1),
         outputs: (0, 0),
         output_variables: OutputVariables::Fixed(&[]),
-        summary: "Deploys an artifact into a directory on one host (CodeDeploy's and Elastic Beanstalk's role).",
+        summary: "Deploys an artifact as a release in a directory of the worker's host, running its appspec.yml hooks around the switch of the current link (CodeDeploy's and Elastic Beanstalk's role).",
         title: "Directory deploy",
     },
     ActionType {

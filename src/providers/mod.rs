@@ -3,11 +3,14 @@
 //! returns its output variables and artifacts, or the summary of why it failed. Dropping a
 //! provider's future stops its work (its processes are killed).
 
+pub mod appspec;
 pub mod buildspec;
 pub mod command;
+pub mod deploy;
 pub mod git;
 pub mod junit;
 pub mod log;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +21,10 @@ use crate::pipeline::wire::ActionDeclaration;
 
 /// What a provider works with.
 pub struct Context {
+    /// Which run this attempt belongs to (a deploy names its release after the execution).
+    pub pipeline_name: String,
+    pub execution_id: uuid::Uuid,
+    pub stage_name: String,
     pub action: ActionDeclaration,
     /// The configuration with its `#{…}` references resolved.
     pub configuration: BTreeMap<String, String>,
@@ -74,6 +81,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     ) {
         ("Source", "Sluice", "Git", "1") => git::run(ctx).await,
         ("Build" | "Test", "Sluice", "Command", "1") => command::run(ctx).await,
+        ("Deploy", "Sluice", "Directory", "1") => deploy::run(ctx).await,
         _ => Err(format!(
             "this Sluice cannot run {}/{}/{}/{} actions yet",
             id.category, id.owner, id.provider, id.version
@@ -102,8 +110,23 @@ pub fn runner_named(name: &str) -> Runner {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let c_name =
-        std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
+    let Some((uid, gid)) = user_ids(name) else {
+        return Err(format!(
+            "the worker runs as root and there is no user {name} to run builds as (--runner-user)"
+        ));
+    };
+    if uid == 0 {
+        return Err(format!(
+            "the runner user {name} is root; builds must run as an unprivileged user (--runner-user)"
+        ));
+    }
+    Ok(Some((uid, gid)))
+}
+
+/// The user and group ids of the user `name`, if there is one.
+pub fn user_ids(name: &str) -> Option<(u32, u32)> {
+    let c_name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a passwd is plain data; zeroed is a valid value for it.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buffer = vec![0 as libc::c_char; 4096];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
@@ -118,17 +141,7 @@ pub fn runner_named(name: &str) -> Runner {
             &mut found,
         )
     };
-    if rc != 0 || found.is_null() {
-        return Err(format!(
-            "the worker runs as root and there is no user {name} to run builds as (--runner-user)"
-        ));
-    }
-    if entry.pw_uid == 0 {
-        return Err(format!(
-            "the runner user {name} is root; builds must run as an unprivileged user (--runner-user)"
-        ));
-    }
-    Ok(Some((entry.pw_uid, entry.pw_gid)))
+    (rc == 0 && !found.is_null()).then_some((entry.pw_uid, entry.pw_gid))
 }
 
 /// Gives `dir` and everything under it to the runner, so its processes can work there.

@@ -8,7 +8,7 @@ use sqlx::{Connection, PgConnection};
 use crate::harness::{TestApp, admin_api, api_call as call, api_ok as ok};
 use crate::pipelines::web_app;
 
-async fn start(app: &TestApp, t: &str, name: &str) -> String {
+pub async fn start(app: &TestApp, t: &str, name: &str) -> String {
     ok(app, t, "StartPipelineExecution", json!({"name": name})).await["pipelineExecutionId"]
         .as_str()
         .unwrap()
@@ -872,7 +872,7 @@ async fn a_failed_stage_is_retried_and_a_disabled_transition_holds_executions_un
 }
 
 /// Adds a commit to `main` of the repository in `dir`; its id.
-fn commit(dir: &std::path::Path, file: &str, message: &str) -> String {
+pub fn commit(dir: &std::path::Path, file: &str, message: &str) -> String {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(args)

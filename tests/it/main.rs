@@ -13,6 +13,7 @@ mod connections;
 mod console;
 mod console_executions;
 mod console_pipelines;
+mod deploy;
 mod embedded;
 mod executions;
 mod hardening;
