@@ -14,6 +14,7 @@ mod console;
 mod console_executions;
 mod console_pipelines;
 mod deploy;
+mod docs;
 mod embedded;
 mod executions;
 mod hardening;
