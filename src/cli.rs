@@ -294,6 +294,12 @@ struct RunningArgs {
     #[arg(long, env = "SLUICE_RUNNER_USER", default_value = crate::providers::DEFAULT_RUNNER_USER, value_name = "USER")]
     runner_user: String,
 
+    /// Labels of this host's workers, comma-separated (`web,eu`; letters, digits, '-', '_', '.',
+    /// compared in lowercase): the deployment groups it is in, shown with the workers.
+    #[arg(long, env = "SLUICE_LABELS", default_value = "", value_name = "LABELS",
+          value_parser = crate::workers::labels::Labels::parse)]
+    labels: crate::workers::labels::Labels,
+
     /// Seconds in-flight requests and running actions get to finish after SIGINT or SIGTERM;
     /// then the jobs of actions still running are given back to the queue.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
@@ -319,6 +325,7 @@ impl WorkerArgs {
             database: self.database.into_target(),
             workers: self.workers,
             runner_user: self.running.runner_user,
+            labels: self.running.labels,
             lease_seconds: self.lease_seconds,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         })
@@ -422,6 +429,7 @@ impl ServeArgs {
             database: self.database.into_target(),
             workers: self.workers,
             runner_user: self.running.runner_user,
+            labels: self.running.labels,
             body_limit: self.max_body_bytes,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         }

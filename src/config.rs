@@ -241,6 +241,8 @@ pub struct ServeSettings {
     pub workers: WorkerCount,
     /// The user build commands run as when Sluice runs as root.
     pub runner_user: String,
+    /// The deployment groups the server's own workers' host is in.
+    pub labels: crate::workers::labels::Labels,
     pub artifacts: ArtifactSettings,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
@@ -363,6 +365,8 @@ pub struct WorkerSettings {
     /// At least one.
     pub workers: WorkerCount,
     pub runner_user: String,
+    /// The deployment groups this host is in.
+    pub labels: crate::workers::labels::Labels,
     /// The same store every server and worker uses.
     pub artifacts: ArtifactSettings,
     /// How long a claimed job's lease lasts without renewal.

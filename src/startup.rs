@@ -152,6 +152,7 @@ pub struct Application {
     /// For the maintenance loop and the worker pool that run beside the server.
     services: Services,
     pool: crate::workers::PoolSettings,
+    labels: crate::workers::labels::Labels,
     shutdown_timeout: std::time::Duration,
 }
 
@@ -216,6 +217,7 @@ impl Application {
                 workers: settings.workers.get(),
                 ..Default::default()
             },
+            labels: settings.labels.clone(),
             shutdown_timeout: std::time::Duration::from_secs(settings.shutdown_timeout_secs),
         })
     }
@@ -244,7 +246,7 @@ impl Application {
     /// back) what they run, all within the shutdown timeout.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.live.start(&self.services)?;
-        let workers = crate::workers::WorkerPool::start(self.services, self.pool);
+        let workers = crate::workers::WorkerPool::start(self.services, self.pool, self.labels);
         let stopper = StopHandle {
             server: self.server.handle(),
             live: self.live.clone(),
@@ -563,10 +565,12 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
             lease: time::Duration::seconds(i64::from(settings.lease_seconds)),
             ..Default::default()
         },
+        settings.labels.clone(),
     );
     tracing::info!(
         workers = settings.workers.get(),
         host = %crate::workers::hostname(),
+        labels = %settings.labels,
         "worker pool running; SIGINT or SIGTERM stops it"
     );
     stop_signal().await;

@@ -16,12 +16,14 @@ pub struct PoolRow {
     pub started_at: OffsetDateTime,
     pub heartbeat_at: OffsetDateTime,
     pub stopped_at: Option<OffsetDateTime>,
+    /// Canonical (see `workers::labels`).
+    pub labels: Vec<String>,
 }
 
 pub async fn register(conn: &mut PgConnection, pool: &PoolRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"INSERT INTO worker_pools (id, host, pid, version, kind, slots, started_at, heartbeat_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+        r#"INSERT INTO worker_pools (id, host, pid, version, kind, slots, started_at, heartbeat_at, labels)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
         pool.id,
         pool.host,
         pool.pid,
@@ -29,7 +31,8 @@ pub async fn register(conn: &mut PgConnection, pool: &PoolRow) -> Result<(), sql
         pool.kind,
         pool.slots,
         pool.started_at,
-        pool.heartbeat_at
+        pool.heartbeat_at,
+        &pool.labels
     )
     .execute(conn)
     .await?;
@@ -73,7 +76,7 @@ pub async fn recent(
 ) -> Result<Vec<PoolRow>, sqlx::Error> {
     sqlx::query_as!(
         PoolRow,
-        r#"SELECT id, host, pid, version, kind, slots, started_at, heartbeat_at, stopped_at
+        r#"SELECT id, host, pid, version, kind, slots, started_at, heartbeat_at, stopped_at, labels
            FROM worker_pools WHERE heartbeat_at >= $1
            ORDER BY stopped_at IS NOT NULL, started_at DESC LIMIT 500"#,
         since

@@ -43,6 +43,7 @@ pub struct PoolView {
     pub version: String,
     pub kind: String,
     pub slots: i32,
+    pub labels: crate::workers::labels::Labels,
     pub started: OffsetDateTime,
     pub heartbeat: OffsetDateTime,
     pub state: PoolState,
@@ -102,6 +103,7 @@ pub async fn list_workers(s: &Services, c: &Caller) -> Result<Vec<PoolView>, App
                     version: p.version,
                     kind: p.kind,
                     slots: p.slots,
+                    labels: crate::workers::labels::Labels::from_stored(p.labels),
                     started: p.started_at,
                     heartbeat: p.heartbeat_at,
                 })

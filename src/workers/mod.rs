@@ -20,6 +20,7 @@ use crate::ops::Services;
 use crate::ops::executions::{self, ACTION_JOB, ActionJob};
 use crate::providers;
 
+pub mod labels;
 pub mod leader;
 mod logs;
 
@@ -86,13 +87,13 @@ impl WorkerPool {
     /// Registers the process with its heartbeat and starts the leader election (every process
     /// does, web-only ones too: `sluice keys rotate` must see every process that holds keys),
     /// and with `settings.workers` above 0 the listener and the workers.
-    pub fn start(services: Services, settings: PoolSettings) -> WorkerPool {
+    pub fn start(services: Services, settings: PoolSettings, labels: labels::Labels) -> WorkerPool {
         let (phase, watcher) = watch::channel(Phase::Running);
         let wake = services.wake.clone();
         let id = Uuid::new_v4();
         let mut helpers = vec![
             tokio::spawn(leader::run(services.clone())),
-            tokio::spawn(beat(services.clone(), id, settings)),
+            tokio::spawn(beat(services.clone(), id, settings, labels)),
         ];
         let mut workers = Vec::new();
         if settings.workers > 0 {
@@ -160,7 +161,7 @@ impl WorkerPool {
 }
 
 /// Registers the pool, then keeps its heartbeat current.
-async fn beat(s: Services, id: Uuid, settings: PoolSettings) {
+async fn beat(s: Services, id: Uuid, settings: PoolSettings, labels: labels::Labels) {
     let now = s.clock.now();
     let row = db::workers::PoolRow {
         id,
@@ -172,6 +173,7 @@ async fn beat(s: Services, id: Uuid, settings: PoolSettings) {
         started_at: now,
         heartbeat_at: now,
         stopped_at: None,
+        labels: labels.as_slice().to_vec(),
     };
     let mut registered = false;
     loop {

@@ -12,9 +12,20 @@ use crate::harness::{
 
 /// A `sluice worker` process on the app's database, master key and artifact directory.
 pub fn worker(app: &TestApp, workers: u16, lease_seconds: u32) -> SluiceProcess {
+    worker_with(app, workers, lease_seconds, &[])
+}
+
+/// The same, with more arguments.
+pub fn worker_with(
+    app: &TestApp,
+    workers: u16,
+    lease_seconds: u32,
+    more: &[&str],
+) -> SluiceProcess {
     let data = crate::harness::temp_dir();
     let mut cmd = crate::harness::sluice_command();
     cmd.args(["worker", "--workers", &workers.to_string()])
+        .args(more)
         .args(["--lease-seconds", &lease_seconds.to_string()])
         .arg("--artifact-store")
         .arg(artifact_dir())
@@ -66,6 +77,60 @@ async fn statuses(c: &mut PgConnection, name: &str) -> Vec<String> {
     .fetch_all(c)
     .await
     .unwrap()
+}
+
+#[tokio::test]
+async fn a_worker_joins_its_deployment_groups_by_its_labels_and_bad_labels_stop_the_start() {
+    let app = spawn_app().await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let _worker = worker_with(&app, 1, 30, &["--labels", " Web,eu-West.1 ,web"]);
+    until(
+        &app,
+        "the worker registered",
+        "SELECT count(*) = 1 FROM worker_pools WHERE kind = 'worker' AND stopped_at IS NULL",
+    )
+    .await;
+    let listed = ok(&app, &t, "ListWorkers", json!({})).await;
+    let pools = listed["workerPools"].as_array().unwrap();
+    let labelled: Vec<&Value> = pools.iter().filter(|p| p["command"] == "worker").collect();
+    // Stored canonical: lowercase, sorted, each once; the server has none.
+    assert_eq!(
+        labelled[0]["labels"],
+        json!(["eu-west.1", "web"]),
+        "{listed}"
+    );
+    assert!(
+        pools
+            .iter()
+            .any(|p| p["command"] == "serve" && p["labels"] == json!([]))
+    );
+    let page = app
+        .client
+        .get(app.url("/admin/workers"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<span class="tag">eu-west.1</span> <span class="tag">web</span>"#),
+        "{page}"
+    );
+
+    for (labels, expected) in [
+        ("web,,eu", "empty label"),
+        ("bad label", "\"bad label\" is not a label"),
+        ("<script>", "is not a label"),
+    ] {
+        let (code, _, err) = crate::harness::run_sluice(&["worker", "--labels", labels], &[]);
+        assert_eq!(code, 2, "{labels}: {err}");
+        assert!(
+            err.contains("--labels") && err.contains(expected),
+            "{labels}: {err}"
+        );
+    }
 }
 
 #[tokio::test]

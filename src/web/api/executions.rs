@@ -219,6 +219,7 @@ pub async fn call(
                 "version": p.version,
                 "command": p.kind,
                 "workers": p.slots,
+                "labels": p.labels.as_slice(),
                 "state": match p.state {
                     crate::ops::workers::PoolState::Running => "Running",
                     crate::ops::workers::PoolState::Stopped => "Stopped",

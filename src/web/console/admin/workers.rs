@@ -29,6 +29,8 @@ struct PoolRow {
     version: String,
     kind: String,
     slots: i32,
+    /// The deployment groups its host is in.
+    labels: Vec<String>,
     started: String,
     heartbeat: String,
     state: (&'static str, &'static str),
@@ -71,6 +73,7 @@ pub async fn workers(
                 }
                 .to_string(),
                 slots: p.slots,
+                labels: p.labels.as_slice().to_vec(),
                 started: display_time(p.started),
                 heartbeat: display_time(p.heartbeat),
                 state: match p.state {
