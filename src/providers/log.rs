@@ -118,13 +118,23 @@ impl Log {
         if tail.is_empty() {
             return String::new();
         }
-        let mut out = String::from("; last lines of the log:");
+        let mut out = String::from(TAIL_MARKER);
         for line in tail {
             out.push_str("\n  ");
             out.push_str(&line.chars().take(200).collect::<String>());
         }
         out
     }
+}
+
+/// Where a failure's summary starts quoting the log ([`Log::tail_summary`]).
+const TAIL_MARKER: &str = "; last lines of the log:";
+
+/// A failure's summary without the log tail it quotes: for where the log is shown anyway.
+pub fn without_tail(summary: &str) -> &str {
+    summary
+        .split_once(TAIL_MARKER)
+        .map_or(summary, |(head, _)| head)
 }
 
 /// The strings to hide: each secret, each line of a multi-line secret, and each value of a secret

@@ -378,10 +378,10 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                 started.elapsed().as_secs_f64(),
             );
             if let Err(summary) = &result {
-                prepared
-                    .context
-                    .log
-                    .line(&format!("[Sluice] failed: {}", first_line(summary)));
+                prepared.context.log.line(&format!(
+                    "[Sluice] failed: {}",
+                    providers::log::without_tail(summary)
+                ));
             }
             // Every sender gone, the flusher writes what is left and ends; the result is recorded
             // after the log is complete (a bounded wait: a stuck database must not hold the job).
@@ -404,13 +404,6 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
             Err("Sluice could not prepare this action; the problem has been logged".into())
         }
     }
-}
-
-/// A failure's summary without the log tail it quotes (the log has those lines already).
-fn first_line(summary: &str) -> &str {
-    summary
-        .split_once("; last lines of the log:")
-        .map_or(summary, |(head, _)| head)
 }
 
 /// This machine's name, for logs and the workers page (read once).

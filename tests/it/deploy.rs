@@ -229,6 +229,28 @@ async fn a_directory_deploy_runs_its_hooks_around_the_switch_keeps_releases_and_
         "release three"
     );
     assert_eq!(releases(&target), kept, "the failed release is removed");
+    // The log's page says why above the log, without quoting the log's tail a second time.
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let attempt: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM action_executions WHERE execution_id = $1::uuid AND stage_index = 1",
+    )
+    .bind(&e4)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let page = app
+        .client
+        .get(app.url(&format!("/pipelines/site/actions/{attempt}/log")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lede = &page[page.find(r#"id="log-status""#).unwrap()..];
+    let lede = &lede[..lede.find("</p>").unwrap()];
+    assert!(lede.contains("and started it again"), "{lede}");
+    assert!(!lede.contains("last lines of the log"), "{lede}");
     // ValidateService ran in the new release, which is gone now: compare the events only.
     let events_since: Vec<String> = hook_log(events.path())[seen..]
         .iter()

@@ -1058,7 +1058,11 @@ async fn log_page(
             action: attempt.action_name.clone(),
             attempt: attempt.attempt,
             status: Status::of(&attempt.status),
-            summary: attempt.summary.clone().unwrap_or_default(),
+            // The log is on the page: its quoted tail would say it twice.
+            summary: crate::providers::log::without_tail(
+                attempt.summary.as_deref().unwrap_or_default(),
+            )
+            .to_string(),
             lines,
             more: None,
             earlier: None,
@@ -1083,7 +1087,8 @@ async fn log_page(
         action: a.action_name.clone(),
         attempt: a.attempt,
         status: Status::of(&a.status),
-        summary: a.summary.clone().unwrap_or_default(),
+        summary: crate::providers::log::without_tail(a.summary.as_deref().unwrap_or_default())
+            .to_string(),
         lines,
         earlier: (from > 1).then(|| {
             format!(

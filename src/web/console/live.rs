@@ -984,7 +984,10 @@ impl View {
                 let ended = page.complete.then(|| {
                     (
                         Status::of(&page.attempt.status),
-                        page.attempt.summary.clone().unwrap_or_default(),
+                        crate::providers::log::without_tail(
+                            page.attempt.summary.as_deref().unwrap_or_default(),
+                        )
+                        .to_string(),
                     )
                 });
                 let done = ended.is_some();
