@@ -251,6 +251,18 @@ async fn a_directory_deploy_runs_its_hooks_around_the_switch_keeps_releases_and_
     let lede = &lede[..lede.find("</p>").unwrap()];
     assert!(lede.contains("and started it again"), "{lede}");
     assert!(!lede.contains("last lines of the log"), "{lede}");
+    // So does the action's card on the pipeline's view.
+    let view = app
+        .client
+        .get(app.url("/pipelines/site"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(view.contains("switched back to release"), "{view}");
+    assert!(!view.contains("last lines of the log"), "{view}");
     // ValidateService ran in the new release, which is gone now: compare the events only.
     let events_since: Vec<String> = hook_log(events.path())[seen..]
         .iter()

@@ -1214,14 +1214,15 @@ pub fn stage_states(
                                     })
                                     .map(|ap| format!("/pipelines/{link}/approvals/{}", ap.id)),
                                 status: Status::of(&status),
-                                summary: summary
-                                    .unwrap_or_default()
-                                    .lines()
-                                    .next()
-                                    .unwrap_or_default()
-                                    .chars()
-                                    .take(300)
-                                    .collect(),
+                                summary: crate::providers::log::without_tail(
+                                    summary.as_deref().unwrap_or_default(),
+                                )
+                                .lines()
+                                .next()
+                                .unwrap_or_default()
+                                .chars()
+                                .take(300)
+                                .collect(),
                                 // An approval runs nothing, so it has no log.
                                 log_link: a
                                     .approval
