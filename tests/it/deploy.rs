@@ -239,28 +239,14 @@ async fn a_directory_deploy_runs_its_hooks_around_the_switch_keeps_releases_and_
     .await
     .unwrap();
     let page = app
-        .client
-        .get(app.url(&format!("/pipelines/site/actions/{attempt}/log")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .page(&format!("/pipelines/site/actions/{attempt}/log"))
+        .await;
     let lede = &page[page.find(r#"id="log-status""#).unwrap()..];
     let lede = &lede[..lede.find("</p>").unwrap()];
     assert!(lede.contains("and started it again"), "{lede}");
     assert!(!lede.contains("last lines of the log"), "{lede}");
     // So does the action's card on the pipeline's view.
-    let view = app
-        .client
-        .get(app.url("/pipelines/site"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let view = app.page("/pipelines/site").await;
     assert!(view.contains("switched back to release"), "{view}");
     assert!(!view.contains("last lines of the log"), "{view}");
     // ValidateService ran in the new release, which is gone now: compare the events only.

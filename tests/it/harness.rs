@@ -712,6 +712,18 @@ impl TestApp {
         client
     }
 
+    /// The HTML of a console page, as the signed-in `self.client` gets it.
+    pub async fn page(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The CSRF token of `client`'s session, read from a page's hidden field.
     pub async fn csrf_token(&self, client: &reqwest::Client) -> String {
         let html = client

@@ -105,15 +105,7 @@ async fn a_worker_joins_its_deployment_groups_by_its_labels_and_bad_labels_stop_
             .iter()
             .any(|p| p["command"] == "serve" && p["labels"] == json!([]))
     );
-    let page = app
-        .client
-        .get(app.url("/admin/workers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.page("/admin/workers").await;
     assert!(
         page.contains(r#"<span class="tag">eu-west.1</span> <span class="tag">web</span>"#),
         "{page}"
