@@ -10,6 +10,7 @@
 pub mod approval;
 pub mod events;
 pub mod planner;
+pub mod rollout;
 mod shape;
 mod state;
 pub mod variables;
