@@ -37,24 +37,21 @@ pub async fn connect(
     options: PgConnectOptions,
     max_connections: u32,
 ) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(5))
-        .idle_timeout(Duration::from_secs(300))
-        .connect_with(options)
-        .await
+    pool_options(max_connections).connect_with(options).await
 }
 
 /// A second pool to the database `pool` connects to, of at most `max_connections`, that opens
 /// its connections only when first asked (so on the runtime of whoever asks first).
 pub fn lazy_pool(pool: &PgPool, max_connections: u32) -> PgPool {
+    pool_options(max_connections).connect_lazy_with(pool.connect_options().as_ref().clone())
+}
+
+fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(pool.connect_options().as_ref().clone())
 }
 
 /// Applies every migration not yet applied. Safe to run concurrently: sqlx takes an advisory lock.

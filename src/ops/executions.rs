@@ -1112,7 +1112,6 @@ pub async fn prepare_action(
         context: providers::Context {
             pipeline_name: decl.name.clone(),
             execution_id: row.id,
-            stage_name: stage_name.clone(),
             action,
             configuration: resolved,
             inputs,

@@ -24,7 +24,6 @@ pub struct Context {
     /// Which run this attempt belongs to (a deploy names its release after the execution).
     pub pipeline_name: String,
     pub execution_id: uuid::Uuid,
-    pub stage_name: String,
     pub action: ActionDeclaration,
     /// The configuration with its `#{…}` references resolved.
     pub configuration: BTreeMap<String, String>,

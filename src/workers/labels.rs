@@ -45,9 +45,16 @@ impl Labels {
         Ok(Labels(labels))
     }
 
-    /// Labels as stored (already canonical); anything else in the column is left out.
+    /// Labels as stored (already canonical); a stored value that is not a label is left out.
     pub fn from_stored(stored: Vec<String>) -> Labels {
-        Labels::parse(&stored.join(",")).unwrap_or_default()
+        let mut labels: Vec<String> = stored
+            .iter()
+            .filter_map(|l| Labels::parse(l).ok())
+            .flat_map(|l| l.0)
+            .collect();
+        labels.sort();
+        labels.dedup();
+        Labels(labels)
     }
 
     pub fn as_slice(&self) -> &[String] {
@@ -84,7 +91,7 @@ mod tests {
         assert_eq!(Labels::parse("").unwrap(), Labels::default());
         assert_eq!(Labels::parse("  ").unwrap(), Labels::default());
         assert_eq!(
-            Labels::from_stored(vec!["web".into(), "eu".into()]).to_string(),
+            Labels::from_stored(vec!["web".into(), "eu".into(), "bad label".into()]).to_string(),
             "eu,web"
         );
     }
