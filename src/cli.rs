@@ -300,6 +300,12 @@ struct RunningArgs {
           value_parser = crate::workers::labels::Labels::parse)]
     labels: crate::workers::labels::Labels,
 
+    /// Deploys of this host's workers go inside this directory: a TargetDirectory of /srv/app is
+    /// DIR/srv/app (several workers on one machine, each its own host).
+    #[arg(long, env = "SLUICE_DEPLOY_ROOT", value_name = "DIR",
+          value_parser = absolute_directory)]
+    deploy_root: Option<std::path::PathBuf>,
+
     /// Seconds in-flight requests and running actions get to finish after SIGINT or SIGTERM;
     /// then the jobs of actions still running are given back to the queue.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
@@ -326,6 +332,7 @@ impl WorkerArgs {
             workers: self.workers,
             runner_user: self.running.runner_user,
             labels: self.running.labels,
+            deploy_root: self.running.deploy_root,
             lease_seconds: self.lease_seconds,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         })
@@ -430,6 +437,7 @@ impl ServeArgs {
             workers: self.workers,
             runner_user: self.running.runner_user,
             labels: self.running.labels,
+            deploy_root: self.running.deploy_root,
             body_limit: self.max_body_bytes,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         }
@@ -587,6 +595,19 @@ pub fn main() -> ExitCode {
 }
 
 /// Reads a password from standard input: its first line, without the line ending.
+/// `--deploy-root`: an absolute path (it need not exist yet; a deploy makes what it needs).
+fn absolute_directory(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("{text:?} must be an absolute path without .."));
+    }
+    Ok(path)
+}
+
 fn password_from_stdin() -> Result<String, StartupError> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| {

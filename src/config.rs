@@ -243,6 +243,8 @@ pub struct ServeSettings {
     pub runner_user: String,
     /// The deployment groups the server's own workers' host is in.
     pub labels: crate::workers::labels::Labels,
+    /// Where the server's own workers' deploys go (TargetDirectory taken inside it).
+    pub deploy_root: Option<std::path::PathBuf>,
     pub artifacts: ArtifactSettings,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
@@ -367,6 +369,8 @@ pub struct WorkerSettings {
     pub runner_user: String,
     /// The deployment groups this host is in.
     pub labels: crate::workers::labels::Labels,
+    /// Where this worker's deploys go (TargetDirectory taken inside it).
+    pub deploy_root: Option<std::path::PathBuf>,
     /// The same store every server and worker uses.
     pub artifacts: ArtifactSettings,
     /// How long a claimed job's lease lasts without renewal.

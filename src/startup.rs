@@ -188,6 +188,7 @@ impl Application {
         );
         services.token_default_expiry_days = settings.token_default_expiry_days;
         services.runner = crate::providers::runner_named(&settings.runner_user);
+        services.deploy_root = settings.deploy_root.clone();
         if settings.workers.get() > 0
             && let Err(why) = &services.runner
         {
@@ -557,6 +558,7 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
         return Err(e);
     }
     services.runner = runner;
+    services.deploy_root = settings.deploy_root.clone();
     let pool = crate::workers::WorkerPool::start(
         services,
         crate::workers::PoolSettings {

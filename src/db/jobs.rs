@@ -11,6 +11,8 @@ use uuid::Uuid;
 pub const CHANNEL: &str = "sluice_jobs";
 /// The channel that tells workers a running job was cancelled (payload: the job's id).
 pub const CANCEL_CHANNEL: &str = "sluice_job_cancelled";
+/// The channel that tells a worker pool a job targeted at it was queued (payload: the pool's id).
+pub const TARGETED_CHANNEL: &str = "sluice_jobs_targeted";
 
 /// A job a worker holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +74,8 @@ pub async fn notify(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Claims up to `limit` runnable jobs for `owner`, each under a fresh lease until `now + lease`.
+/// Claims up to `limit` runnable jobs for `owner` (jobs targeted at a pool are left to it,
+/// see [`claim_targeted`]), each under a fresh lease until `now + lease`.
 /// Concurrent claimers never get the same job: rows another transaction holds are skipped.
 pub async fn claim(
     conn: &mut PgConnection,
@@ -87,6 +90,7 @@ pub async fn claim(
                   lease_token = gen_random_uuid(), lease_expires_at = $2, claimed_at = $3,
                   claimed_by = $1
            WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $3
+                        AND target_pool IS NULL
                         ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
            RETURNING id, kind, payload, attempt, lease_token AS "lease_token!", run_at"#,
         owner,
@@ -109,6 +113,71 @@ pub async fn claim(
         .collect();
     claimed.sort_by_key(|c| c.id);
     Ok(claimed)
+}
+
+/// Adds a job only the worker pool `pool` may claim, belonging to the job `parent` (cancelled
+/// with it), tried once: a host's deploy is not repeated behind the rollout's back. The pool
+/// hears of it on [`TARGETED_CHANNEL`] when the transaction commits.
+pub async fn enqueue_targeted(
+    conn: &mut PgConnection,
+    kind: &str,
+    payload: &Value,
+    pool: Uuid,
+    parent: i64,
+    now: OffsetDateTime,
+) -> Result<i64, sqlx::Error> {
+    let id = sqlx::query_scalar!(
+        r#"INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, target_pool, parent_id)
+           VALUES ($1, $2, 'available', 1, $3, $3, $4, $5) RETURNING id"#,
+        kind,
+        payload,
+        now,
+        pool,
+        parent
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        TARGETED_CHANNEL,
+        pool.to_string()
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Claims the oldest runnable job targeted at the pool `pool`, for `owner`, like [`claim`].
+pub async fn claim_targeted(
+    conn: &mut PgConnection,
+    pool: Uuid,
+    owner: Uuid,
+    now: OffsetDateTime,
+    lease: Duration,
+) -> Result<Option<Claimed>, sqlx::Error> {
+    let expires = now + lease;
+    let row = sqlx::query!(
+        r#"UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $2,
+                  lease_token = gen_random_uuid(), lease_expires_at = $3, claimed_at = $4,
+                  claimed_by = $2
+           WHERE id = (SELECT id FROM jobs WHERE state = 'available' AND target_pool = $1
+                       AND run_at <= $4 ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING id, kind, payload, attempt, lease_token AS "lease_token!", run_at"#,
+        pool,
+        owner,
+        expires,
+        now
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| Claimed {
+        id: r.id,
+        kind: r.kind,
+        payload: r.payload,
+        attempt: r.attempt,
+        lease: r.lease_token,
+        run_at: r.run_at,
+    }))
 }
 
 /// Renews a lease until `now + lease`; `false` when the lease is no longer this claim's (it
@@ -207,8 +276,32 @@ pub async fn cancel(
     .await?;
     if before == "running" {
         sqlx::query!("SELECT pg_notify($1, $2)", CANCEL_CHANNEL, id.to_string())
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+    }
+    // The jobs it queued for others (a rollout's hosts) end with it.
+    let running_children = sqlx::query_scalar!(
+        r#"WITH ended AS (
+               UPDATE jobs j SET state = 'cancelled', finished_at = $2,
+                      lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+               FROM (SELECT id, state FROM jobs WHERE parent_id = $1
+                     AND state IN ('available', 'running') FOR UPDATE) before
+               WHERE j.id = before.id
+               RETURNING j.id, before.state)
+           SELECT id FROM ended WHERE state = 'running'"#,
+        id,
+        now
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for child in running_children {
+        sqlx::query!(
+            "SELECT pg_notify($1, $2)",
+            CANCEL_CHANNEL,
+            child.to_string()
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(true)
 }

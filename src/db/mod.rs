@@ -9,6 +9,7 @@ pub mod audit;
 pub mod changes;
 pub mod cluster_admin;
 pub mod connections;
+pub mod deployments;
 pub mod events;
 pub mod executions;
 pub mod groups;

@@ -870,7 +870,7 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
 }
 
 /// What an action job carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionJob {
     pub pipeline_id: Uuid,
@@ -1122,6 +1122,7 @@ pub async fn prepare_action(
             log: providers::log::Log::discarding(),
             runner: s.runner.clone(),
             git_credentials,
+            deploy_root: s.deploy_root.clone(),
         },
         action_execution_id,
         secrets,

@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit_log;
 pub mod auth;
 pub mod connections;
+pub mod deployments;
 pub mod executions;
 pub mod iam;
 pub mod keys;
@@ -73,6 +74,8 @@ pub struct Services {
     pub artifacts: Option<Arc<crate::artifacts::store::ArtifactStore>>,
     /// Who builds run as (`--runner-user`).
     pub runner: crate::providers::Runner,
+    /// Where this process's deploys go (`--deploy-root`; `None`: TargetDirectory as it is).
+    pub deploy_root: Option<std::path::PathBuf>,
     /// The largest artifact an action may produce (`--max-artifact-bytes`).
     pub artifact_limit: u64,
     /// How long artifacts are kept (`--artifact-retention-days`).
@@ -104,6 +107,7 @@ impl Services {
             declarations: Default::default(),
             artifacts: None,
             runner: crate::providers::runner_named(crate::providers::DEFAULT_RUNNER_USER),
+            deploy_root: None,
             artifact_limit: executions::ARTIFACT_LIMIT,
             artifact_retention: time::Duration::days(executions::ARTIFACT_RETENTION_DAYS),
             wake: Default::default(),

@@ -29,6 +29,12 @@ pub enum Format {
     Flag,
     /// Group names separated by commas, never a reference (an approval rule).
     GroupNames,
+    /// One worker label: the deployment group a deploy goes to.
+    DeploymentGroup,
+    /// `OneAtATime`, `HalfAtATime` or `AllAtOnce` (`CodeDeployDefault.` in front allowed).
+    DeploymentConfig,
+    /// A number of hosts (`2`) or a percentage of the group (`75%`).
+    MinimumHealthyHosts,
 }
 
 /// One configuration property of an action type.
@@ -258,6 +264,26 @@ pub const BUILT_IN: &[ActionType] = &[
                 "How many earlier releases to keep besides the current one (0-100, default 5).",
             )
                 .of(Format::Number { min: 0, max: 100 }),
+            opt(
+                "DeploymentGroup",
+                "Deploy on every live worker started with this label (sluice worker --labels web); without it, on whichever worker runs the action.",
+            )
+            .of(Format::DeploymentGroup),
+            opt(
+                "DeploymentConfig",
+                "How many hosts of the group at a time: OneAtATime (default), HalfAtATime or AllAtOnce.",
+            )
+            .of(Format::DeploymentConfig),
+            opt(
+                "MinimumHealthyHosts",
+                "Hosts of the group never deployed to at the same time: a number (2) or a percentage (75%); overrides DeploymentConfig's.",
+            )
+            .of(Format::MinimumHealthyHosts),
+            opt(
+                "AutoRollback",
+                "When a host fails, switch every host that took the new release back (true, the default, or false).",
+            )
+            .of(Format::Flag),
         ],
         inputs: (1, 1),
         outputs: (0, 0),

@@ -673,6 +673,58 @@ fn repository_urls_are_https_ssh_scp_like_or_absolute_paths() {
 }
 
 #[test]
+fn a_deploy_to_a_group_names_one_label_and_a_codedeploy_configuration() {
+    let with_group = |key: &str, value: &str| {
+        let mut v = valid();
+        let config = &mut v["stages"][3]["actions"][0]["configuration"];
+        config["DeploymentGroup"] = json!("web");
+        config[key] = json!(value);
+        let path = format!("stages[3].actions[0].configuration.{key}");
+        match validate(parse(v)) {
+            Ok(_) => None,
+            Err(p) => p
+                .all()
+                .iter()
+                .find(|p| p.path == path)
+                .map(|p| p.message.clone()),
+        }
+    };
+    assert_eq!(config_problem(3, "DeploymentGroup", "Web"), None);
+    for bad in ["web,eu", "bad label", "<b>x</b>", " "] {
+        let m = config_problem(3, "DeploymentGroup", bad).unwrap_or_else(|| panic!("{bad}"));
+        assert!(m.contains("one worker label"), "{m}");
+        assert!(bad.trim().is_empty() || !m.contains(bad), "{m}");
+    }
+    for good in ["OneAtATime", "HalfAtATime", "CodeDeployDefault.AllAtOnce"] {
+        assert_eq!(with_group("DeploymentConfig", good), None, "{good}");
+    }
+    assert!(
+        with_group("DeploymentConfig", "Fast")
+            .unwrap()
+            .contains("OneAtATime")
+    );
+    assert_eq!(with_group("MinimumHealthyHosts", "75%"), None);
+    assert_eq!(with_group("MinimumHealthyHosts", "2"), None);
+    assert!(with_group("MinimumHealthyHosts", "100%").is_some());
+    assert!(with_group("MinimumHealthyHosts", "some").is_some());
+    assert_eq!(with_group("AutoRollback", "false"), None);
+    assert!(with_group("AutoRollback", "no").is_some());
+    // Without a group, the rollout's settings mean nothing and are refused.
+    for (key, value) in [
+        ("DeploymentConfig", "AllAtOnce"),
+        ("MinimumHealthyHosts", "1"),
+        ("AutoRollback", "true"),
+    ] {
+        assert!(
+            config_problem(3, key, value)
+                .unwrap()
+                .contains("name the DeploymentGroup"),
+            "{key}"
+        );
+    }
+}
+
+#[test]
 fn directories_are_absolute_and_urls_are_http() {
     assert!(
         config_problem(3, "TargetDirectory", "srv/app")

@@ -935,6 +935,18 @@ fn check_configuration(p: &mut Problems, ap: &str, action: &ActionDeclaration, t
             );
         }
     }
+    // How to roll out to a group means nothing without a group.
+    if !config.contains_key("DeploymentGroup") {
+        for key in ["DeploymentConfig", "MinimumHealthyHosts", "AutoRollback"] {
+            if config.contains_key(key) && t.property("DeploymentGroup").is_some() {
+                p.push(
+                    InvalidActionDeclaration,
+                    format!("{ap}.configuration.{key}"),
+                    format!("{key} says how to deploy to a group: name the DeploymentGroup too"),
+                );
+            }
+        }
+    }
     for prop in t.properties.iter().filter(|p| p.required) {
         if !config.contains_key(prop.name) {
             p.push(
@@ -993,6 +1005,19 @@ pub fn check_format(format: Format, value: &str) -> Result<(), String> {
         },
         Format::BuildSpec => check_buildspec(value),
         Format::EnvironmentVariables => check_environment_variables(value),
+        Format::DeploymentGroup => crate::workers::labels::Labels::group(value)
+            .map(|_| ())
+            .map_err(|_| {
+                "must be one worker label: letters, digits, '-', '_' or '.', starting with a letter or digit (up to 64)".into()
+            }),
+        Format::DeploymentConfig => crate::engine::rollout::DeploymentConfig::parse(value)
+            .map(|_| ())
+            .map_err(|_| "must be OneAtATime, HalfAtATime or AllAtOnce".into()),
+        Format::MinimumHealthyHosts => crate::engine::rollout::MinimumHealthyHosts::parse(value)
+            .map(|_| ())
+            .map_err(|_| {
+                "must be a number of hosts (2) or a percentage of the group (75%)".into()
+            }),
     }
 }
 

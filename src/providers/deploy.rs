@@ -28,18 +28,53 @@ pub const DEFAULT_KEEP_RELEASES: usize = 5;
 const RELEASES_LIST: &str = ".sluice-releases";
 const LOCK_FILE: &str = ".sluice-lock";
 
+/// What a deploy on this host did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    /// The release now current.
+    pub release: String,
+    /// The release it replaced (`None`: nothing was deployed before).
+    pub previous: Option<String>,
+    pub summary: String,
+}
+
+/// The action on whichever worker claimed it.
 pub async fn run(ctx: &Context) -> Result<Output, String> {
+    let deployed = deploy_here(ctx, 0).await?;
+    Ok(Output {
+        summary: Some(deployed.summary),
+        ..Output::default()
+    })
+}
+
+/// The target directory on this host: `TargetDirectory`, inside the worker's `--deploy-root`
+/// when it has one (several workers on one machine, or a host whose deploys go in a mount).
+fn target_of(ctx: &Context) -> Result<PathBuf, String> {
     let target = PathBuf::from(
         ctx.configuration
             .get("TargetDirectory")
             .ok_or("a directory deploy needs its TargetDirectory")?,
     );
-    if !target.is_absolute() {
+    if !target.is_absolute()
+        || target
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
         return Err(format!(
-            "the TargetDirectory {} must be an absolute path",
+            "the TargetDirectory {} must be an absolute path without ..",
             target.display()
         ));
     }
+    Ok(match &ctx.deploy_root {
+        Some(root) => root.join(target.strip_prefix("/").unwrap_or(&target)),
+        None => target,
+    })
+}
+
+/// Deploys the input artifact on this host, keeping at least `min_keep` earlier releases (a
+/// rollout keeps the one it replaced, to switch back to).
+pub async fn deploy_here(ctx: &Context, min_keep: usize) -> Result<Deployed, String> {
+    let target = target_of(ctx)?;
     let keep = match ctx.configuration.get("KeepReleases") {
         Some(n) => n
             .trim()
@@ -50,7 +85,8 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
                 "KeepReleases must be a number from 0 to 100, not {n:?}"
             ))?,
         None => DEFAULT_KEEP_RELEASES,
-    };
+    }
+    .max(min_keep);
     let runner = ctx.runner.clone()?;
     let (input, address) = ctx
         .inputs
@@ -87,7 +123,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     };
     let outcome = deploy(hooks, &release).await;
     match outcome {
-        Ok(timings) => {
+        Ok((timings, previous)) => {
             let removed = prune(&layout, keep).unwrap_or_else(|e| {
                 ctx.log
                     .line(&format!("[Sluice] old releases were not removed: {e}"));
@@ -101,13 +137,71 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
             if !timings.is_empty() {
                 summary.push_str(&format!(" ({})", timings.join(", ")));
             }
-            Ok(Output {
-                summary: Some(summary),
-                ..Output::default()
+            Ok(Deployed {
+                release,
+                previous,
+                summary,
             })
         }
         Err(why) => Err(format!("{why}{}", ctx.log.tail_summary())),
     }
+}
+
+/// Switches this host back from `release` (which a rollout deployed) to `previous`: the new
+/// release's ApplicationStop, the switch, the previous release's ApplicationStart, and the new
+/// release removed. Refused when `current` is no longer `release` (someone deployed since). What
+/// it did, or why it could not.
+pub async fn roll_back(
+    ctx: &Context,
+    release: &str,
+    previous: Option<&str>,
+) -> Result<String, String> {
+    let target = target_of(ctx)?;
+    let runner = ctx.runner.clone()?;
+    let _lock = lock(&target, &ctx.log).await?;
+    let layout = Layout::new(target.clone());
+    let current = layout.current_release()?;
+    if current.as_deref() != Some(release) {
+        return Err(format!(
+            "not switched back: current is no longer release {release} (it is {}), so it is left as it is",
+            current.as_deref().unwrap_or("nothing")
+        ));
+    }
+    if let Some(p) = previous
+        && !layout.release(p).is_dir()
+    {
+        return Err(format!(
+            "not switched back: the release {p} it replaced is no longer in {}",
+            layout.releases().display()
+        ));
+    }
+    let home = tempfile::tempdir().map_err(|e| format!("cannot make a home for hooks: {e}"))?;
+    super::hand_over(home.path(), runner)?;
+    let mut hooks = Hooks {
+        ctx,
+        layout: &layout,
+        runner,
+        home: home.path(),
+        timings: Vec::new(),
+    };
+    let spec = read_appspec(&layout.release(release))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    // Stopping the new release may fail; switching back matters more.
+    if let Err(why) = hooks.run(Hook::ApplicationStop, release, &spec).await {
+        ctx.log.line(&format!(
+            "[Sluice] stopping release {release} failed ({why}); switching back anyway"
+        ));
+    }
+    let previous = previous.map(|p| {
+        let spec = read_appspec(&layout.release(p))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        (p.to_string(), spec)
+    });
+    back(&mut hooks, previous.as_ref(), release, true).await
 }
 
 /// The paths of a target directory.
@@ -464,9 +558,12 @@ fn read_appspec(root: &Path) -> Result<Option<AppSpec>, String> {
     Ok(None)
 }
 
-/// The deploy proper, once the release is unpacked: the hook timings, or why it failed (with
-/// the host put back as it was).
-async fn deploy(mut hooks: Hooks<'_>, release: &str) -> Result<Vec<String>, String> {
+/// The deploy proper, once the release is unpacked: the hook timings and the release it
+/// replaced, or why it failed (with the host put back as it was).
+async fn deploy(
+    mut hooks: Hooks<'_>,
+    release: &str,
+) -> Result<(Vec<String>, Option<String>), String> {
     let (layout, ctx) = (hooks.layout, hooks.ctx);
     let log = &ctx.log;
     let spec = match read_appspec(&layout.release(release)) {
@@ -529,7 +626,7 @@ async fn deploy(mut hooks: Hooks<'_>, release: &str) -> Result<Vec<String>, Stri
             return Err(format!("{why}; {back}"));
         }
     }
-    Ok(hooks.timings)
+    Ok((hooks.timings, previous))
 }
 
 /// Puts the host back as it was before this deploy: `current` at the replaced release again,
@@ -541,34 +638,49 @@ async fn put_back(
     release: &str,
     restart: bool,
 ) -> String {
+    match back(hooks, previous, release, restart).await {
+        Ok(said) | Err(said) => said,
+    }
+}
+
+/// [`put_back`], `Err` when the host may not serve what it served before.
+async fn back(
+    hooks: &mut Hooks<'_>,
+    previous: Option<&(String, AppSpec)>,
+    release: &str,
+    restart: bool,
+) -> Result<String, String> {
     let (layout, ctx) = (hooks.layout, hooks.ctx);
     let log = &ctx.log;
     let said = match previous {
-        Some((p, pspec)) => {
-            let mut said = match layout.switch(p) {
-                Ok(()) => format!("switched back to release {p}"),
-                Err(e) => format!("could not switch back to release {p}: {e}"),
-            };
-            log.line(&format!("[Sluice] {said}"));
-            if restart && !pspec.scripts(Hook::ApplicationStart).is_empty() {
-                if let Err(why) = hooks.run(Hook::ApplicationStart, p, pspec).await {
-                    said.push_str(&format!(", and starting it again failed ({why})"));
-                    log.line(&format!("[Sluice] starting {p} again failed: {why}"));
+        Some((p, pspec)) => match layout.switch(p) {
+            Err(e) => Err(format!("could not switch back to release {p}: {e}")),
+            Ok(()) => {
+                log.line(&format!("[Sluice] switched back to release {p}"));
+                let said = format!("switched back to release {p}");
+                if restart && !pspec.scripts(Hook::ApplicationStart).is_empty() {
+                    match hooks.run(Hook::ApplicationStart, p, pspec).await {
+                        Err(why) => {
+                            log.line(&format!("[Sluice] starting {p} again failed: {why}"));
+                            Err(format!("{said}, and starting it again failed ({why})"))
+                        }
+                        Ok(()) => Ok(format!("{said} and started it again")),
+                    }
                 } else {
-                    said.push_str(" and started it again");
+                    Ok(said)
                 }
             }
-            said
-        }
-        None => {
-            let said = match layout.unswitch() {
-                Ok(()) => "nothing was deployed before, so current is removed".to_string(),
-                Err(e) => e,
-            };
-            log.line(&format!("[Sluice] {said}"));
-            said
-        }
+        },
+        None => match layout.unswitch() {
+            Ok(()) => Ok("nothing was deployed before, so current is removed".to_string()),
+            Err(e) => Err(e),
+        },
     };
+    if let Err(e) = &said {
+        log.line(&format!("[Sluice] {e}"));
+    } else if previous.is_none() {
+        log.line("[Sluice] nothing was deployed before, so current is removed");
+    }
     layout.discard(release);
     said
 }

@@ -42,6 +42,8 @@ pub struct Context {
     pub runner: Runner,
     /// The credentials of the connection a Git action names, opened.
     pub git_credentials: Option<crate::ops::connections::Credentials>,
+    /// Where this worker's deploys go: a TargetDirectory is taken inside it (`--deploy-root`).
+    pub deploy_root: Option<std::path::PathBuf>,
 }
 
 /// The user and group a provider's processes run as: `Ok(None)` for the worker's own user, or

@@ -45,6 +45,14 @@ impl Labels {
         Ok(Labels(labels))
     }
 
+    /// A deployment group's name: exactly one label, canonical.
+    pub fn group(name: &str) -> Result<String, String> {
+        match Labels::parse(name)?.0.as_slice() {
+            [one] if !name.contains(',') => Ok(one.clone()),
+            _ => Err("a deployment group is one worker label".into()),
+        }
+    }
+
     /// Labels as stored (already canonical); a stored value that is not a label is left out.
     pub fn from_stored(stored: Vec<String>) -> Labels {
         let mut labels: Vec<String> = stored

@@ -19,17 +19,50 @@ const MAX_BATCH: usize = 2000;
 /// Writes tried before a batch is dropped (the log is best effort; the action's result is not).
 const TRIES: u32 = 3;
 
-/// Starts the flusher of attempt `id`'s log; it ends once every sender is dropped and the last
-/// lines are written.
-pub fn start(pool: PgPool, id: Uuid) -> (mpsc::UnboundedSender<Entry>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (tx, tokio::spawn(flush(pool, id, rx)))
+/// Whose log it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// An action attempt's.
+    Attempt(Uuid),
+    /// One host's, of a fleet deploy's attempt.
+    Host(Uuid, i32),
 }
 
-async fn flush(pool: PgPool, id: Uuid, mut rx: mpsc::UnboundedReceiver<Entry>) {
+impl Target {
+    async fn last_line(self, conn: &mut sqlx::PgConnection) -> Result<i32, sqlx::Error> {
+        match self {
+            Target::Attempt(id) => db::logs::last_line(conn, id).await,
+            Target::Host(id, position) => db::deployments::last_log_line(conn, id, position).await,
+        }
+    }
+
+    async fn append(
+        self,
+        conn: &mut sqlx::PgConnection,
+        first: i32,
+        at: &[time::OffsetDateTime],
+        text: &[String],
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Target::Attempt(id) => db::logs::append(conn, id, first, at, text).await,
+            Target::Host(id, position) => {
+                db::deployments::append_log(conn, id, position, first, at, text).await
+            }
+        }
+    }
+}
+
+/// Starts the flusher of `target`'s log; it ends once every sender is dropped and the last
+/// lines are written.
+pub fn start(pool: PgPool, target: Target) -> (mpsc::UnboundedSender<Entry>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, tokio::spawn(flush(pool, target, rx)))
+}
+
+async fn flush(pool: PgPool, target: Target, mut rx: mpsc::UnboundedReceiver<Entry>) {
     // An attempt picked up again after its worker died continues its log.
     let mut next = match pool.acquire().await {
-        Ok(mut conn) => db::logs::last_line(&mut conn, id).await.unwrap_or(0) + 1,
+        Ok(mut conn) => target.last_line(&mut conn).await.unwrap_or(0) + 1,
         Err(_) => 1,
     };
     while let Some(first) = rx.recv().await {
@@ -50,13 +83,13 @@ async fn flush(pool: PgPool, id: Uuid, mut rx: mpsc::UnboundedReceiver<Entry>) {
         for attempt in 1..=TRIES {
             let written = async {
                 let mut conn = pool.acquire().await?;
-                db::logs::append(&mut conn, id, next, &at, &text).await
+                target.append(&mut conn, next, &at, &text).await
             }
             .await;
             match written {
                 Ok(()) => break,
                 Err(e) if attempt == TRIES => {
-                    tracing::warn!(error = %e, action_execution = %id, lines = text.len(), "log lines could not be written; dropped");
+                    tracing::warn!(error = %e, log = ?target, lines = text.len(), "log lines could not be written; dropped");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await,
             }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::db::{self, jobs::Claimed};
 use crate::ops::Services;
+use crate::ops::deployments;
 use crate::ops::executions::{self, ACTION_JOB, ActionJob};
 use crate::providers;
 
@@ -91,6 +92,7 @@ impl WorkerPool {
         let (phase, watcher) = watch::channel(Phase::Running);
         let wake = services.wake.clone();
         let id = Uuid::new_v4();
+        let in_groups = !labels.is_empty();
         let mut helpers = vec![
             tokio::spawn(leader::run(services.clone())),
             tokio::spawn(beat(services.clone(), id, settings, labels)),
@@ -98,9 +100,14 @@ impl WorkerPool {
         let mut workers = Vec::new();
         if settings.workers > 0 {
             let cancels = Cancels::default();
+            let targeted = Arc::new(Notify::new());
             helpers.push(tokio::spawn(listen(
                 services.clone(),
-                wake.clone(),
+                id,
+                Wakes {
+                    any: wake.clone(),
+                    targeted: targeted.clone(),
+                },
                 cancels.clone(),
             )));
             for _ in 0..settings.workers {
@@ -108,7 +115,21 @@ impl WorkerPool {
                     services.clone(),
                     settings,
                     id,
+                    Claims::Any,
                     wake.clone(),
+                    cancels.clone(),
+                    watcher.clone(),
+                )));
+            }
+            // A host in a deployment group takes its hosts' jobs in a loop of its own, so that
+            // a rollout running in this pool's only slot never waits on itself.
+            if in_groups {
+                workers.push(tokio::spawn(work(
+                    services.clone(),
+                    settings,
+                    id,
+                    Claims::Targeted,
+                    targeted,
                     cancels.clone(),
                     watcher.clone(),
                 )));
@@ -197,22 +218,47 @@ async fn beat(s: Services, id: Uuid, settings: PoolSettings, labels: labels::Lab
 /// The running jobs of this pool that want to hear of their cancellation.
 type Cancels = Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>>;
 
-/// Wakes waiting workers on every notification of the queue's channel, and tells a running job
-/// it was cancelled; reconnects on failure.
-async fn listen(s: Services, wake: Arc<Notify>, cancels: Cancels) {
+/// Which jobs a worker loop claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claims {
+    /// Any job not targeted at a pool.
+    Any,
+    /// Only the jobs targeted at this pool (its host's part of a fleet deploy).
+    Targeted,
+}
+
+/// What wakes the pool's two kinds of worker loops.
+struct Wakes {
+    any: Arc<Notify>,
+    targeted: Arc<Notify>,
+}
+
+/// Wakes waiting workers on every notification of the queue's channels (the targeted one only
+/// when the job is this pool's), and tells a running job it was cancelled; reconnects on failure.
+async fn listen(s: Services, pool_id: Uuid, wakes: Wakes, cancels: Cancels) {
+    let (wake, own) = (wakes.any, pool_id.to_string());
     loop {
         match sqlx::postgres::PgListener::connect_with(&s.pool).await {
             Ok(mut listener) => {
                 if let Err(e) = listener
-                    .listen_all([db::jobs::CHANNEL, db::jobs::CANCEL_CHANNEL])
+                    .listen_all([
+                        db::jobs::CHANNEL,
+                        db::jobs::CANCEL_CHANNEL,
+                        db::jobs::TARGETED_CHANNEL,
+                    ])
                     .await
                 {
                     tracing::warn!(error = %e, "cannot listen for jobs; polling meanwhile");
                 } else {
                     // Anything may have happened while not listening.
                     wake.notify_waiters();
+                    wakes.targeted.notify_waiters();
                     while let Ok(n) = listener.recv().await {
-                        if n.channel() == db::jobs::CANCEL_CHANNEL {
+                        if n.channel() == db::jobs::TARGETED_CHANNEL {
+                            if n.payload() == own {
+                                wakes.targeted.notify_one();
+                            }
+                        } else if n.channel() == db::jobs::CANCEL_CHANNEL {
                             let cancelled = n
                                 .payload()
                                 .parse::<i64>()
@@ -242,6 +288,7 @@ async fn work(
     s: Services,
     settings: PoolSettings,
     owner: Uuid,
+    claims: Claims,
     wake: Arc<Notify>,
     cancels: Cancels,
     mut phase: watch::Receiver<Phase>,
@@ -253,7 +300,21 @@ async fn work(
         let notified = wake.notified();
         let claimed = async {
             let mut conn = s.pool.acquire().await?;
-            db::jobs::claim(&mut conn, owner, 1, s.clock.now(), settings.lease).await
+            match claims {
+                Claims::Any => {
+                    db::jobs::claim(&mut conn, owner, 1, s.clock.now(), settings.lease).await
+                }
+                Claims::Targeted => Ok(db::jobs::claim_targeted(
+                    &mut conn,
+                    owner,
+                    owner,
+                    s.clock.now(),
+                    settings.lease,
+                )
+                .await?
+                .into_iter()
+                .collect()),
+            }
         }
         .await;
         match claimed {
@@ -321,8 +382,8 @@ async fn run_job(
         }
     };
     tokio::select! {
-        result = handle(s, &job) => {
-            match executions::finish_action_job(s, &job, &result).await {
+        recorded = execute(s, &job) => {
+            match recorded {
                 Ok(true) => {}
                 Ok(false) => tracing::info!(job = job.id, "the job's lease was lost; its result is dropped"),
                 Err(e) => tracing::error!(error = %e, job = job.id, "recording a job's result failed; its lease will expire"),
@@ -343,20 +404,45 @@ async fn run_job(
     }
 }
 
-/// What a job does, by kind.
+/// Runs a job and records its result, by kind: `Ok(false)` when the lease was lost first.
+async fn execute(s: &Services, job: &Claimed) -> Result<bool, crate::error::AppError> {
+    match job.kind.as_str() {
+        ACTION_JOB => {
+            let result = handle(s, job).await;
+            executions::finish_action_job(s, job, &result).await
+        }
+        deployments::HOST_JOB => handle_host(s, job).await,
+        other => {
+            let why = format!("no worker here runs {other} jobs");
+            let mut conn = s.pool.acquire().await?;
+            Ok(db::jobs::finish(
+                &mut conn,
+                job.id,
+                job.lease,
+                db::jobs::Outcome::Failed,
+                Some(&why),
+                s.clock.now(),
+            )
+            .await?)
+        }
+    }
+}
+
+/// An action's job.
 async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String> {
     let claimed_at = std::time::Instant::now();
-    if job.kind != ACTION_JOB {
-        return Err(format!("no worker here runs {} jobs", job.kind));
-    }
-    let prepared = match ActionJob::of(&job.payload) {
-        Ok(a) => executions::prepare_action(s, &a).await,
-        Err(e) => Err(e),
+    let action = ActionJob::of(&job.payload);
+    let prepared = match &action {
+        Ok(a) => executions::prepare_action(s, a).await,
+        Err(e) => Err(crate::error::AppError::Internal(anyhow::anyhow!("{e}"))),
     };
     match prepared {
         Ok(Some(Ok(mut prepared))) => {
             crate::metrics::action_started(claimed_at.elapsed().as_secs_f64());
-            let (lines, flusher) = logs::start(s.pool.clone(), prepared.action_execution_id);
+            let (lines, flusher) = logs::start(
+                s.pool.clone(),
+                logs::Target::Attempt(prepared.action_execution_id),
+            );
             prepared.context.log =
                 providers::log::Log::new(lines, std::mem::take(&mut prepared.secrets));
             let type_id = &prepared.context.action.action_type_id;
@@ -371,7 +457,21 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                 job.attempt
             ));
             let started = std::time::Instant::now();
-            let result = providers::run(&prepared.context).await;
+            let result = match (&action, group_of(&prepared.context)) {
+                (_, Err(why)) => Err(why),
+                (Ok(action), Ok(Some(group))) => {
+                    deployments::roll_out(
+                        s,
+                        job,
+                        action,
+                        prepared.action_execution_id,
+                        &group,
+                        &prepared.context.log,
+                    )
+                    .await
+                }
+                _ => providers::run(&prepared.context).await,
+            };
             crate::metrics::action_finished(
                 &prepared.context.action.action_type_id.provider,
                 result.is_ok(),
@@ -404,6 +504,69 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
             Err("Sluice could not prepare this action; the problem has been logged".into())
         }
     }
+}
+
+/// The deployment group a Directory deploy names, if any.
+fn group_of(ctx: &providers::Context) -> Result<Option<deployments::Group>, String> {
+    let id = &ctx.action.action_type_id;
+    if (id.category.as_str(), id.provider.as_str()) != ("Deploy", "Directory") {
+        return Ok(None);
+    }
+    deployments::Group::of(&ctx.configuration)
+}
+
+/// A host's part of a fleet deploy: deploy (or switch back) here, its log the host's own, and
+/// the host's new state recorded with the job's end.
+async fn handle_host(s: &Services, job: &Claimed) -> Result<bool, crate::error::AppError> {
+    let host = deployments::HostJob::of(&job.payload)?;
+    let fail = |why: String| deployments::HostResult::DeployFailed(why);
+    let Some(attempt_id) = deployments::attempt_of(s, &host).await? else {
+        // The execution is gone: nothing to record it on.
+        let mut conn = s.pool.acquire().await?;
+        return Ok(db::jobs::finish(
+            &mut conn,
+            job.id,
+            job.lease,
+            db::jobs::Outcome::Failed,
+            Some("the execution no longer exists"),
+            s.clock.now(),
+        )
+        .await?);
+    };
+    let result = match executions::prepare_action(s, &host.action).await? {
+        None => fail("the execution no longer exists".into()),
+        Some(Err(why)) => fail(why),
+        Some(Ok(mut prepared)) => {
+            let (lines, flusher) = logs::start(
+                s.pool.clone(),
+                logs::Target::Host(attempt_id, host.position),
+            );
+            prepared.context.log =
+                providers::log::Log::new(lines, std::mem::take(&mut prepared.secrets));
+            prepared.context.log.line(&format!(
+                "[Sluice] {} on {} (job {})",
+                match host.mode {
+                    deployments::HostMode::Deploy => "deploying",
+                    deployments::HostMode::RollBack { .. } => "switching back",
+                },
+                hostname(),
+                job.id
+            ));
+            let result = deployments::run_host(&prepared.context, &host.mode).await;
+            drop(prepared);
+            if tokio::time::timeout(StdDuration::from_secs(10), flusher)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    job = job.id,
+                    "the host's last log lines were not written in time"
+                );
+            }
+            result
+        }
+    };
+    deployments::finish_host_job(s, job, &host, attempt_id, &result).await
 }
 
 /// This machine's name, for logs and the workers page (read once).

@@ -324,3 +324,265 @@ async fn a_malformed_appspec_or_a_foreign_runas_deploys_nothing() {
     assert!(!target.join("current").exists());
     assert!(releases(&target).is_empty());
 }
+
+/// Waits (up to two minutes) for an execution to end; its status.
+async fn ended(app: &TestApp, t: &str, name: &str, id: &str) -> String {
+    for _ in 0..1200 {
+        let e = ok(
+            app,
+            t,
+            "GetPipelineExecution",
+            json!({"pipelineName": name, "pipelineExecutionId": id}),
+        )
+        .await;
+        let status = e["pipelineExecution"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if status != "InProgress" {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the execution {id} of {name} never ended");
+}
+
+fn group_pipeline(name: &str, repo: &str, group: &str, config: &str) -> Value {
+    json!({"name": name, "stages": [
+        crate::executions::source_stage(repo),
+        {"name": "Deploy", "actions": [{"name": "ToFleet",
+            "actionTypeId": {"category": "Deploy", "owner": "Sluice", "provider": "Directory", "version": "1"},
+            "configuration": {"TargetDirectory": "/srv/app", "DeploymentGroup": group,
+                              "DeploymentConfig": config},
+            "inputArtifacts": [{"name": "Src"}]}]}]})
+}
+
+/// The hosts of the execution's deploy: (state, release) in rollout order.
+async fn host_states(app: &TestApp, execution: &str) -> Vec<(String, Option<String>)> {
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    sqlx::query_as(
+        "SELECT h.state, h.release FROM deploy_hosts h JOIN action_executions a ON a.id = h.action_execution_id \
+         WHERE a.execution_id = $1::uuid ORDER BY h.position",
+    )
+    .bind(execution)
+    .fetch_all(&mut c)
+    .await
+    .unwrap()
+}
+
+/// The hook events a host ran (its lines of the shared hook log), from line `from` of that log.
+fn host_events(events: &Path, host: &Path, from: usize) -> Vec<String> {
+    let host = host.display().to_string();
+    hook_log(events)[from..]
+        .iter()
+        .filter(|l| {
+            l.split(' ')
+                .nth(2)
+                .is_some_and(|dir| dir.starts_with(&host))
+        })
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fleet_deploy_rolls_out_to_its_group_and_a_failing_host_switches_the_others_back() {
+    let (app, t) = workers_app().await;
+    let events = shared_dir();
+    let roots = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(roots.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Three hosts of the group `web` (three worker processes, each deploying into a root of its
+    // own), registered one after another so that the rollout's order is theirs.
+    let hosts: Vec<PathBuf> = (1..=3)
+        .map(|i| roots.path().join(format!("h{i}")))
+        .collect();
+    let mut workers = Vec::new();
+    for (i, root) in hosts.iter().enumerate() {
+        let root_arg = root.display().to_string();
+        workers.push(crate::workers::worker_with(
+            &app,
+            1,
+            30,
+            &["--labels", "Web,eu", "--deploy-root", &root_arg],
+        ));
+        let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+        for _ in 0..600 {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM worker_pools WHERE 'web' = ANY (labels) AND stopped_at IS NULL",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            if n == i64::try_from(i + 1).unwrap() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    // AllAtOnce: every host takes the release, each with its own hooks, in its own root.
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    write_app(repo.path(), events.path(), 0);
+    commit(repo.path(), "app.txt", "release one");
+    let path = repo.path().display().to_string();
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": group_pipeline("fleet", &path, "web", "AllAtOnce")}),
+    )
+    .await;
+    let e1 = first_execution(&app, &t, "fleet").await;
+    assert_eq!(ended(&app, &t, "fleet", &e1).await, "Succeeded");
+    let (_, summary) = deploy_result(&app, &e1).await;
+    assert_eq!(
+        summary,
+        format!("Deployed release {e1} to 3 hosts of the group web (AllAtOnce)")
+    );
+    assert_eq!(
+        host_states(&app, &e1).await,
+        vec![("Deployed".to_string(), Some(e1.clone())); 3]
+    );
+    for host in &hosts {
+        let target = host.join("srv/app");
+        assert_eq!(current(&target), Path::new("releases").join(&e1));
+        assert_eq!(
+            std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+            "release one"
+        );
+        assert_eq!(
+            host_events(events.path(), host, 0),
+            [
+                "BeforeInstall",
+                "AfterInstall",
+                "ApplicationStart",
+                "ValidateService"
+            ]
+            .map(|h| format!("{h} {e1}"))
+        );
+    }
+
+    // OneAtATime, and ValidateService fails on the second host: it puts itself back, the first
+    // is switched back, the third never starts.
+    let scripts = repo.path().join("scripts");
+    let check = std::fs::read_to_string(scripts.join("check.sh")).unwrap();
+    std::fs::write(
+        scripts.join("check.sh"),
+        format!(
+            "{check}case \"$SLUICE_TARGET_DIR\" in {}/*) exit 7;; esac\n",
+            hosts[1].display()
+        )
+        .replace("exit 0\ncase", "case"),
+    )
+    .unwrap();
+    commit(repo.path(), "app.txt", "release two");
+    let seen = hook_log(events.path()).len();
+    let mut current_pipeline =
+        ok(&app, &t, "GetPipeline", json!({"name": "fleet"})).await["pipeline"].clone();
+    current_pipeline["stages"][1]["actions"][0]["configuration"]["DeploymentConfig"] =
+        json!("CodeDeployDefault.OneAtATime");
+    ok(
+        &app,
+        &t,
+        "UpdatePipeline",
+        json!({"pipeline": current_pipeline}),
+    )
+    .await;
+    let e2 = start(&app, &t, "fleet").await;
+    assert_eq!(ended(&app, &t, "fleet", &e2).await, "Failed");
+    let states = host_states(&app, &e2).await;
+    let states: Vec<&str> = states.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(states, ["RolledBack", "Failed", "Skipped"]);
+    let (status, summary) = deploy_result(&app, &e2).await;
+    assert_eq!(status, "Failed");
+    assert!(
+        summary.starts_with("the deploy failed on ")
+            && summary.contains("ValidateService: scripts/check.sh exited with 7")
+            && summary.contains("; switched back: ")
+            && summary.contains("; not deployed: "),
+        "{summary}"
+    );
+    for host in &hosts {
+        let target = host.join("srv/app");
+        assert_eq!(
+            current(&target),
+            Path::new("releases").join(&e1),
+            "{}",
+            host.display()
+        );
+        assert_eq!(
+            std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+            "release one"
+        );
+        assert_eq!(releases(&target), vec![e1.clone()], "the new release is gone");
+    }
+    assert_eq!(
+        host_events(events.path(), &hosts[0], seen),
+        [
+            format!("ApplicationStop {e1}"),
+            format!("BeforeInstall {e2}"),
+            format!("AfterInstall {e2}"),
+            format!("ApplicationStart {e2}"),
+            format!("ValidateService {e2}"),
+            // Switched back: the new release stopped, the old one started.
+            format!("ApplicationStop {e2}"),
+            format!("ApplicationStart {e1}"),
+        ]
+    );
+    assert_eq!(
+        host_events(events.path(), &hosts[1], seen),
+        [
+            format!("ApplicationStop {e1}"),
+            format!("BeforeInstall {e2}"),
+            format!("AfterInstall {e2}"),
+            format!("ApplicationStart {e2}"),
+            format!("ValidateService {e2}"),
+            format!("ApplicationStart {e1}"),
+        ]
+    );
+    assert!(
+        host_events(events.path(), &hosts[2], seen).is_empty(),
+        "the third host is untouched"
+    );
+
+    // The action's page shows each host: its state, what happened, its own log.
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let attempt: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM action_executions WHERE execution_id = $1::uuid AND stage_index = 1",
+    )
+    .bind(&e2)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let page = app
+        .page(&format!("/pipelines/fleet/actions/{attempt}/log"))
+        .await;
+    for said in [
+        "Switched back",
+        "Not deployed",
+        "exited with 7",
+        "not deployed: the rollout stopped before this host",
+        "[Sluice] deploying on",
+        "Log of ",
+    ] {
+        assert!(page.contains(said), "{said}: {page}");
+    }
+
+    // A group nobody is in fails at once, saying so, and deploys nothing.
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": group_pipeline("nobody-home", &path, "db", "OneAtATime")}),
+    )
+    .await;
+    let e3 = first_execution(&app, &t, "nobody-home").await;
+    assert_eq!(ended(&app, &t, "nobody-home", &e3).await, "Failed");
+    let (_, summary) = deploy_result(&app, &e3).await;
+    assert!(
+        summary.starts_with("no live worker is in the deployment group db: start one on each of its hosts with `sluice worker --labels db`"),
+        "{summary}"
+    );
+    assert!(host_states(&app, &e3).await.is_empty());
+    drop(workers);
+}

@@ -450,6 +450,7 @@ async fn serve_at(
         database: DatabaseTarget::External(Box::new(options.clone().into())),
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         runner_user: "nobody".into(),
+        deploy_root: None,
         labels: Default::default(),
         artifacts: sluice::config::ArtifactSettings {
             location,

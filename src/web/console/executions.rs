@@ -881,8 +881,63 @@ struct LogPage {
     query: String,
     /// A search's outcome in words ("3 lines contain …").
     found: Option<String>,
+    /// A fleet deploy's hosts (none for any other action).
+    hosts: Vec<HostRow>,
 }
 console_page!(LogPage);
+
+/// One host of a fleet deploy, as the action's page shows it.
+struct HostRow {
+    name: String,
+    status: Status,
+    release: String,
+    took: String,
+    summary: String,
+    lines: Vec<LogLine>,
+}
+
+/// The hosts of a fleet deploy's attempt, shown on its page.
+async fn deploy_hosts(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    id: Uuid,
+) -> Result<Vec<HostRow>, ConsoleError> {
+    let hosts = crate::ops::deployments::deploy_hosts(&state.services, caller, name, id).await?;
+    Ok(hosts
+        .into_iter()
+        .map(|h| {
+            let class = match h.state.as_str() {
+                "Deployed" => "status-succeeded",
+                "Failed" | "RollbackFailed" => "status-failed",
+                "Deploying" | "RollingBack" => "status-inprogress",
+                "RolledBack" => "status-stopped",
+                _ => "status-none",
+            };
+            let label = match h.state.as_str() {
+                "RollingBack" => "Switching back",
+                "RolledBack" => "Switched back",
+                "RollbackFailed" => "Switch back failed",
+                "Skipped" => "Not deployed",
+                other => other,
+            }
+            .to_string();
+            HostRow {
+                name: h.name,
+                status: Status { label, class },
+                release: h.release.unwrap_or_default(),
+                took: h.took.unwrap_or_default(),
+                summary: h.summary.unwrap_or_default(),
+                lines: h
+                    .log
+                    .iter()
+                    .zip(1..)
+                    .map(|(text, n)| log_line(n, text))
+                    .collect(),
+            }
+        })
+        .collect())
+}
 
 /// The rest of a log: streamed while the attempt runs (`live`: its live view goes on from
 /// `url`'s line), a link when a page is full.
@@ -1027,6 +1082,7 @@ async fn log_page(
     if !wanted.is_empty() {
         // A search reads the whole log and shows the lines that contain the text.
         let (attempt, all) = whole_log(&state, &user.caller, &name, execution_id(&id)?).await?;
+        let hosts = deploy_hosts(&state, &user.caller, &name, attempt.id).await?;
         let needle = wanted.to_lowercase();
         let mut matched = 0;
         let mut lines = Vec::new();
@@ -1068,6 +1124,7 @@ async fn log_page(
             earlier: None,
             query: wanted,
             found: Some(found),
+            hosts,
             link,
             name,
         };
@@ -1075,6 +1132,7 @@ async fn log_page(
     }
     let (page, lines, more) = log_lines(&state, &user.caller, &name, &id, from).await?;
     let a = &page.attempt;
+    let hosts = deploy_hosts(&state, &user.caller, &name, a.id).await?;
     let layout = match more.as_ref().filter(|m| m.live) {
         Some(m) => layout.live(m.url.clone()),
         None => layout,
@@ -1099,6 +1157,7 @@ async fn log_page(
         more,
         query: String::new(),
         found: None,
+        hosts,
         link,
         name,
     };
