@@ -306,6 +306,11 @@ struct RunningArgs {
           value_parser = absolute_directory)]
     deploy_root: Option<std::path::PathBuf>,
 
+    /// Let webhook actions call loopback, private and link-local addresses (off: whoever edits a
+    /// pipeline must not make Sluice call the services on its own network).
+    #[arg(long, env = "SLUICE_WEBHOOK_ALLOW_PRIVATE")]
+    webhook_allow_private: bool,
+
     /// Seconds in-flight requests and running actions get to finish after SIGINT or SIGTERM;
     /// then the jobs of actions still running are given back to the queue.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
@@ -333,6 +338,7 @@ impl WorkerArgs {
             runner_user: self.running.runner_user,
             labels: self.running.labels,
             deploy_root: self.running.deploy_root,
+            webhook_allow_private: self.running.webhook_allow_private,
             lease_seconds: self.lease_seconds,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         })
@@ -438,6 +444,7 @@ impl ServeArgs {
             runner_user: self.running.runner_user,
             labels: self.running.labels,
             deploy_root: self.running.deploy_root,
+            webhook_allow_private: self.running.webhook_allow_private,
             body_limit: self.max_body_bytes,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         }

@@ -245,6 +245,8 @@ pub struct ServeSettings {
     pub labels: crate::workers::labels::Labels,
     /// Where the server's own workers' deploys go (TargetDirectory taken inside it).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// Webhook actions may call loopback and private addresses.
+    pub webhook_allow_private: bool,
     pub artifacts: ArtifactSettings,
     pub body_limit: BodyLimit,
     /// How long in-flight requests may take to finish after a shutdown signal.
@@ -371,6 +373,8 @@ pub struct WorkerSettings {
     pub labels: crate::workers::labels::Labels,
     /// Where this worker's deploys go (TargetDirectory taken inside it).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// Webhook actions may call loopback and private addresses.
+    pub webhook_allow_private: bool,
     /// The same store every server and worker uses.
     pub artifacts: ArtifactSettings,
     /// How long a claimed job's lease lasts without renewal.

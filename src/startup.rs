@@ -189,6 +189,9 @@ impl Application {
         services.token_default_expiry_days = settings.token_default_expiry_days;
         services.runner = crate::providers::runner_named(&settings.runner_user);
         services.deploy_root = settings.deploy_root.clone();
+        services.webhooks = crate::providers::webhook::Client::new(settings.webhook_allow_private);
+        services.public_url = Some(public_url.as_str().trim_end_matches('/').to_string());
+        services.webhooks = crate::providers::webhook::Client::new(settings.webhook_allow_private);
         if settings.workers.get() > 0
             && let Err(why) = &services.runner
         {

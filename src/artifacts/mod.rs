@@ -4,5 +4,6 @@
 //! size limits per pipeline and retention build on these parts.
 
 pub mod archive;
+pub mod links;
 pub mod sealed;
 pub mod store;

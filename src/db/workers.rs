@@ -18,12 +18,14 @@ pub struct PoolRow {
     pub stopped_at: Option<OffsetDateTime>,
     /// Canonical (see `workers::labels`).
     pub labels: Vec<String>,
+    /// A server's public URL (`None` for a worker process).
+    pub public_url: Option<String>,
 }
 
 pub async fn register(conn: &mut PgConnection, pool: &PoolRow) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        r#"INSERT INTO worker_pools (id, host, pid, version, kind, slots, started_at, heartbeat_at, labels)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        r#"INSERT INTO worker_pools (id, host, pid, version, kind, slots, started_at, heartbeat_at, labels, public_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
         pool.id,
         pool.host,
         pool.pid,
@@ -32,7 +34,8 @@ pub async fn register(conn: &mut PgConnection, pool: &PoolRow) -> Result<(), sql
         pool.slots,
         pool.started_at,
         pool.heartbeat_at,
-        &pool.labels
+        &pool.labels,
+        pool.public_url
     )
     .execute(conn)
     .await?;
@@ -69,6 +72,21 @@ pub async fn stopped(
     Ok(())
 }
 
+/// The public URL of a server that beat since `since` (the newest), if any.
+pub async fn a_server_url(
+    conn: &mut PgConnection,
+    since: OffsetDateTime,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT public_url AS "public_url!" FROM worker_pools
+           WHERE public_url IS NOT NULL AND stopped_at IS NULL AND heartbeat_at >= $1
+           ORDER BY heartbeat_at DESC LIMIT 1"#,
+        since
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Pools that beat since `since`, or stopped since then; newest first.
 pub async fn recent(
     conn: &mut PgConnection,
@@ -76,7 +94,8 @@ pub async fn recent(
 ) -> Result<Vec<PoolRow>, sqlx::Error> {
     sqlx::query_as!(
         PoolRow,
-        r#"SELECT id, host, pid, version, kind, slots, started_at, heartbeat_at, stopped_at, labels
+        r#"SELECT id, host, pid, version, kind, slots, started_at, heartbeat_at, stopped_at, labels,
+                  public_url
            FROM worker_pools WHERE heartbeat_at >= $1
            ORDER BY stopped_at IS NOT NULL, started_at DESC LIMIT 500"#,
         since

@@ -1108,10 +1108,29 @@ pub async fn prepare_action(
         .collect();
     db::executions::set_action_input(&mut conn, action_execution_id, &json!(shown), &json!(read))
         .await?;
+    // A webhook gets links to its inputs, on this server or (from a worker) on one that is up.
+    let artifact_links = if id.provider == "Webhook" && !inputs.is_empty() {
+        let base = match &s.public_url {
+            Some(url) => Some(url.clone()),
+            None => {
+                db::workers::a_server_url(&mut conn, s.clock.now() - time::Duration::seconds(30))
+                    .await?
+            }
+        };
+        base.map(|base| crate::artifacts::links::Links {
+            base,
+            key: s.root_key.derive(crate::artifacts::links::KEY_LABEL),
+        })
+    } else {
+        None
+    };
     Ok(Some(Ok(Prepared {
         context: providers::Context {
             pipeline_name: decl.name.clone(),
+            pipeline_id: row.pipeline_id,
+            stage_name: stage_name.clone(),
             execution_id: row.id,
+            attempt_id: action_execution_id,
             action,
             configuration: resolved,
             inputs,
@@ -1123,6 +1142,8 @@ pub async fn prepare_action(
             runner: s.runner.clone(),
             git_credentials,
             deploy_root: s.deploy_root.clone(),
+            webhooks: Some(s.webhooks.clone()),
+            artifact_links,
         },
         action_execution_id,
         secrets,
@@ -1976,6 +1997,37 @@ pub async fn artifact_download(
         },
     )
     .await
+}
+
+/// The artifact a signed link grants (`artifacts::links`): the link is the authority, so no
+/// caller is asked; a link to a pipeline that is gone, or with a bad signature or past its
+/// expiry, finds nothing.
+pub async fn linked_artifact(s: &Services, token: &str) -> Result<ArtifactDownload, AppError> {
+    let not_found = || AppError::NotFound {
+        code: "ArtifactNotFoundException",
+        message: "This artifact link is not valid (it may have expired)".into(),
+    };
+    let key = s.root_key.derive(crate::artifacts::links::KEY_LABEL);
+    let link = crate::artifacts::links::verify(&key, token, s.clock.now().unix_timestamp())
+        .map_err(|_| not_found())?;
+    let mut conn = s.pool.acquire().await?;
+    if db::pipelines::find_by_id(&mut conn, link.pipeline_id)
+        .await?
+        .is_none()
+    {
+        return Err(not_found());
+    }
+    let store = s
+        .artifacts
+        .clone()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("this server has no artifact store")))?;
+    let data_key = data_key(s, &mut conn, link.pipeline_id).await?;
+    Ok(ArtifactDownload {
+        store,
+        key: data_key,
+        address: link.address,
+        name: link.name,
+    })
 }
 
 /// The retention task: deletes the artifacts of finished executions started longer ago than

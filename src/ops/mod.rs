@@ -76,6 +76,11 @@ pub struct Services {
     pub runner: crate::providers::Runner,
     /// Where this process's deploys go (`--deploy-root`; `None`: TargetDirectory as it is).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// The client webhook actions call their endpoints with (`--webhook-allow-private`).
+    pub webhooks: crate::providers::webhook::Client,
+    /// The URL this server is reached at (`None` for a worker process): registered with its
+    /// pool, so that workers elsewhere can link artifacts to it.
+    pub public_url: Option<String>,
     /// The largest artifact an action may produce (`--max-artifact-bytes`).
     pub artifact_limit: u64,
     /// How long artifacts are kept (`--artifact-retention-days`).
@@ -108,6 +113,8 @@ impl Services {
             artifacts: None,
             runner: crate::providers::runner_named(crate::providers::DEFAULT_RUNNER_USER),
             deploy_root: None,
+            webhooks: crate::providers::webhook::Client::new(false),
+            public_url: None,
             artifact_limit: executions::ARTIFACT_LIMIT,
             artifact_retention: time::Duration::days(executions::ARTIFACT_RETENTION_DAYS),
             wake: Default::default(),

@@ -308,7 +308,8 @@ pub const BUILT_IN: &[ActionType] = &[
             opt("UserParameters", "Passed to the endpoint as is.").of(Format::MultiLine),
         ],
         inputs: (0, 5),
-        outputs: (0, 5),
+        // The endpoint answers with variables; it has nowhere to put artifacts.
+        outputs: (0, 0),
         output_variables: OutputVariables::Dynamic,
         summary: "Calls an HTTP endpoint and waits for its answer (Lambda's role).",
         title: "Webhook call",

@@ -11,6 +11,7 @@ pub mod git;
 pub mod junit;
 pub mod log;
 pub mod process;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +24,11 @@ use crate::pipeline::wire::ActionDeclaration;
 pub struct Context {
     /// Which run this attempt belongs to (a deploy names its release after the execution).
     pub pipeline_name: String,
+    pub pipeline_id: uuid::Uuid,
+    pub stage_name: String,
     pub execution_id: uuid::Uuid,
+    /// The attempt's own id (a webhook's job id).
+    pub attempt_id: uuid::Uuid,
     pub action: ActionDeclaration,
     /// The configuration with its `#{…}` references resolved.
     pub configuration: BTreeMap<String, String>,
@@ -44,6 +49,10 @@ pub struct Context {
     pub git_credentials: Option<crate::ops::connections::Credentials>,
     /// Where this worker's deploys go: a TargetDirectory is taken inside it (`--deploy-root`).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// The client webhooks are called with (`None`: this process calls none).
+    pub webhooks: Option<webhook::Client>,
+    /// Makes signed links to the input artifacts (`None`: no server's URL is known).
+    pub artifact_links: Option<crate::artifacts::links::Links>,
 }
 
 /// The user and group a provider's processes run as: `Ok(None)` for the worker's own user, or
@@ -83,6 +92,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         ("Source", "Sluice", "Git", "1") => git::run(ctx).await,
         ("Build" | "Test", "Sluice", "Command", "1") => command::run(ctx).await,
         ("Deploy", "Sluice", "Directory", "1") => deploy::run(ctx).await,
+        ("Invoke", "Sluice", "Webhook", "1") => webhook::run(ctx).await,
         _ => Err(format!(
             "this Sluice cannot run {}/{}/{}/{} actions yet",
             id.category, id.owner, id.provider, id.version

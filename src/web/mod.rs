@@ -127,6 +127,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(get_only("/readyz", health::readyz))
     .service(get_only("/metrics", metrics::metrics))
     .service(get_only("/static/{path:.*}", static_files::serve))
+    .service(get_only("/artifact-links/{token}", api::linked_artifact))
     .configure(console::routes)
     .default_service(web::to(console::not_found));
 }

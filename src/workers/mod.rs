@@ -195,6 +195,7 @@ async fn beat(s: Services, id: Uuid, settings: PoolSettings, labels: labels::Lab
         heartbeat_at: now,
         stopped_at: None,
         labels: labels.as_slice().to_vec(),
+        public_url: s.public_url.clone(),
     };
     let mut registered = false;
     loop {

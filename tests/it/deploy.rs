@@ -514,7 +514,11 @@ async fn a_fleet_deploy_rolls_out_to_its_group_and_a_failing_host_switches_the_o
             std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
             "release one"
         );
-        assert_eq!(releases(&target), vec![e1.clone()], "the new release is gone");
+        assert_eq!(
+            releases(&target),
+            vec![e1.clone()],
+            "the new release is gone"
+        );
     }
     assert_eq!(
         host_events(events.path(), &hosts[0], seen),

@@ -451,6 +451,7 @@ async fn serve_at(
         workers: workers.to_string().parse::<WorkerCount>().unwrap(),
         runner_user: "nobody".into(),
         deploy_root: None,
+        webhook_allow_private: true,
         labels: Default::default(),
         artifacts: sluice::config::ArtifactSettings {
             location,

@@ -24,4 +24,5 @@ mod jobs;
 mod keys;
 mod live;
 mod pipelines;
+mod webhooks;
 mod workers;

@@ -62,6 +62,23 @@ async fn download(
     Ok(crate::web::download::send(d).await?)
 }
 
+/// `GET /artifact-links/{token}`: the artifact a signed link grants (a webhook endpoint reading
+/// its action's inputs); the link is the authority, for 15 minutes.
+pub async fn linked_artifact(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match crate::ops::executions::linked_artifact(&state.services, &token).await {
+        Ok(d) => Ok(crate::web::download::send(d).await?),
+        // A plain 404 for whoever holds a bad link (an endpoint's HTTP client, not the API).
+        Err(AppError::NotFound { code, message }) => Ok(HttpResponse::NotFound()
+            .content_type("application/json")
+            .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+            .body(serde_json::json!({"__type": code, "message": message}).to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The guard of `POST /` for `X-Amz-Target` requests.
 pub fn amz_target(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
     ctx.head().headers().contains_key("X-Amz-Target")
