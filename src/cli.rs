@@ -311,6 +311,12 @@ struct RunningArgs {
     #[arg(long, env = "SLUICE_WEBHOOK_ALLOW_PRIVATE")]
     webhook_allow_private: bool,
 
+    /// Seconds between two looks at the sources polled for changes (PollForSourceChanges); each
+    /// repository is asked once per look, however many pipelines watch it.
+    #[arg(long, env = "SLUICE_POLL_INTERVAL", default_value = "60", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    poll_interval: u64,
+
     /// Seconds in-flight requests and running actions get to finish after SIGINT or SIGTERM;
     /// then the jobs of actions still running are given back to the queue.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "30", value_name = "SECS",
@@ -339,6 +345,7 @@ impl WorkerArgs {
             labels: self.running.labels,
             deploy_root: self.running.deploy_root,
             webhook_allow_private: self.running.webhook_allow_private,
+            poll_interval_secs: self.running.poll_interval,
             lease_seconds: self.lease_seconds,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         })
@@ -445,6 +452,7 @@ impl ServeArgs {
             labels: self.running.labels,
             deploy_root: self.running.deploy_root,
             webhook_allow_private: self.running.webhook_allow_private,
+            poll_interval_secs: self.running.poll_interval,
             body_limit: self.max_body_bytes,
             shutdown_timeout_secs: self.running.shutdown_timeout,
         }

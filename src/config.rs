@@ -245,6 +245,8 @@ pub struct ServeSettings {
     pub labels: crate::workers::labels::Labels,
     /// Where the server's own workers' deploys go (TargetDirectory taken inside it).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// How often polled sources are asked for changes.
+    pub poll_interval_secs: u64,
     /// Webhook actions may call loopback and private addresses.
     pub webhook_allow_private: bool,
     pub artifacts: ArtifactSettings,
@@ -373,6 +375,8 @@ pub struct WorkerSettings {
     pub labels: crate::workers::labels::Labels,
     /// Where this worker's deploys go (TargetDirectory taken inside it).
     pub deploy_root: Option<std::path::PathBuf>,
+    /// How often polled sources are asked for changes (when this process leads).
+    pub poll_interval_secs: u64,
     /// Webhook actions may call loopback and private addresses.
     pub webhook_allow_private: bool,
     /// The same store every server and worker uses.

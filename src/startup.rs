@@ -191,7 +191,7 @@ impl Application {
         services.deploy_root = settings.deploy_root.clone();
         services.webhooks = crate::providers::webhook::Client::new(settings.webhook_allow_private);
         services.public_url = Some(public_url.as_str().trim_end_matches('/').to_string());
-        services.webhooks = crate::providers::webhook::Client::new(settings.webhook_allow_private);
+        services.poll_interval = std::time::Duration::from_secs(settings.poll_interval_secs);
         if settings.workers.get() > 0
             && let Err(why) = &services.runner
         {
@@ -562,6 +562,8 @@ pub async fn work(settings: WorkerSettings, path_var: Option<&str>) -> Result<()
     }
     services.runner = runner;
     services.deploy_root = settings.deploy_root.clone();
+    services.webhooks = crate::providers::webhook::Client::new(settings.webhook_allow_private);
+    services.poll_interval = std::time::Duration::from_secs(settings.poll_interval_secs);
     let pool = crate::workers::WorkerPool::start(
         services,
         crate::workers::PoolSettings {

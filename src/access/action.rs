@@ -136,6 +136,7 @@ actions! {
     RollbackStage => CodePipeline, "RollbackStage", Stage;
     PutApprovalResult => CodePipeline, "PutApprovalResult", PipelineAction;
     PutActionRevision => CodePipeline, "PutActionRevision", PipelineAction;
+    PutWebhook => CodePipeline, "PutWebhook", Pipeline;
     ListPipelines => CodePipeline, "ListPipelines", All;
     ListActionTypes => CodePipeline, "ListActionTypes", All;
     CreateCustomActionType => CodePipeline, "CreateCustomActionType", ActionType;

@@ -13,6 +13,7 @@ pub mod deployments;
 pub mod events;
 pub mod executions;
 pub mod groups;
+pub mod hooks;
 pub mod jobs;
 pub mod keyring;
 pub mod logs;

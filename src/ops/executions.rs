@@ -624,21 +624,36 @@ pub(super) async fn start_in(
     trigger: Trigger,
 ) -> Result<Uuid, AppError> {
     let now = op.now();
-    let row = db::pipelines::find(op.conn(), super::pipelines::existing_name(name)?)
+    let (id, repeated) = start_on(op.conn(), now, name, request, trigger).await?;
+    op.add_audit_param("pipelineExecutionId", json!(id));
+    if repeated {
+        op.add_audit_param("repeated", json!(true));
+    }
+    Ok(id)
+}
+
+/// [`start_in`] on a connection in a transaction, for the engine's own starts (polling): the
+/// execution, and whether its client request token had started it before.
+pub(super) async fn start_on(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    name: &str,
+    request: StartRequest,
+    trigger: Trigger,
+) -> Result<(Uuid, bool), AppError> {
+    let row = db::pipelines::find(conn, super::pipelines::existing_name(name)?)
         .await?
         .ok_or_else(|| pipeline_not_found(name))?;
     if let Some(token) = &request.client_request_token {
         // Under the runs lock, so two requests with one token never both start.
-        db::executions::lock_runs(op.conn(), row.id)
+        db::executions::lock_runs(conn, row.id)
             .await?
             .ok_or_else(|| pipeline_not_found(name))?;
-        if let Some(id) = db::executions::by_client_request_token(op.conn(), row.id, token).await? {
-            op.add_audit_param("pipelineExecutionId", json!(id));
-            op.add_audit_param("repeated", json!(true));
-            return Ok(id);
+        if let Some(id) = db::executions::by_client_request_token(conn, row.id, token).await? {
+            return Ok((id, true));
         }
     }
-    let decl = declaration(op.conn(), row.id, row.current_version).await?;
+    let decl = declaration(conn, row.id, row.current_version).await?;
     let values =
         variables::start_variables(decl.variables.as_deref().unwrap_or(&[]), &request.variables)
             .map_err(|m| AppError::validation("variables", m))?;
@@ -706,9 +721,8 @@ pub(super) async fn start_in(
         client_request_token: request.client_request_token,
         source_revisions: json!(overrides),
     };
-    advance(op.conn(), now, row.id, Change::Start(new), None).await?;
-    op.add_audit_param("pipelineExecutionId", json!(id));
-    Ok(id)
+    advance(conn, now, row.id, Change::Start(new), None).await?;
+    Ok((id, false))
 }
 
 /// The pipeline an execution belongs to, checked against the name the caller gave.
@@ -859,6 +873,12 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
         trigger: Trigger {
             trigger_type: match row.trigger_type.as_str() {
                 "CreatePipeline" => "CreatePipeline",
+                "Webhook" => "Webhook",
+                "WebhookV2" => "WebhookV2",
+                "PollForSourceChanges" => "PollForSourceChanges",
+                "PutActionRevision" => "PutActionRevision",
+                "ManualRollback" => "ManualRollback",
+                "AutomatedRollback" => "AutomatedRollback",
                 _ => "StartPipelineExecution",
             },
             detail: row.trigger_detail,

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod connections;
 pub mod deployments;
 pub mod executions;
+pub mod hooks;
 pub mod iam;
 pub mod keys;
 pub mod pipelines;
@@ -78,6 +79,8 @@ pub struct Services {
     pub deploy_root: Option<std::path::PathBuf>,
     /// The client webhook actions call their endpoints with (`--webhook-allow-private`).
     pub webhooks: crate::providers::webhook::Client,
+    /// How often the leader polls the sources that ask for it (`--poll-interval`).
+    pub poll_interval: std::time::Duration,
     /// The URL this server is reached at (`None` for a worker process): registered with its
     /// pool, so that workers elsewhere can link artifacts to it.
     pub public_url: Option<String>,
@@ -115,6 +118,7 @@ impl Services {
             deploy_root: None,
             webhooks: crate::providers::webhook::Client::new(false),
             public_url: None,
+            poll_interval: std::time::Duration::from_secs(60),
             artifact_limit: executions::ARTIFACT_LIMIT,
             artifact_retention: time::Duration::days(executions::ARTIFACT_RETENTION_DAYS),
             wake: Default::default(),

@@ -194,6 +194,11 @@ pub const BUILT_IN: &[ActionType] = &[
             .of(Format::RepositoryUrl),
             req("Branch", "The branch to build."),
             opt("ConnectionName", "Stored credentials to clone with."),
+            opt(
+                "PollForSourceChanges",
+                "Start the pipeline when the branch moves, looking every minute (true or false; default true for V1 pipelines, false for V2).",
+            )
+            .of(Format::Flag),
         ],
         inputs: (0, 0),
         outputs: (1, 1),

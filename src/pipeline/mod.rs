@@ -3,7 +3,9 @@
 
 pub mod action_types;
 pub mod import;
+pub mod push;
 pub mod rebase;
+pub mod triggers;
 mod validate;
 pub mod wire;
 

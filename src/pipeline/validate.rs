@@ -610,6 +610,24 @@ fn check_triggers(
                     ),
                 ),
             }
+            let polls = decl
+                .stages
+                .iter()
+                .flat_map(|s| &s.actions)
+                .find(|a| a.name == g.source_action_name)
+                .and_then(|a| a.configuration.as_ref())
+                .and_then(|c| c.get("PollForSourceChanges"))
+                .is_some_and(|v| v == "true");
+            if polls {
+                p.push(
+                    InvalidStructure,
+                    format!("{tp}.gitConfiguration.sourceActionName"),
+                    format!(
+                        "{} has a trigger, which replaces polling: set its PollForSourceChanges to false or leave it out",
+                        g.source_action_name
+                    ),
+                );
+            }
             if !seen.insert(g.source_action_name.clone()) {
                 p.push(
                     InvalidStructure,

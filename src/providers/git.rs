@@ -296,6 +296,53 @@ fn with_credentials(
     Ok(env)
 }
 
+/// The branches of a remote and their head commits (`git ls-remote --heads`), read as `runner`
+/// with the same isolation as a clone: what polling asks each repository once per interval.
+pub async fn ls_remote(
+    url: &str,
+    credentials: Option<&crate::ops::connections::Credentials>,
+    runner: Option<(u32, u32)>,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    if credentials.is_some() && !url.starts_with("https://") {
+        return Err(format!(
+            "a connection's credentials are only sent over HTTPS, not to {url}"
+        ));
+    }
+    let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).map_err(|e| format!("cannot make a work directory: {e}"))?;
+    std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
+        .map_err(|e| format!("cannot make a work directory: {e}"))?;
+    let env = GitEnv {
+        extra: match credentials {
+            Some(c) => with_credentials(&home, c)
+                .map_err(|e| format!("cannot make a work directory: {e}"))?,
+            None => Vec::new(),
+        },
+        home: home.clone(),
+    };
+    super::hand_over(work.path(), runner)?;
+    let log = super::log::Log::discarding();
+    let out = git(
+        &log,
+        runner,
+        &env,
+        work.path(),
+        &["ls-remote", "--heads", "--", url],
+    )
+    .await?;
+    Ok(out
+        .lines()
+        .filter_map(|line| {
+            let (commit, name) = line.split_once('\t')?;
+            Some((
+                name.strip_prefix("refs/heads/")?.to_string(),
+                commit.trim().to_string(),
+            ))
+        })
+        .collect())
+}
+
 /// Runs `git` in `dir` with a clean environment, no prompts, no system configuration and a
 /// global one of its own; its standard output, or its last lines of standard error. What it
 /// writes to standard error goes to the log.

@@ -10,6 +10,7 @@ mod console;
 mod download;
 mod error;
 mod health;
+mod hooks;
 mod htmx;
 pub mod live;
 mod metrics;
@@ -128,6 +129,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(get_only("/metrics", metrics::metrics))
     .service(get_only("/static/{path:.*}", static_files::serve))
     .service(get_only("/artifact-links/{token}", api::linked_artifact))
+    .service(
+        web::resource("/hooks/{pipeline}/{action}")
+            .route(web::post().to(hooks::receive))
+            .default_service(web::to(console::method_not_allowed)),
+    )
     .configure(console::routes)
     .default_service(web::to(console::not_found));
 }

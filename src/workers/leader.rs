@@ -37,7 +37,9 @@ async fn lead(s: &Services) -> Result<(), sqlx::Error> {
     if !db::workers::try_lead(&mut conn).await? {
         return Ok(());
     }
-    tracing::info!("this process runs the periodic work (rescuer, pruning)");
+    tracing::info!("this process runs the periodic work (rescuer, pruning, polling)");
+    // Polling waits on remote repositories: it runs beside the rest, and ends with the lead.
+    let poller = AbortOnDrop(tokio::spawn(poll(s.clone())));
     let mut rescue = tokio::time::interval(RESCUE_EVERY);
     let mut prune = tokio::time::interval(crate::maintenance::INTERVAL);
     rescue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,6 +65,38 @@ async fn lead(s: &Services) -> Result<(), sqlx::Error> {
                     tracing::warn!(error = %e, "forgetting old worker pools failed");
                 }
                 expire_all(s).await;
+            }
+        }
+        let _ = &poller;
+    }
+}
+
+/// Aborts its task when dropped (the lead ended, by an error or the lock's loss).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls the sources that ask for it every `poll_interval`, give or take a tenth (so that
+/// installations started together do not ask their hosts at the same moment).
+async fn poll(s: Services) {
+    loop {
+        let mut byte = [0u8; 1];
+        let _ = getrandom::fill(&mut byte);
+        let spread = 0.9 + 0.2 * f64::from(byte[0]) / 255.0;
+        tokio::time::sleep(s.poll_interval.mul_f64(spread)).await;
+        match crate::ops::hooks::poll_once(&s).await {
+            Ok(p) if !p.started.is_empty() => tracing::info!(
+                repositories = p.repositories,
+                started = p.started.len(),
+                "polling started executions"
+            ),
+            Ok(p) => tracing::debug!(repositories = p.repositories, actions = p.actions, "polled"),
+            Err(e) => {
+                tracing::warn!(error = %e, "polling failed; trying again at the next interval")
             }
         }
     }

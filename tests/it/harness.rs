@@ -452,6 +452,7 @@ async fn serve_at(
         runner_user: "nobody".into(),
         deploy_root: None,
         webhook_allow_private: true,
+        poll_interval_secs: 1,
         labels: Default::default(),
         artifacts: sluice::config::ArtifactSettings {
             location,

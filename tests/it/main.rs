@@ -24,5 +24,6 @@ mod jobs;
 mod keys;
 mod live;
 mod pipelines;
+mod triggers;
 mod webhooks;
 mod workers;

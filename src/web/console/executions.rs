@@ -356,6 +356,8 @@ fn trigger_text(e: &ExecutionView) -> String {
         .unwrap_or(&e.trigger.detail);
     match e.trigger.trigger_type {
         "CreatePipeline" => format!("Pipeline created by {who}"),
+        "Webhook" | "WebhookV2" => format!("Push webhook: {}", e.trigger.detail),
+        "PollForSourceChanges" => format!("Polling: {}", e.trigger.detail),
         _ => format!("Released by {who}"),
     }
 }

@@ -12,6 +12,7 @@ mod login;
 mod pipelines;
 mod status;
 mod timeline;
+mod triggers;
 mod wizard;
 
 pub use pipelines::list as pipelines_list;
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     wizard::routes(cfg);
     editor::routes(cfg);
     executions::routes(cfg);
+    triggers::routes(cfg);
     approvals::routes(cfg);
     live::routes(cfg);
     pipelines::routes(cfg);
