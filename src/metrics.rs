@@ -135,6 +135,9 @@ pub struct Metrics {
     live_open: AtomicU64,
     live_events: AtomicU64,
     live_dropped: AtomicU64,
+    poll_rounds: AtomicU64,
+    poll_ls_remotes: AtomicU64,
+    hook_deliveries: AtomicU64,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -145,7 +148,24 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     live_open: AtomicU64::new(0),
     live_events: AtomicU64::new(0),
     live_dropped: AtomicU64::new(0),
+    poll_rounds: AtomicU64::new(0),
+    poll_ls_remotes: AtomicU64::new(0),
+    hook_deliveries: AtomicU64::new(0),
 });
+
+/// A polling round ended, having asked `repositories` repositories.
+pub fn polled(repositories: usize) {
+    METRICS.poll_rounds.fetch_add(1, Ordering::Relaxed);
+    METRICS.poll_ls_remotes.fetch_add(
+        u64::try_from(repositories).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+/// A push webhook delivery was received (whatever became of it).
+pub fn hook_delivery() {
+    METRICS.hook_deliveries.fetch_add(1, Ordering::Relaxed);
+}
 
 /// A live stream opened (`true`) or ended.
 pub fn live_stream(opened: bool) {
@@ -236,6 +256,21 @@ pub fn render(out: &mut String) {
         out,
         "# HELP sluice_live_clients_dropped_total Live streams dropped because their client fell behind.\n# TYPE sluice_live_clients_dropped_total counter\nsluice_live_clients_dropped_total {}",
         m.live_dropped.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_poll_rounds_total Polling rounds this process ran (as the leader).\n# TYPE sluice_poll_rounds_total counter\nsluice_poll_rounds_total {}",
+        m.poll_rounds.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_poll_ls_remote_total Repositories asked by polling (one git ls-remote each, however many pipelines watch them).\n# TYPE sluice_poll_ls_remote_total counter\nsluice_poll_ls_remote_total {}",
+        m.poll_ls_remotes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_hook_deliveries_total Push webhook deliveries received.\n# TYPE sluice_hook_deliveries_total counter\nsluice_hook_deliveries_total {}",
+        m.hook_deliveries.load(Ordering::Relaxed)
     );
 }
 

@@ -337,6 +337,114 @@ pub async fn insert(conn: &mut PgConnection, row: &ExecutionRow) -> Result<(), s
     Ok(())
 }
 
+/// Records that a new execution is a ROLLBACK of `stage` with `target`'s artifacts.
+pub async fn insert_rollback(
+    conn: &mut PgConnection,
+    id: Uuid,
+    stage: i32,
+    target: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO execution_rollbacks (execution_id, stage_index, target_execution_id) VALUES ($1, $2, $3)",
+        id,
+        stage,
+        target
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A ROLLBACK execution's stage and target.
+pub async fn rollback_of(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<(i32, Uuid)>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT stage_index, target_execution_id FROM execution_rollbacks WHERE execution_id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.stage_index, r.target_execution_id)))
+}
+
+/// The rollback targets of these executions (the ROLLBACK ones among them).
+pub async fn rollback_targets(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT execution_id, target_execution_id FROM execution_rollbacks WHERE execution_id = ANY ($1)",
+        ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.execution_id, r.target_execution_id))
+        .collect())
+}
+
+/// The latest STANDARD execution on `version` whose stage `stage` succeeded, other than
+/// `except`: where an automatic rollback goes back to.
+pub async fn last_good_in_stage(
+    conn: &mut PgConnection,
+    pipeline_id: Uuid,
+    version: i32,
+    stage: i32,
+    except: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT e.id FROM pipeline_executions e
+           JOIN stage_executions s ON s.execution_id = e.id AND s.stage_index = $3
+           WHERE e.pipeline_id = $1 AND e.pipeline_version = $2 AND s.status = 'Succeeded'
+             AND e.id <> $4 AND e.artifacts_expired_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM execution_rollbacks r WHERE r.execution_id = e.id)
+           ORDER BY e.seq DESC LIMIT 1"#,
+        pipeline_id,
+        version,
+        stage,
+        except
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether an execution's stage was retried automatically already; records it if not.
+pub async fn auto_retry_once(
+    conn: &mut PgConnection,
+    id: Uuid,
+    stage: i32,
+    now: OffsetDateTime,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"INSERT INTO stage_auto_retries (execution_id, stage_index, retried_at) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING"#,
+        id,
+        stage,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The status of an execution's stage, if it ran.
+pub async fn stage_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    stage: i32,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT status FROM stage_executions WHERE execution_id = $1 AND stage_index = $2",
+        id,
+        stage
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Stores an execution's status and place.
 pub async fn update(
     conn: &mut PgConnection,
@@ -803,6 +911,9 @@ pub struct ActiveRow {
     pub place: String,
     pub place_stage: Option<i32>,
     pub waiting_since: Option<i64>,
+    /// A ROLLBACK execution's one stage.
+    #[serde(default)]
+    pub rollback_stage: Option<i32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -839,9 +950,10 @@ pub async fn runs_state(
 ) -> Result<RunsState, sqlx::Error> {
     let row = sqlx::query!(
         r#"WITH e AS (
-               SELECT id, seq, pipeline_version, status, place, place_stage, waiting_since
-               FROM pipeline_executions
-               WHERE pipeline_id = $1 AND (place <> 'finished' OR id = $2))
+               SELECT x.id, x.seq, x.pipeline_version, x.status, x.place, x.place_stage,
+                      x.waiting_since, r.stage_index AS rollback_stage
+               FROM pipeline_executions x LEFT JOIN execution_rollbacks r ON r.execution_id = x.id
+               WHERE x.pipeline_id = $1 AND (x.place <> 'finished' OR x.id = $2))
            SELECT
              (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.seq), '[]') FROM e) AS "executions!",
              (SELECT coalesce(jsonb_agg(jsonb_build_object('execution_id', s.execution_id,

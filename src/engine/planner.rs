@@ -37,6 +37,14 @@ pub enum Event {
         seq: u64,
         shape: Arc<Shape>,
     },
+    /// A ROLLBACK execution (RollbackStage, or a stage's `onFailure: ROLLBACK`): it runs only the
+    /// stage `stage` of `shape`, from its gate, and ends when that stage does.
+    Rollback {
+        id: ExecutionId,
+        seq: u64,
+        shape: Arc<Shape>,
+        stage: usize,
+    },
     /// A worker finished an action's attempt.
     ActionCompleted {
         id: ExecutionId,
@@ -136,6 +144,25 @@ pub fn apply(runs: &mut Runs, event: Event) -> Result<Vec<Effect>, Refusal> {
             plan.runs.executions.push(Execution::new(id, seq, shape));
             plan.arrive(id, 0);
         }
+        Event::Rollback {
+            id,
+            seq,
+            shape,
+            stage,
+        } => {
+            if plan.runs.index(id).is_some() {
+                return Err(Refusal::DuplicateExecution);
+            }
+            if stage >= shape.stages.len() {
+                return Err(Refusal::StageNotRetryable(
+                    "the pipeline has no such stage to roll back".into(),
+                ));
+            }
+            let mut e = Execution::new(id, seq, shape);
+            e.only_stage = Some(stage);
+            plan.runs.executions.push(e);
+            plan.arrive(id, stage);
+        }
         Event::ActionCompleted {
             id,
             stage,
@@ -224,7 +251,9 @@ impl Planner<'_> {
 
     /// The execution reaches the gate of `stage` (or the end of the pipeline).
     fn arrive(&mut self, id: ExecutionId, stage: usize) {
-        if stage >= self.exec(id).shape.stages.len() {
+        let e = self.exec(id);
+        let past_its_stage = e.only_stage.is_some_and(|only| stage > only);
+        if stage >= e.shape.stages.len() || past_its_stage {
             self.set_execution(id, ExecutionStatus::Succeeded);
             return;
         }

@@ -164,6 +164,8 @@ pub struct Execution {
     pub status: ExecutionStatus,
     pub place: Place,
     pub stages: Vec<StageRun>,
+    /// A ROLLBACK execution runs only this stage.
+    pub only_stage: Option<usize>,
 }
 
 impl Execution {
@@ -183,6 +185,7 @@ impl Execution {
             status: ExecutionStatus::InProgress,
             place: Place::Finished,
             stages,
+            only_stage: None,
         }
     }
 

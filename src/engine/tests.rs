@@ -78,6 +78,60 @@ fn stage_status(runs: &Runs, n: u128, stage: usize) -> Option<StageStatus> {
 
 // ---- Flow ---------------------------------------------------------------------------------
 
+fn rollback(runs: &mut Runs, n: u128, s: &Arc<Shape>, stage: usize) -> Vec<Effect> {
+    apply(
+        runs,
+        Event::Rollback {
+            id: id(n),
+            seq: n as u64,
+            shape: s.clone(),
+            stage,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_rollback_execution_runs_only_its_stage_and_ends_with_it() {
+    let s = shape(&[&[1], &[1], &[1, 2], &[1]]);
+    let mut runs = Runs::new(ExecutionMode::Queued);
+    assert_eq!(started(&rollback(&mut runs, 1, &s, 2)), [(2, 0)]);
+    assert_eq!(stage_status(&runs, 1, 0), None, "earlier stages do not run");
+    assert_eq!(started(&complete(&mut runs, 1, 2, 0, true)), [(2, 1)]);
+    let last = complete(&mut runs, 1, 2, 1, true);
+    assert!(started(&last).is_empty(), "the next stage does not run");
+    assert_eq!(status(&runs, 1), ExecutionStatus::Succeeded);
+    assert_eq!(stage_status(&runs, 1, 3), None);
+
+    // It waits for the stage like any execution, and fails like one.
+    start(&mut runs, 2, &s);
+    complete(&mut runs, 2, 0, 0, true);
+    complete(&mut runs, 2, 1, 0, true);
+    assert_eq!(runs.get(id(2)).unwrap().place, Place::In { stage: 2 });
+    assert!(
+        started(&rollback(&mut runs, 3, &s, 2)).is_empty(),
+        "the stage is taken"
+    );
+    complete(&mut runs, 2, 2, 0, false);
+    assert_eq!(status(&runs, 2), ExecutionStatus::Failed);
+    assert_eq!(runs.get(id(3)).unwrap().place, Place::In { stage: 2 });
+    complete(&mut runs, 3, 2, 0, false);
+    assert_eq!(status(&runs, 3), ExecutionStatus::Failed);
+    // A stage it does not have is refused.
+    assert!(
+        apply(
+            &mut runs,
+            Event::Rollback {
+                id: id(4),
+                seq: 4,
+                shape: s.clone(),
+                stage: 9
+            }
+        )
+        .is_err()
+    );
+}
+
 #[test]
 fn run_order_groups_run_in_turn_and_the_execution_succeeds() {
     let s = shape(&[&[1], &[1, 1, 5, 3]]);

@@ -54,6 +54,8 @@ pub struct ExecutionView {
     pub stop_reason: Option<String>,
     /// When its artifacts were deleted for their age.
     pub artifacts_expired: Option<OffsetDateTime>,
+    /// A ROLLBACK execution's target (`None`: a STANDARD execution).
+    pub rollback_target: Option<Uuid>,
 }
 
 /// What a source action checked out (CodePipeline's `SourceRevision`).
@@ -169,11 +171,13 @@ pub(super) struct NewExecution {
     variables: serde_json::Value,
     client_request_token: Option<String>,
     source_revisions: serde_json::Value,
+    /// A ROLLBACK execution: the stage it runs and the execution it runs it with.
+    rollback: Option<(usize, Uuid)>,
 }
 
 /// What to apply.
 pub(super) enum Change {
-    Start(NewExecution),
+    Start(Box<NewExecution>),
     Event(Event),
 }
 
@@ -201,6 +205,7 @@ async fn load(
         let mut e = Execution::new(row.id, seq, shape);
         e.status = ExecutionStatus::parse(&row.status).ok_or_else(|| corrupt("status"))?;
         e.place = place_of(&row)?;
+        e.only_stage = row.rollback_stage.and_then(|s| usize::try_from(s).ok());
         runs.executions.push(e);
     }
     for s in stages {
@@ -285,25 +290,44 @@ pub(super) async fn advance(
     change: Change,
     stop_comment: Option<&str>,
 ) -> Result<usize, AppError> {
-    let (mut queued, mut failed) =
+    let (mut queued, mut failed, mut stages) =
         advance_once(conn, now, pipeline_id, change, stop_comment).await?;
-    while let Some(event) = failed.pop() {
-        let (more, next) = advance_once(conn, now, pipeline_id, Change::Event(event), None).await?;
+    loop {
+        let (next, automatic) = if let Some(event) = failed.pop() {
+            (Change::Event(event), false)
+        } else if let Some((id, stage)) = stages.pop() {
+            match on_failure(conn, now, pipeline_id, id, stage).await? {
+                Some(change) => (change, true),
+                None => continue,
+            }
+        } else {
+            return Ok(queued);
+        };
+        // A refused automatic retry or rollback changes nothing (a refusal writes nothing) and
+        // leaves the failure as it is.
+        let (more, events, failures) = match advance_once(conn, now, pipeline_id, next, None).await
+        {
+            Err(AppError::Rejected { message, .. }) if automatic => {
+                tracing::info!(%pipeline_id, "an automatic retry or rollback was refused: {message}");
+                continue;
+            }
+            other => other?,
+        };
         queued += more;
-        failed.extend(next);
+        failed.extend(events);
+        stages.extend(failures);
     }
-    Ok(queued)
 }
 
-/// [`advance`] for one change: the jobs it queued, and the completions of the approvals that
-/// could not be requested.
+/// [`advance`] for one change: the jobs it queued, the completions of the approvals that
+/// could not be requested, and the stages that failed (execution, stage).
 async fn advance_once(
     conn: &mut sqlx::PgConnection,
     now: OffsetDateTime,
     pipeline_id: Uuid,
     change: Change,
     stop_comment: Option<&str>,
-) -> Result<(usize, Vec<Event>), AppError> {
+) -> Result<(usize, Vec<Event>, Vec<(Uuid, usize)>), AppError> {
     let mut counters =
         db::executions::lock_runs(conn, pipeline_id)
             .await?
@@ -332,10 +356,18 @@ async fn advance_once(
         Change::Start(new) => {
             let seq = u64::try_from(counters.next_seq).map_err(|_| corrupt("next_seq"))?;
             counters.next_seq += 1;
-            let event = Event::Start {
-                id: new.id,
-                seq,
-                shape: new.shape.clone(),
+            let event = match new.rollback {
+                Some((stage, _)) => Event::Rollback {
+                    id: new.id,
+                    seq,
+                    shape: new.shape.clone(),
+                    stage,
+                },
+                None => Event::Start {
+                    id: new.id,
+                    seq,
+                    shape: new.shape.clone(),
+                },
             };
             (None, event, Some((new, seq)))
         }
@@ -385,6 +417,9 @@ async fn advance_once(
                     },
                 )
                 .await?;
+                if let Some((stage, target)) = new.rollback {
+                    db::executions::insert_rollback(conn, e.id, index(stage), target).await?;
+                }
             }
             Some(old) if old.status != e.status || old.place != e.place => {
                 db::executions::update(
@@ -426,10 +461,14 @@ async fn advance_once(
         starting.clear();
         Ok(())
     }
+    let mut failed_stages = Vec::new();
     for effect in &effects {
         match *effect {
             Effect::StageStatus { id, stage, status } => {
                 db::executions::set_stage(conn, id, index(stage), status.as_str(), now).await?;
+                if status == StageStatus::Failed {
+                    failed_stages.push((id, stage));
+                }
             }
             Effect::StartAction {
                 id,
@@ -559,7 +598,7 @@ async fn advance_once(
     db::events::append(conn, pipeline_id, now, &types, &details).await?;
     counters.clock = i64::try_from(runs.clock).map_err(|_| corrupt("clock"))?;
     db::executions::set_runs(conn, pipeline_id, &counters).await?;
-    Ok((queued, failed))
+    Ok((queued, failed, failed_stages))
 }
 
 /// What a StartPipelineExecution asks for.
@@ -720,8 +759,9 @@ pub(super) async fn start_on(
         ),
         client_request_token: request.client_request_token,
         source_revisions: json!(overrides),
+        rollback: None,
     };
-    advance(conn, now, row.id, Change::Start(new), None).await?;
+    advance(conn, now, row.id, Change::Start(Box::new(new)), None).await?;
     Ok((id, false))
 }
 
@@ -826,13 +866,21 @@ async fn views(
     pipeline_name: &str,
     rows: Vec<ExecutionRow>,
 ) -> Result<Vec<ExecutionView>, AppError> {
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    // A ROLLBACK execution shows the revisions of the execution it went back to.
+    let targets: HashMap<Uuid, Uuid> = db::executions::rollback_targets(conn, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    ids.extend(targets.values().copied());
     let revisions = db::executions::revisions_of(conn, &ids).await?;
     let mut versions: HashMap<(Uuid, i32), Arc<PipelineDeclaration>> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let mut sources = Vec::new();
-        for r in revisions.iter().filter(|r| r.execution_id == row.id) {
+        let target = targets.get(&row.id).copied();
+        let source_id = target.unwrap_or(row.id);
+        for r in revisions.iter().filter(|r| r.execution_id == source_id) {
             let key = (row.pipeline_id, row.pipeline_version);
             if let std::collections::hash_map::Entry::Vacant(slot) = versions.entry(key) {
                 slot.insert(declaration(conn, row.pipeline_id, row.pipeline_version).await?);
@@ -855,6 +903,7 @@ async fn views(
         }
         let mut v = view(pipeline_name, row);
         v.source_revisions = sources;
+        v.rollback_target = target;
         out.push(v);
     }
     Ok(out)
@@ -866,6 +915,7 @@ fn view(pipeline_name: &str, row: ExecutionRow) -> ExecutionView {
         source_revisions: Vec::new(),
         stop_reason: row.stop_reason.clone(),
         artifacts_expired: row.artifacts_expired_at,
+        rollback_target: None,
         id: row.id,
         pipeline_name: pipeline_name.to_string(),
         pipeline_version: row.pipeline_version,
@@ -1013,7 +1063,17 @@ pub async fn prepare_action(
     let Some(store) = s.artifacts.clone() else {
         return Ok(Some(Err("this worker has no artifact store".into())));
     };
-    let outputs = db::executions::outputs_of(&mut conn, row.id).await?;
+    // A ROLLBACK execution reads the stages before its own from the execution it goes back to.
+    let mut outputs = Vec::new();
+    if let Some((stage, target)) = db::executions::rollback_of(&mut conn, row.id).await? {
+        outputs.extend(
+            db::executions::outputs_of(&mut conn, target)
+                .await?
+                .into_iter()
+                .filter(|(si, ..)| *si < stage),
+        );
+    }
+    outputs.extend(db::executions::outputs_of(&mut conn, row.id).await?);
     let scope = reference_scope(&decl, &row, &outputs);
     let mut produced: HashMap<String, crate::artifacts::store::Address> = HashMap::new();
     // A source action keeps the commit of the execution: an override given at start, or what an
@@ -1336,6 +1396,233 @@ pub async fn retry_stage_execution(
     // Work it queued starts at once on this process's workers.
     s.wake.notify_waiters();
     Ok(done)
+}
+
+fn unable_to_roll_back(message: String) -> AppError {
+    AppError::Rejected {
+        code: "UnableToRollbackStageException",
+        message,
+    }
+}
+
+/// RollbackStage: a ROLLBACK execution that re-runs the stage with the source revisions,
+/// variables and artifacts of `target`, which must have succeeded in that stage on the
+/// pipeline's current version (and not be a rollback itself); not the source stage, not in
+/// PARALLEL mode, not while the stage runs.
+pub async fn rollback_stage(
+    s: &Services,
+    c: &Caller,
+    name: &str,
+    stage: &str,
+    target: Uuid,
+) -> Result<Uuid, AppError> {
+    let done = Op::run(
+        s,
+        c,
+        Kind::Change,
+        Action::RollbackStage,
+        Resource::stage(name, stage),
+        json!({"pipelineName": name, "stageName": stage, "targetPipelineExecutionId": target}),
+        async |op| {
+            let now = op.now();
+            let (pipeline, target_row) = owning_pipeline(op.conn(), name, target).await?;
+            let decl = declaration(op.conn(), pipeline.id, pipeline.current_version).await?;
+            let index = decl
+                .stages
+                .iter()
+                .position(|st| st.name == stage)
+                .ok_or_else(|| stage_not_found(name, stage))?;
+            let trigger = Trigger {
+                trigger_type: "ManualRollback",
+                detail: Resource::user(op.caller().user_name()).to_string(),
+            };
+            let id = start_rollback(
+                op.conn(),
+                now,
+                &pipeline,
+                &decl,
+                index,
+                &target_row,
+                trigger,
+            )
+            .await?;
+            op.add_audit_param("pipelineExecutionId", json!(id));
+            Ok(id)
+        },
+    )
+    .await?;
+    s.wake.notify_waiters();
+    Ok(done)
+}
+
+/// Starts a ROLLBACK execution of stage `index` with `target`'s revisions, variables and
+/// artifacts, after CodePipeline's checks.
+async fn start_rollback(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline: &db::pipelines::PipelineRow,
+    decl: &PipelineDeclaration,
+    index: usize,
+    target: &ExecutionRow,
+    trigger: Trigger,
+) -> Result<Uuid, AppError> {
+    let new = rollback_execution(conn, pipeline, decl, index, target, trigger).await?;
+    let id = new.id;
+    advance(conn, now, pipeline.id, Change::Start(Box::new(new)), None).await?;
+    Ok(id)
+}
+
+/// A ROLLBACK execution of stage `index` with `target`'s revisions, variables and artifacts,
+/// after CodePipeline's checks; not started yet.
+async fn rollback_execution(
+    conn: &mut sqlx::PgConnection,
+    pipeline: &db::pipelines::PipelineRow,
+    decl: &PipelineDeclaration,
+    index: usize,
+    target: &ExecutionRow,
+    trigger: Trigger,
+) -> Result<NewExecution, AppError> {
+    let stage = &decl.stages[index].name;
+    if mode_of(decl) == ExecutionMode::Parallel {
+        return Err(unable_to_roll_back(
+            "a PARALLEL pipeline's stages cannot be rolled back".into(),
+        ));
+    }
+    if index == 0 {
+        return Err(unable_to_roll_back(
+            "the source stage cannot be rolled back".into(),
+        ));
+    }
+    if target.pipeline_version != pipeline.current_version {
+        return Err(AppError::Rejected {
+            code: "PipelineExecutionOutdatedException",
+            message: format!(
+                "The execution {} ran version {} of the pipeline; rollbacks go to an execution of the current version ({})",
+                target.id, target.pipeline_version, pipeline.current_version
+            ),
+        });
+    }
+    if db::executions::rollback_of(conn, target.id)
+        .await?
+        .is_some()
+    {
+        return Err(unable_to_roll_back(format!(
+            "the execution {} is a rollback itself; roll back to the execution it went back to",
+            target.id
+        )));
+    }
+    let ran = db::executions::stage_status(conn, target.id, index_i32(index)).await?;
+    if ran.as_deref() != Some("Succeeded") {
+        return Err(unable_to_roll_back(format!(
+            "the execution {} did not succeed in the stage {stage}",
+            target.id
+        )));
+    }
+    if target.artifacts_expired_at.is_some() {
+        return Err(unable_to_roll_back(format!(
+            "the artifacts of the execution {} were deleted",
+            target.id
+        )));
+    }
+    let runs = db::executions::runs_state(conn, pipeline.id, None).await?;
+    let busy = runs
+        .executions
+        .iter()
+        .any(|e| e.place == "in" && e.place_stage == Some(index_i32(index)));
+    if busy {
+        return Err(unable_to_roll_back(format!(
+            "the stage {stage} is running; roll back once it has ended"
+        )));
+    }
+    Ok(NewExecution {
+        id: Uuid::new_v4(),
+        version: pipeline.current_version,
+        shape: Arc::new(Shape::of_declaration(decl)),
+        trigger,
+        variables: target.variables.clone(),
+        client_request_token: None,
+        source_revisions: target.source_revisions.clone(),
+        rollback: Some((index, target.id)),
+    })
+}
+
+/// What a stage's `onFailure` asks for once it failed in a STANDARD execution: one automatic
+/// retry (RETRY), or a ROLLBACK execution to the last execution that succeeded there on the
+/// same version (ROLLBACK; none such, nothing happens). `None` when there is nothing to do.
+async fn on_failure(
+    conn: &mut sqlx::PgConnection,
+    now: OffsetDateTime,
+    pipeline_id: Uuid,
+    id: Uuid,
+    stage: usize,
+) -> Result<Option<Change>, AppError> {
+    let Some(row) = db::executions::get(conn, id).await? else {
+        return Ok(None);
+    };
+    if db::executions::rollback_of(conn, id).await?.is_some() {
+        return Ok(None);
+    }
+    let decl = declaration(conn, pipeline_id, row.pipeline_version).await?;
+    let Some(rule) = decl.stages.get(stage).and_then(|st| st.on_failure.as_ref()) else {
+        return Ok(None);
+    };
+    match rule.result.as_deref() {
+        Some("RETRY") => {
+            if !db::executions::auto_retry_once(conn, id, index_i32(stage), now).await? {
+                return Ok(None);
+            }
+            let all_actions = rule
+                .retry_configuration
+                .as_ref()
+                .and_then(|r| r.retry_mode.as_deref())
+                == Some("ALL_ACTIONS");
+            Ok(Some(Change::Event(Event::Retry {
+                id,
+                stage: decl.stages[stage].name.clone(),
+                all_actions,
+            })))
+        }
+        Some("ROLLBACK") => {
+            let Some(pipeline) = db::pipelines::find_by_id(conn, pipeline_id).await? else {
+                return Ok(None);
+            };
+            if pipeline.current_version != row.pipeline_version {
+                return Ok(None);
+            }
+            let Some(target) = db::executions::last_good_in_stage(
+                conn,
+                pipeline_id,
+                row.pipeline_version,
+                index_i32(stage),
+                id,
+            )
+            .await?
+            else {
+                tracing::info!(execution = %id, stage, "no earlier execution succeeded in the stage: nothing to roll back to");
+                return Ok(None);
+            };
+            let Some(target_row) = db::executions::get(conn, target).await? else {
+                return Ok(None);
+            };
+            let trigger = Trigger {
+                trigger_type: "AutomatedRollback",
+                detail: format!("the stage {} failed in {id}", decl.stages[stage].name),
+            };
+            match rollback_execution(conn, &pipeline, &decl, stage, &target_row, trigger).await {
+                Ok(new) => Ok(Some(Change::Start(Box::new(new)))),
+                Err(AppError::Rejected { message, .. }) => {
+                    tracing::info!(execution = %id, stage, "no automatic rollback: {message}");
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+fn index_i32(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
 }
 
 /// EnableStageTransition / DisableStageTransition. `outbound` names the transition out of

@@ -79,6 +79,7 @@ pub async fn receive(
     headers: push::Headers<'_>,
     body: &[u8],
 ) -> Result<Reply, AppError> {
+    crate::metrics::hook_delivery();
     let not_found = || AppError::NotFound {
         code: "WebhookNotFoundException",
         message: "No webhook is at this address".into(),
@@ -461,7 +462,6 @@ pub async fn poll_once(s: &Services) -> Result<Polled, AppError> {
     drop(conn);
     let mut done = Polled::default();
     for ((url, connection), watched) in groups {
-        done.repositories += 1;
         done.actions += watched.len();
         let credentials = match &connection {
             Some(name) => {
@@ -477,6 +477,7 @@ pub async fn poll_once(s: &Services) -> Result<Polled, AppError> {
             None => None,
         };
         let runner = s.runner.clone().ok().flatten();
+        done.repositories += 1;
         let heads = match crate::providers::git::ls_remote(&url, credentials.as_ref(), runner).await
         {
             Ok(heads) => heads,
@@ -497,6 +498,7 @@ pub async fn poll_once(s: &Services) -> Result<Polled, AppError> {
     if !done.started.is_empty() {
         s.wake.notify_waiters();
     }
+    crate::metrics::polled(done.repositories);
     Ok(done)
 }
 

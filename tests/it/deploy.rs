@@ -590,3 +590,291 @@ async fn a_fleet_deploy_rolls_out_to_its_group_and_a_failing_host_switches_the_o
     assert!(host_states(&app, &e3).await.is_empty());
     drop(workers);
 }
+
+async fn api_error(app: &TestApp, t: &str, op: &str, body: Value) -> String {
+    let (status, answer) = crate::harness::api_call(app, t, op, body).await;
+    assert_eq!(status, 400, "{op}: {answer}");
+    answer["__type"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_rollback_deploys_the_earlier_release_again_by_hand_or_when_the_stage_fails() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let events = shared_dir();
+    let hosts = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(hosts.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = hosts.path().join("srv/app");
+    repository(repo.path());
+    write_app(repo.path(), events.path(), 0);
+    commit(repo.path(), "app.txt", "release one");
+    let path = repo.path().display().to_string();
+    let mut p = deploy_pipeline("site", &path, &target, 5);
+    p["pipelineType"] = json!("V2");
+    p["executionMode"] = json!("QUEUED");
+    p["stages"][1]["onFailure"] = json!({"result": "ROLLBACK"});
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": p})).await;
+    let e1 = first_execution(&app, &t, "site").await;
+    assert_eq!(ended(&app, &t, "site", &e1).await, "Succeeded");
+    commit(repo.path(), "app.txt", "release two");
+    let e2 = start(&app, &t, "site").await;
+    assert_eq!(ended(&app, &t, "site", &e2).await, "Succeeded");
+    assert_eq!(
+        std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+        "release two"
+    );
+
+    // By hand: the Deploy stage again, with e1's artifact.
+    let rolled = ok(
+        &app,
+        &t,
+        "RollbackStage",
+        json!({"pipelineName": "site", "stageName": "Deploy", "targetPipelineExecutionId": e1}),
+    )
+    .await["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ended(&app, &t, "site", &rolled).await, "Succeeded");
+    assert_eq!(
+        std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+        "release one",
+        "the earlier release is back"
+    );
+    assert_eq!(current(&target), Path::new("releases").join(&rolled));
+    let got = ok(
+        &app,
+        &t,
+        "GetPipelineExecution",
+        json!({"pipelineName": "site", "pipelineExecutionId": rolled}),
+    )
+    .await;
+    let got = &got["pipelineExecution"];
+    assert_eq!(got["executionType"], "ROLLBACK");
+    assert_eq!(
+        got["rollbackMetadata"]["rollbackTargetPipelineExecutionId"],
+        e1.as_str()
+    );
+    assert_eq!(got["trigger"]["triggerType"], "ManualRollback");
+    // Only the stage ran: no source attempt of its own.
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let stages: Vec<i32> = sqlx::query_scalar(
+        "SELECT stage_index FROM action_executions WHERE execution_id = $1::uuid ORDER BY stage_index",
+    )
+    .bind(&rolled)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(stages, [1]);
+
+    // What CodePipeline refuses.
+    let refused = |stage: &str, target: &str| json!({"pipelineName": "site", "stageName": stage, "targetPipelineExecutionId": target});
+    assert_eq!(
+        api_error(&app, &t, "RollbackStage", refused("Source", &e1)).await,
+        "UnableToRollbackStageException"
+    );
+    assert_eq!(
+        api_error(&app, &t, "RollbackStage", refused("Deploy", &rolled)).await,
+        "UnableToRollbackStageException"
+    );
+    assert_eq!(
+        api_error(
+            &app,
+            &t,
+            "RollbackStage",
+            refused("Deploy", &uuid::Uuid::new_v4().to_string())
+        )
+        .await,
+        "PipelineExecutionNotFoundException"
+    );
+    assert_eq!(
+        api_error(&app, &t, "RollbackStage", refused("Nope", &e1)).await,
+        "StageNotFoundException"
+    );
+
+    // Automatically: the stage fails (its ValidateService), and the stage rolls back to the last
+    // execution that succeeded in it.
+    write_app(repo.path(), events.path(), 4);
+    commit(repo.path(), "app.txt", "release three");
+    let e3 = start(&app, &t, "site").await;
+    assert_eq!(ended(&app, &t, "site", &e3).await, "Failed");
+    let mut automatic = None;
+    for _ in 0..600 {
+        let list = ok(
+            &app,
+            &t,
+            "ListPipelineExecutions",
+            json!({"pipelineName": "site"}),
+        )
+        .await;
+        automatic = list["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["trigger"]["triggerType"] == "AutomatedRollback")
+            .cloned();
+        if automatic.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let automatic = automatic.expect("the failed stage rolled back");
+    assert_eq!(automatic["executionType"], "ROLLBACK");
+    // The last execution that succeeded in Deploy was the manual rollback's target chain: e2's
+    // successor that succeeded there is the rollback itself, which is not a target; so e2.
+    assert_eq!(
+        automatic["rollbackMetadata"]["rollbackTargetPipelineExecutionId"],
+        e2.as_str()
+    );
+    let id = automatic["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ended(&app, &t, "site", &id).await, "Succeeded");
+    assert_eq!(
+        std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+        "release two"
+    );
+    // One automatic rollback, not a chain of them.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let list = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "site"}),
+    )
+    .await;
+    let rollbacks = list["pipelineExecutionSummaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["executionType"] == "ROLLBACK")
+        .count();
+    assert_eq!(rollbacks, 2);
+
+    // The console offers it on an execution's page, and does it.
+    let page = app.page(&format!("/pipelines/site/executions/{e1}")).await;
+    assert!(
+        page.contains("Roll back Deploy to this execution"),
+        "{page}"
+    );
+    let admin = app.sign_in("admin", crate::harness::ADMIN_PASSWORD).await;
+    let done = app
+        .post_form(
+            &admin,
+            "/pipelines/site/stages/Deploy/rollback",
+            &[("execution", &e1)],
+        )
+        .await;
+    assert_eq!(done.status(), 303);
+    let location = done.headers()["location"].to_str().unwrap().to_string();
+    let console_rollback = location
+        .trim_start_matches("/pipelines/site/executions/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        ended(&app, &t, "site", &console_rollback).await,
+        "Succeeded"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("current/app.txt")).unwrap(),
+        "release one"
+    );
+
+    // A new version of the pipeline: the old executions are outdated targets.
+    let mut current_pipeline =
+        ok(&app, &t, "GetPipeline", json!({"name": "site"})).await["pipeline"].clone();
+    current_pipeline["stages"][1]["actions"][0]["configuration"]["KeepReleases"] = json!("3");
+    ok(
+        &app,
+        &t,
+        "UpdatePipeline",
+        json!({"pipeline": current_pipeline}),
+    )
+    .await;
+    assert_eq!(
+        api_error(&app, &t, "RollbackStage", refused("Deploy", &e1)).await,
+        "PipelineExecutionOutdatedException"
+    );
+}
+
+#[tokio::test]
+async fn a_stage_with_on_failure_retry_is_retried_once_by_itself() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let marks = shared_dir();
+    let mark = marks.path().join("tried");
+    let spec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - if [ -e {m} ]; then echo second; else touch {m}; exit 1; fi\n",
+        m = mark.display()
+    );
+    let path = repo.path().display().to_string();
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": {"name": "flaky", "pipelineType": "V2", "stages": [
+            crate::executions::source_stage(&path),
+            {"name": "Build", "onFailure": {"result": "RETRY", "retryConfiguration": {"retryMode": "FAILED_ACTIONS"}},
+             "actions": [{"name": "Flaky",
+                "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                "configuration": {"BuildSpec": spec}, "inputArtifacts": [{"name": "Src"}]}]}]}}),
+    )
+    .await;
+    let e = first_execution(&app, &t, "flaky").await;
+    let mut status = String::new();
+    for _ in 0..3 {
+        status = ended(&app, &t, "flaky", &e).await;
+        if status == "Succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        status, "Succeeded",
+        "retried once, and the second try passed"
+    );
+    let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
+    let attempts: Vec<(i32, String)> = sqlx::query_as(
+        "SELECT attempt, status FROM action_executions WHERE execution_id = $1::uuid AND stage_index = 1 ORDER BY attempt",
+    )
+    .bind(&e)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(
+        attempts,
+        [(1, "Failed".to_string()), (2, "Succeeded".to_string())]
+    );
+
+    // Failing again after the automatic retry: it stays failed (one automatic retry).
+    std::fs::remove_file(&mark).unwrap();
+    std::fs::write(marks.path().join("x"), "").unwrap();
+    let spec_always = "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 1\n";
+    let mut p = ok(&app, &t, "GetPipeline", json!({"name": "flaky"})).await["pipeline"].clone();
+    p["stages"][1]["actions"][0]["configuration"]["BuildSpec"] = json!(spec_always);
+    ok(&app, &t, "UpdatePipeline", json!({"pipeline": p})).await;
+    let e2 = start(&app, &t, "flaky").await;
+    let mut attempts = Vec::new();
+    for _ in 0..200 {
+        attempts = sqlx::query_as::<_, (i32, String)>(
+            "SELECT attempt, status FROM action_executions WHERE execution_id = $1::uuid AND stage_index = 1 ORDER BY attempt",
+        )
+        .bind(&e2)
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        if attempts.len() == 2 && attempts[1].1 != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        attempts,
+        [(1, "Failed".to_string()), (2, "Failed".to_string())]
+    );
+    assert_eq!(ended(&app, &t, "flaky", &e2).await, "Failed");
+}

@@ -16,6 +16,7 @@ pub const OPERATIONS: &[&str] = &[
     "ListPipelineExecutions",
     "GetPipelineState",
     "RetryStageExecution",
+    "RollbackStage",
     "EnableStageTransition",
     "DisableStageTransition",
     "ListActionExecutions",
@@ -68,7 +69,8 @@ pub async fn call(
                 "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
                 "variables": e.variables.iter().map(|(n, v)| json!({"name": n, "resolvedValue": v})).collect::<Vec<_>>(),
                 "artifactRevisions": [],
-                "executionType": "STANDARD",
+                "executionType": if e.rollback_target.is_some() { "ROLLBACK" } else { "STANDARD" },
+                "rollbackMetadata": e.rollback_target.map(|t| json!({"rollbackTargetPipelineExecutionId": t})),
                 "startTime": epoch(e.started),
                 "lastUpdateTime": epoch(e.updated),
             }})
@@ -104,7 +106,8 @@ pub async fn call(
                     })).collect::<Vec<_>>(),
                     "trigger": {"triggerType": e.trigger.trigger_type, "triggerDetail": e.trigger.detail},
                     "stopTrigger": e.stop_reason.as_ref().map(|r| json!({"reason": r})),
-                    "executionType": "STANDARD",
+                    "executionType": if e.rollback_target.is_some() { "ROLLBACK" } else { "STANDARD" },
+                    "rollbackMetadata": e.rollback_target.map(|t| json!({"rollbackTargetPipelineExecutionId": t})),
                 })).collect::<Vec<_>>(),
                 "nextToken": page.next,
             })
@@ -254,6 +257,13 @@ pub async fn call(
             let id =
                 executions::retry_stage_execution(s, c, &i.pipeline_name, &i.stage_name, id, all)
                     .await?;
+            json!({ "pipelineExecutionId": id })
+        }
+        "RollbackStage" => {
+            let i: RollbackStage = parse(input)?;
+            let target = execution_id(&i.target_pipeline_execution_id)?;
+            let id =
+                executions::rollback_stage(s, c, &i.pipeline_name, &i.stage_name, target).await?;
             json!({ "pipelineExecutionId": id })
         }
         "EnableStageTransition" | "DisableStageTransition" => {
@@ -533,6 +543,14 @@ struct Retry {
     stage_name: String,
     pipeline_execution_id: String,
     retry_mode: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RollbackStage {
+    pipeline_name: String,
+    stage_name: String,
+    target_pipeline_execution_id: String,
 }
 
 #[derive(Deserialize)]

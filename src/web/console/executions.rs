@@ -50,6 +50,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         "/pipelines/{name}/stages/{stage}/transition",
         web::post().to(transition),
     )
+    .route(
+        "/pipelines/{name}/stages/{stage}/rollback",
+        web::post().to(rollback),
+    )
     .service(crate::web::get_only(
         "/pipelines/{name}/executions/{id}/artifacts/{artifact}",
         download,
@@ -486,6 +490,11 @@ struct ExecutionPage {
     revisions: Vec<(String, String, String)>,
     artifacts_expired: Option<String>,
     notice: Option<String>,
+    /// Stages this execution succeeded in that the viewer may roll back to it: (name, link).
+    rollbacks: Vec<(String, String)>,
+    /// The execution a ROLLBACK execution went back to.
+    rollback_target: Option<String>,
+    csrf: String,
 }
 console_page!(ExecutionPage);
 
@@ -529,8 +538,14 @@ async fn detail(
         notice: match query.done.as_deref() {
             Some("started") => Some("The execution started.".to_string()),
             Some("stopping") => Some("The execution is stopping.".to_string()),
+            Some("rolling-back") => Some(
+                "This execution rolls the stage back with the artifacts and variables of the one it goes back to.".to_string(),
+            ),
             _ => None,
         },
+        rollbacks: rollback_stages(&user.caller, &name, &e, &attempts),
+        rollback_target: e.rollback_target.map(|t| t.to_string()),
+        csrf: user.csrf_token.clone(),
         parts: execution_parts(
             &user.caller,
             &user.csrf_token,
@@ -543,6 +558,45 @@ async fn detail(
         name,
     };
     render_with_status(hx, &page, StatusCode::OK)
+}
+
+/// The stages (not the first) in which every action's last attempt of this STANDARD execution
+/// succeeded, and which the caller may roll back: where "Roll back to this execution" is
+/// offered. The operation checks the rest (the pipeline's version, the stage not running).
+fn rollback_stages(
+    caller: &Caller,
+    name: &str,
+    e: &ExecutionView,
+    attempts: &[executions::AttemptView],
+) -> Vec<(String, String)> {
+    if e.rollback_target.is_some() || e.status == "InProgress" {
+        return Vec::new();
+    }
+    let mut stages: Vec<String> = Vec::new();
+    for a in attempts {
+        if !stages.contains(&a.stage_name) && a.action.action_type_id.category != "Source" {
+            stages.push(a.stage_name.clone());
+        }
+    }
+    stages
+        .into_iter()
+        .filter(|stage| {
+            let mut last: std::collections::HashMap<&str, &executions::AttemptView> =
+                std::collections::HashMap::new();
+            for a in attempts.iter().filter(|a| &a.stage_name == stage) {
+                let kept = last.entry(a.action_name.as_str()).or_insert(a);
+                if a.attempt > kept.attempt {
+                    *kept = a;
+                }
+            }
+            !last.is_empty() && last.values().all(|a| a.status == "Succeeded")
+        })
+        .filter(|stage| caller.can(Action::RollbackStage, &Resource::stage(name, stage)))
+        .map(|stage| {
+            let link = segment(&stage);
+            (stage, link)
+        })
+        .collect()
 }
 
 /// An execution and its attempts (oldest first), as `caller` may read them.
@@ -792,6 +846,26 @@ async fn retry(
     .await?;
     Ok(see_other(&format!(
         "/pipelines/{}?done=retried",
+        segment(&name)
+    )))
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    execution: String,
+}
+
+async fn rollback(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: CsrfForm<RollbackForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (name, stage) = path.into_inner();
+    let target = execution_id(&form.form.execution)?;
+    let id = executions::rollback_stage(&state.services, &form.user.caller, &name, &stage, target)
+        .await?;
+    Ok(see_other(&format!(
+        "/pipelines/{}/executions/{id}?done=rolling-back",
         segment(&name)
     )))
 }
