@@ -1562,3 +1562,145 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
     assert!(errors.is_empty(), "browser console: {errors:#?}");
     browser.quit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fleet_deploys_hosts_and_a_pipelines_triggers_read_well_on_a_desktop_and_a_phone() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    let roots = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(roots.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut workers = Vec::new();
+    for i in 1..=2 {
+        let root = roots.path().join(format!("host-{i}")).display().to_string();
+        workers.push(crate::workers::worker_with(
+            &app,
+            1,
+            30,
+            &["--labels", "web", "--deploy-root", &root],
+        ));
+    }
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect_with(&app.db.options)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM worker_pools WHERE 'web' = ANY (labels) AND stopped_at IS NULL",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        if n == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the workers never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let repo = tempfile::tempdir().unwrap();
+    let (path, _) = crate::executions::repository(repo.path());
+    let decl = serde_json::json!({"name": "fleet", "stages": [
+        crate::executions::source_stage(&path),
+        {"name": "Deploy", "actions": [{"name": "ToWeb",
+            "actionTypeId": {"category": "Deploy", "owner": "Sluice", "provider": "Directory", "version": "1"},
+            "configuration": {"TargetDirectory": "/srv/site", "DeploymentGroup": "web", "DeploymentConfig": "OneAtATime"},
+            "inputArtifacts": [{"name": "Src"}]}]}
+    ]});
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": decl}),
+    )
+    .await;
+    let execution = crate::executions::first_execution(&app, &t, "fleet").await;
+    let end = crate::executions::wait_for_end(&app, &t, "fleet", &execution).await;
+    assert_eq!(end["status"], "Succeeded", "{end}");
+    let attempt: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM action_executions WHERE execution_id = $1::uuid AND stage_index = 1",
+    )
+    .bind(&execution)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+
+    let driver = ChromeDriver::start();
+    for width in [1280u32, 390] {
+        let profile = tempfile::tempdir().unwrap();
+        let browser = browser(&driver, profile.path(), width).await;
+        browser
+            .cdp()
+            .emulation()
+            .set_device_metrics_override(width, 900, 1.0, width < 600)
+            .await
+            .unwrap();
+        browser.goto(app.url("/login")).await.unwrap();
+        fill(&browser, "#username", ADMIN).await;
+        fill(&browser, "#password", ADMIN_PASSWORD).await;
+        click(&browser, "button[type=submit]").await;
+        wait_for_path(&browser, "/").await;
+
+        // The deploy's page: a row per host with its state, and each host's log behind a click.
+        browser
+            .goto(app.url(&format!("/pipelines/fleet/actions/{attempt}/log")))
+            .await
+            .unwrap();
+        let rows = browser
+            .find_all(By::Css("table.deploy-hosts tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            assert!(row.text().await.unwrap().contains("Deployed"));
+        }
+        let first_log = browser
+            .find(By::Css("details.host-log ol.log"))
+            .await
+            .unwrap();
+        assert!(!first_log.is_displayed().await.unwrap(), "closed at first");
+        click(&browser, "details.host-log summary").await;
+        assert!(first_log.is_displayed().await.unwrap());
+        assert!(
+            first_log
+                .text()
+                .await
+                .unwrap()
+                .contains("[Sluice] deploying on")
+        );
+        assert!(fits_viewport(&browser).await, "the hosts fit at {width}");
+        browser
+            .screenshot(&screenshot_path(&format!("deploy-hosts-{width}.png")))
+            .await
+            .unwrap();
+
+        // The triggers page: the hook's URL, a secret made with one press, no sideways scroll.
+        browser
+            .goto(app.url("/pipelines/fleet/triggers"))
+            .await
+            .unwrap();
+        if browser.find(By::Css("code.hook-secret")).await.is_err() {
+            click(
+                &browser,
+                "form[action='/pipelines/fleet/triggers/secret'] button",
+            )
+            .await;
+            wait_for(&browser, "code.hook-secret").await;
+        }
+        let url = browser
+            .find(By::Css("code.hook-url"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(url.ends_with("/hooks/fleet/Checkout"), "{url}");
+        assert!(fits_viewport(&browser).await, "the triggers fit at {width}");
+        browser
+            .screenshot(&screenshot_path(&format!("triggers-{width}.png")))
+            .await
+            .unwrap();
+        browser.quit().await.unwrap();
+    }
+    drop(workers);
+}
