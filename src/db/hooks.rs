@@ -184,24 +184,6 @@ pub async fn saw(
     Ok(changed.rows_affected() == 1)
 }
 
-/// Every pipeline's current declaration (for the poller): id, name, declaration JSON.
-pub async fn current_declarations(
-    conn: &mut PgConnection,
-) -> Result<Vec<(Uuid, String, i32, String)>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT p.id, p.name, p.current_version, v.declaration::text AS "declaration!"
-           FROM pipelines p
-           JOIN pipeline_versions v ON v.pipeline_id = p.id AND v.version = p.current_version
-           ORDER BY p.name"#
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.id, r.name, r.current_version, r.declaration))
-        .collect())
-}
-
 /// The commit the latest execution's run of a source action checked out, if any.
 pub async fn latest_commit(
     conn: &mut PgConnection,

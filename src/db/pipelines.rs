@@ -297,3 +297,21 @@ pub async fn find_by_id(
     .fetch_optional(conn)
     .await
 }
+
+/// Every pipeline's current declaration (the poller's, a deleted connection's users): id, name, declaration JSON.
+pub async fn current_declarations(
+    conn: &mut PgConnection,
+) -> Result<Vec<(Uuid, String, i32, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.name, p.current_version, v.declaration::text AS "declaration!"
+           FROM pipelines p
+           JOIN pipeline_versions v ON v.pipeline_id = p.id AND v.version = p.current_version
+           ORDER BY p.name"#
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.name, r.current_version, r.declaration))
+        .collect())
+}

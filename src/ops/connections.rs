@@ -325,6 +325,38 @@ pub async fn delete_connection(
         name.as_str(),
         json!({"ConnectionName": name.as_str()}),
         async |op, row: ConnectionRow| {
+            // A connection a pipeline names stays: its next run would fail to clone.
+            let mut users = Vec::new();
+            for (_, pipeline, _, text) in db::pipelines::current_declarations(op.conn()).await? {
+                let Ok(decl) = serde_json::from_str::<PipelineDeclaration>(&text) else {
+                    continue;
+                };
+                if references(&decl)
+                    .iter()
+                    .any(|(_, _, c, _)| c.eq_ignore_ascii_case(&row.name))
+                {
+                    users.push(pipeline);
+                }
+            }
+            if !users.is_empty() {
+                let shown: Vec<&str> = users.iter().take(10).map(String::as_str).collect();
+                return Err(AppError::Rejected {
+                    code: "ResourceInUseException",
+                    message: format!(
+                        "The connection {} is used by {} pipeline{} ({}{}); change {} first",
+                        row.name,
+                        users.len(),
+                        if users.len() == 1 { "" } else { "s" },
+                        shown.join(", "),
+                        if users.len() > shown.len() {
+                            ", …"
+                        } else {
+                            ""
+                        },
+                        if users.len() == 1 { "it" } else { "them" }
+                    ),
+                });
+            }
             db::connections::delete(op.conn(), row.id).await?;
             Ok(())
         },

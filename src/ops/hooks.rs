@@ -421,7 +421,7 @@ pub struct Polled {
 /// looked (or since the commit its latest run built). The engine's own work, on the leader.
 pub async fn poll_once(s: &Services) -> Result<Polled, AppError> {
     let mut conn = s.pool.acquire().await?;
-    let pipelines = db::hooks::current_declarations(&mut conn).await?;
+    let pipelines = db::pipelines::current_declarations(&mut conn).await?;
     // (url, connection) → the actions watching it.
     let mut groups: BTreeMap<(String, Option<String>), Vec<Watched>> = BTreeMap::new();
     for (id, name, _version, text) in pipelines {

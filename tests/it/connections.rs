@@ -266,20 +266,22 @@ async fn a_private_repository_is_cloned_with_a_connection_and_its_token_shows_no
         "the certificate was kept when only the token changed"
     );
 
-    // Deleted: the next run fails saying so.
-    ok(
+    // Pipelines name it: it is not deleted, and the refusal says which.
+    let (status, refused) = crate::harness::api_call(
         &app,
         &t,
         "DeleteConnection",
         json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/GitBot"}),
     )
     .await;
-    let gone = run_again(&app, &t).await;
-    let summary = source_summary(&app, &gone).await.1.unwrap();
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["__type"], "ResourceInUseException");
     assert!(
-        summary.contains("the connection gitbot does not exist"),
-        "{summary}"
+        refused["message"].as_str().unwrap().contains("private"),
+        "{refused}"
     );
+    let still = run_again(&app, &t).await;
+    assert_eq!(source_summary(&app, &still).await.0, "Succeeded");
 }
 
 #[tokio::test]
@@ -491,4 +493,45 @@ async fn racing_creates_of_one_name_in_any_case_make_exactly_one_connection() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_connection_a_pipeline_names_is_not_deleted_and_the_refusal_names_the_pipelines() {
+    let (app, t) = crate::harness::admin_api().await;
+    ok(
+        &app,
+        &t,
+        "CreateConnection",
+        json!({"ConnectionName": "Forge", "ProviderType": "Git", "Username": "bot", "Token": TOKEN}),
+    )
+    .await;
+    for name in ["uses-it", "also-uses-it"] {
+        ok(
+            &app,
+            &t,
+            "CreatePipeline",
+            // Named in another case: the same connection.
+            json!({"pipeline": private_source(name, "https://git.example.com/app.git", Some("forge"))}),
+        )
+        .await;
+    }
+    let arn = |name: &str| json!({"ConnectionArn": format!("arn:sluice:codeconnections:::connection/{name}")});
+    let (status, body) = crate::harness::api_call(&app, &t, "DeleteConnection", arn("FORGE")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "ResourceInUseException");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 pipelines")
+            && message.contains("uses-it")
+            && message.contains("also-uses-it"),
+        "{message}"
+    );
+    // Nothing was deleted; once no pipeline names it, it goes.
+    ok(&app, &t, "GetConnection", arn("Forge")).await;
+    for name in ["uses-it", "also-uses-it"] {
+        ok(&app, &t, "DeletePipeline", json!({"name": name})).await;
+    }
+    ok(&app, &t, "DeleteConnection", arn("forge")).await;
+    let (status, _) = crate::harness::api_call(&app, &t, "GetConnection", arn("Forge")).await;
+    assert_eq!(status, 400);
 }

@@ -362,6 +362,8 @@ fn trigger_text(e: &ExecutionView) -> String {
         "CreatePipeline" => format!("Pipeline created by {who}"),
         "Webhook" | "WebhookV2" => format!("Push webhook: {}", e.trigger.detail),
         "PollForSourceChanges" => format!("Polling: {}", e.trigger.detail),
+        "ManualRollback" => format!("Rollback by {who}"),
+        "AutomatedRollback" => format!("Automatic rollback: {}", e.trigger.detail),
         _ => format!("Released by {who}"),
     }
 }
