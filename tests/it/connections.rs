@@ -535,3 +535,134 @@ async fn a_connection_a_pipeline_names_is_not_deleted_and_the_refusal_names_the_
     let (status, _) = crate::harness::api_call(&app, &t, "GetConnection", arn("Forge")).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn connections_are_stored_replaced_and_deleted_from_the_console_and_a_token_shows_nowhere() {
+    let (app, t) = crate::harness::admin_api().await;
+    let admin = app.sign_in("admin", crate::harness::ADMIN_PASSWORD).await;
+    let page = |client: reqwest::Client| {
+        let url = app.url("/admin/connections");
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, html) = page(admin.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("New connection") && html.contains("None yet."),
+        "{html}"
+    );
+
+    let secret = "glpat-console-secret-0042";
+    let made = app
+        .post_form(
+            &admin,
+            "/admin/connections",
+            &[
+                ("name", "Forge"),
+                ("provider_type", "GitLab"),
+                ("username", "bot"),
+                ("token", secret),
+                ("ca_certificate", ""),
+            ],
+        )
+        .await;
+    assert_eq!(made.status(), 303);
+    let (_, html) = page(admin.clone()).await;
+    assert!(
+        html.contains("Forge") && html.contains("GitLab") && html.contains("****"),
+        "{html}"
+    );
+    assert!(!html.contains(secret));
+
+    // Junk is refused beside the form, what was typed kept but the token.
+    let refused = app
+        .post_form(
+            &admin,
+            "/admin/connections",
+            &[
+                ("name", "bad name!"),
+                ("provider_type", "GitLab"),
+                ("username", "bot<b>"),
+                ("token", secret),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("ConnectionName") || html.contains("letters, digits"),
+        "{html}"
+    );
+    let typed = &html[html.find(r#"id="c-user""#).unwrap()..];
+    let typed = &typed[..typed.find('>').unwrap()];
+    assert!(
+        typed.contains("bot&#60;b&#62;") || typed.contains("bot&lt;b&gt;"),
+        "typed values come back, escaped: {typed}"
+    );
+    assert!(!html.contains(secret), "the token is never sent back");
+    // The same name in another case is the same connection.
+    let again = app
+        .post_form(
+            &admin,
+            "/admin/connections",
+            &[
+                ("name", "FORGE"),
+                ("provider_type", "Git"),
+                ("username", "bot"),
+                ("token", "x-other-1"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status(), 400);
+
+    // The token is replaced; nothing shows it, not the audit log either.
+    let replaced = app
+        .post_form(
+            &admin,
+            "/admin/connections/Forge/token",
+            &[("token", "glpat-replaced-0043")],
+        )
+        .await;
+    assert_eq!(replaced.status(), 303);
+    let audit = app.page("/admin/audit").await;
+    assert!(!audit.contains(secret) && !audit.contains("glpat-replaced-0043"));
+
+    // In use: not deleted, the page says by whom.
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": private_source("needs-forge", "https://git.example.com/app.git", Some("Forge"))}),
+    )
+    .await;
+    let in_use = app
+        .post_form(&admin, "/admin/connections/Forge/delete", &[])
+        .await;
+    assert_eq!(in_use.status(), 409);
+    let html = in_use.text().await.unwrap();
+    assert!(html.contains("needs-forge"), "{html}");
+    ok(&app, &t, "DeletePipeline", json!({"name": "needs-forge"})).await;
+    let deleted = app
+        .post_form(&admin, "/admin/connections/Forge/delete", &[])
+        .await;
+    assert_eq!(deleted.status(), 303);
+    let (_, html) = page(admin.clone()).await;
+    assert!(html.contains("None yet."));
+
+    // Someone not allowed to list connections is refused the page.
+    crate::harness::user_with_policy(
+        &app,
+        &t,
+        "reader",
+        Some(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": ["codepipeline:GetPipeline"], "Resource": "*"}]}),
+        ),
+    )
+    .await;
+    let reader = app.sign_in("reader", crate::harness::USER_PASSWORD).await;
+    let (status, _) = page(reader).await;
+    assert_eq!(status, 403);
+}

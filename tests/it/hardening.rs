@@ -250,7 +250,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         1,
         "/metrics: one AccessDenied event"
     );
-    let forms: [(&str, &[(&str, &str)]); 24] = [
+    let forms: [(&str, &[(&str, &str)]); 29] = [
         (
             "/admin/users",
             &[("user_name", "x"), ("password", PASSWORD)],
@@ -305,6 +305,25 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             &[("op", "disable"), ("reason", "x")],
         ),
         (
+            "/pipelines/web/stages/Build/rollback",
+            &[("execution", "6f1f8a8e-1c2b-4d3e-9f00-000000000001")],
+        ),
+        ("/pipelines/web/triggers/secret", &[("action", "Checkout")]),
+        (
+            "/admin/connections",
+            &[
+                ("name", "Forge"),
+                ("provider_type", "Git"),
+                ("username", "bot"),
+                ("token", "t0ken-value"),
+            ],
+        ),
+        (
+            "/admin/connections/Forge/token",
+            &[("token", "t0ken-value")],
+        ),
+        ("/admin/connections/Forge/delete", &[]),
+        (
             "/pipelines/web/approvals/6f1f8a8e-1c2b-4d3e-9f00-000000000003",
             &[
                 ("stage", "Build"),
@@ -336,6 +355,11 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("GetGroup", json!({"groupName": "ops"})),
         ("ListGroups", json!({})),
         ("ListWorkers", json!({})),
+        (
+            "RollbackStage",
+            json!({"pipelineName": "web", "stageName": "Build",
+                   "targetPipelineExecutionId": "6f1f8a8e-1c2b-4d3e-9f00-000000000001"}),
+        ),
         ("DeleteGroup", json!({"groupName": "ops"})),
         (
             "AddUserToGroup",

@@ -23,6 +23,7 @@ use crate::web::auth::{CsrfForm, SignedIn};
 use crate::web::htmx::HxRequest;
 
 mod audit;
+mod connections;
 mod groups;
 mod policies;
 mod users;
@@ -31,6 +32,21 @@ mod workers;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(crate::web::get_only("/admin", index))
         .service(crate::web::get_only("/admin/workers", workers::workers))
+        .service(
+            web::resource("/admin/connections")
+                .route(web::get().to(connections::list))
+                .route(web::head().to(connections::list))
+                .route(web::post().to(connections::create))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .route(
+            "/admin/connections/{name}/token",
+            web::post().to(connections::update),
+        )
+        .route(
+            "/admin/connections/{name}/delete",
+            web::post().to(connections::delete),
+        )
         .service(
             web::resource("/admin/users")
                 .route(web::get().to(users::users))
@@ -121,6 +137,7 @@ pub fn may_administer(caller: &Caller) -> bool {
         Action::ListPolicies,
         Action::LookupAuditEvents,
         Action::ListWorkers,
+        Action::ListConnections,
     ]
     .into_iter()
     .any(|a| caller.can(a, &Resource::All))
@@ -164,6 +181,7 @@ struct IndexPage {
     can_policies: bool,
     can_audit: bool,
     can_workers: bool,
+    can_connections: bool,
 }
 console_page!(IndexPage);
 
@@ -191,6 +209,7 @@ async fn index(
         can_policies: c.can(Action::ListPolicies, &Resource::All),
         can_audit: c.can(Action::LookupAuditEvents, &Resource::All),
         can_workers: c.can(Action::ListWorkers, &Resource::All),
+        can_connections: c.can(Action::ListConnections, &Resource::All),
     };
     render_with_status(hx, &page, StatusCode::OK)
 }
