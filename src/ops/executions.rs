@@ -1524,14 +1524,17 @@ async fn rollback_execution(
             target.id
         )));
     }
+    // Under the runs lock, so that of two rollbacks asked at once the second sees the first.
+    db::executions::lock_runs(conn, pipeline.id)
+        .await?
+        .ok_or_else(|| pipeline_not_found(&pipeline.name))?;
     let runs = db::executions::runs_state(conn, pipeline.id, None).await?;
-    let busy = runs
-        .executions
-        .iter()
-        .any(|e| e.place == "in" && e.place_stage == Some(index_i32(index)));
+    let busy = runs.executions.iter().any(|e| {
+        matches!(e.place.as_str(), "in" | "waiting") && e.place_stage == Some(index_i32(index))
+    });
     if busy {
         return Err(unable_to_roll_back(format!(
-            "the stage {stage} is running; roll back once it has ended"
+            "the stage {stage} is running or has an execution waiting for it; roll back once it has ended"
         )));
     }
     Ok(NewExecution {

@@ -878,3 +878,53 @@ async fn a_stage_with_on_failure_retry_is_retried_once_by_itself() {
     );
     assert_eq!(ended(&app, &t, "flaky", &e2).await, "Failed");
 }
+
+#[tokio::test]
+async fn of_a_crowd_of_rollbacks_asked_at_once_one_runs() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    let hosts = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(hosts.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = hosts.path().join("srv/app");
+    repository(repo.path());
+    // A deploy that takes a while: the crowd arrives while the first rollback runs.
+    std::fs::write(repo.path().join("slow.sh"), "sleep 3\n").unwrap();
+    std::fs::write(
+        repo.path().join("appspec.yml"),
+        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: slow.sh\n",
+    )
+    .unwrap();
+    commit(repo.path(), "app.txt", "one");
+    let path = repo.path().display().to_string();
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": deploy_pipeline("crowd", &path, &target, 5)}),
+    )
+    .await;
+    let e1 = first_execution(&app, &t, "crowd").await;
+    assert_eq!(ended(&app, &t, "crowd", &e1).await, "Succeeded");
+    let body =
+        json!({"pipelineName": "crowd", "stageName": "Deploy", "targetPipelineExecutionId": e1});
+    let asks = (0..12).map(|_| crate::harness::api_call(&app, &t, "RollbackStage", body.clone()));
+    let answers = futures_util::future::join_all(asks).await;
+    let started: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(started.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(s, _)| *s != 200)
+            .all(|(_, a)| a["__type"] == "UnableToRollbackStageException"),
+        "{answers:?}"
+    );
+    let id = started[0]["pipelineExecutionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(ended(&app, &t, "crowd", &id).await, "Succeeded");
+}

@@ -456,3 +456,44 @@ async fn polling_starts_the_pipeline_when_its_branch_moves_and_only_then() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert_eq!(executions(&app, &t, "unpolled").await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_crowd_of_copies_of_one_delivery_starts_exactly_one_execution() {
+    let (app, t) = workers_app().await;
+    let repo = tempfile::tempdir().unwrap();
+    repository(repo.path());
+    let path = repo.path().display().to_string();
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": pipeline("crowded", &path, json!({}))}),
+    )
+    .await;
+    let first = first_execution(&app, &t, "crowded").await;
+    wait_for_end(&app, &t, "crowded", &first).await;
+    let secret = hook_secret(&app, "crowded").await;
+    let sha = commit(repo.path(), "app.txt", "crowd");
+    let (mut headers, body) = push(Host::GitHub, "main", &sha, &["app.txt"], "same-delivery");
+    headers.extend(
+        signed_headers(Host::GitHub, &secret, &body)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+    );
+    let sends = (0..24).map(|_| deliver(&app, "/hooks/crowded/Checkout", &headers, &body));
+    let answers = futures_util::future::join_all(sends).await;
+    let started: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == 202)
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(started.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|(status, _)| *status != 202)
+            .all(|(status, a)| *status == 200 && a["status"] == "duplicate"),
+        "{answers:?}"
+    );
+    assert_eq!(executions(&app, &t, "crowded").await.len(), 2);
+}
