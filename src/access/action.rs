@@ -67,6 +67,8 @@ pub enum ResourceKind {
     Policy,
     /// `connection/NAME`
     Connection,
+    /// `bucket/NAME` (an upload bucket)
+    Bucket,
     /// No resource-level permissions: checked against `*`.
     All,
 }
@@ -192,6 +194,11 @@ actions! {
     ClearSignInThrottle => Sluice, "ClearSignInThrottle", User;
     GetServerStatus => Sluice, "GetServerStatus", All;
     ListWorkers => Sluice, "ListWorkers", All;
+    CreateBucket => Sluice, "CreateBucket", Bucket;
+    DeleteBucket => Sluice, "DeleteBucket", Bucket;
+    ListBuckets => Sluice, "ListBuckets", All;
+    PutObject => Sluice, "PutObject", Bucket;
+    ListObjectVersions => Sluice, "ListObjectVersions", Bucket;
     GetMetrics => Sluice, "GetMetrics", All;
     RotateKeys => Sluice, "RotateKeys", All;
 }

@@ -57,6 +57,10 @@ impl Resource {
         Self::arn(Service::CodeConnections, format!("connection/{name}"))
     }
 
+    pub fn bucket(name: &str) -> Self {
+        Self::arn(Service::Sluice, format!("bucket/{name}"))
+    }
+
     fn arn(service: Service, resource: String) -> Self {
         Resource::Arn(ResourceArn { service, resource })
     }

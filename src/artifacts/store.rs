@@ -167,7 +167,7 @@ impl ArtifactStore {
         }
     }
 
-    fn scratch_file(&self) -> io::Result<File> {
+    pub fn scratch_file(&self) -> io::Result<File> {
         tempfile::tempfile_in(&self.scratch)
     }
 

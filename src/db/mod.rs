@@ -6,6 +6,7 @@
 pub mod access_keys;
 pub mod approvals;
 pub mod audit;
+pub mod buckets;
 pub mod changes;
 pub mod cluster_admin;
 pub mod connections;

@@ -9,6 +9,7 @@
 pub mod approvals;
 pub mod audit_log;
 pub mod auth;
+pub mod buckets;
 pub mod connections;
 pub mod deployments;
 pub mod executions;

@@ -89,6 +89,13 @@ pub async fn limit_body(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    // Uploads into buckets stream to disk under a limit of their own (`web::api::buckets`).
+    if super::api::is_upload(&req) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
     let limit = req
         .app_data::<web::Data<BodyLimit>>()
         .map_or(BodyLimit::DEFAULT.bytes(), |l| l.bytes());

@@ -355,6 +355,10 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         ("GetGroup", json!({"groupName": "ops"})),
         ("ListGroups", json!({})),
         ("ListWorkers", json!({})),
+        ("CreateBucket", json!({"bucketName": "denied-bucket"})),
+        ("ListBuckets", json!({})),
+        ("DeleteBucket", json!({"bucketName": "denied-bucket"})),
+        ("ListObjectVersions", json!({"bucketName": "denied-bucket"})),
         (
             "RollbackStage",
             json!({"pipelineName": "web", "stageName": "Build",

@@ -8,6 +8,7 @@ mod approvals;
 mod artifact_store;
 
 mod browser;
+mod buckets;
 mod cli;
 mod connections;
 mod console;

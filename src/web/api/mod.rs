@@ -2,6 +2,7 @@
 //! with `X-Amz-Target: CodePipeline_20150709.{Operation}`. Bearer tokens only (no cookies, so no
 //! CSRF). Errors are `{"__type": "...", "message": "..."}`.
 
+mod buckets;
 mod connections;
 mod executions;
 mod iam;
@@ -24,6 +25,12 @@ pub const TARGET_PREFIX: &str = "CodePipeline_20150709.";
 pub const CONNECTIONS_TARGET_PREFIX: &str = "CodeConnections_20231201.";
 
 /// Whether a request is for the API (it gets JSON errors, never HTML pages).
+/// An upload into a bucket (`PUT /api/v1/buckets/{bucket}/objects/{key}`): its body has a limit
+/// of its own.
+pub fn is_upload(req: &actix_web::dev::ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::PUT && req.path().starts_with("/api/v1/buckets/")
+}
+
 pub fn is_api_request(req: &actix_web::dev::ServiceRequest) -> bool {
     req.path().starts_with("/api/") || req.headers().contains_key("X-Amz-Target")
 }
@@ -32,6 +39,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v1/{operation}")
             .route(web::post().to(by_path))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/buckets/{bucket}/objects/{key:.+}")
+            .route(web::put().to(buckets::put_object))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -243,6 +255,7 @@ async fn dispatch(
         && !pipelines::OPERATIONS.contains(&operation)
         && !executions::OPERATIONS.contains(&operation)
         && !connections::OPERATIONS.contains(&operation)
+        && !buckets::OPERATIONS.contains(&operation)
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -266,6 +279,8 @@ async fn dispatch(
         executions::call(&state.services, &caller, operation, input).await?
     } else if connections::OPERATIONS.contains(&operation) {
         connections::call(&state.services, &caller, operation, input).await?
+    } else if buckets::OPERATIONS.contains(&operation) {
+        buckets::call(&state.services, &caller, operation, input).await?
     } else {
         iam::call(&state.services, &caller, operation, input).await?
     };
