@@ -249,10 +249,156 @@ pub async fn put_object(
             };
             db::buckets::insert_version(op.conn(), row.id, &version).await?;
             op.add_audit_param("versionId", json!(version.version_id));
+            // The new version starts every pipeline whose Upload source watches this key, with
+            // it pinned, in the upload's transaction.
+            let mut started = Vec::new();
+            for pipeline in watchers(op.conn(), bucket.as_str(), key).await? {
+                let (name, action) = pipeline;
+                let id = super::executions::start_in(
+                    op,
+                    &name,
+                    super::executions::StartRequest {
+                        source_revisions: vec![super::executions::SourceRevisionOverride {
+                            action_name: action,
+                            revision_type: "S3_OBJECT_VERSION_ID".into(),
+                            revision_value: version.version_id.to_string(),
+                        }],
+                        ..Default::default()
+                    },
+                    super::executions::Trigger {
+                        trigger_type: "PutActionRevision",
+                        detail: format!(
+                            "{} uploaded {}/{}",
+                            version.uploaded_by,
+                            bucket.as_str(),
+                            key
+                        ),
+                    },
+                )
+                .await?;
+                started.push(id);
+            }
+            op.add_audit_param("startedExecutions", json!(started));
+            if !started.is_empty() {
+                s.wake.notify_waiters();
+            }
             Ok(version)
         },
     )
     .await
+}
+
+/// The pipelines (and their source action) whose current version has an Upload source on
+/// `bucket` and `key`.
+async fn watchers(
+    conn: &mut sqlx::PgConnection,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<(String, String)>, AppError> {
+    let mut found = Vec::new();
+    for (_, name, _, text) in db::pipelines::current_declarations(conn).await? {
+        let Ok(decl) = serde_json::from_str::<crate::pipeline::wire::PipelineDeclaration>(&text)
+        else {
+            continue;
+        };
+        for a in decl.stages.first().into_iter().flat_map(|st| &st.actions) {
+            let config = a.configuration.clone().unwrap_or_default();
+            if a.action_type_id.provider == "Upload"
+                && config.get("Bucket").map(String::as_str) == Some(bucket)
+                && config.get("ObjectKey").map(String::as_str) == Some(key)
+            {
+                found.push((name.clone(), a.name.clone()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The Upload source (`Source/Sluice/Upload/1`) for one attempt: the pinned version (a trigger's
+/// or an earlier attempt's) or the newest of the key, opened with the bucket's key and sealed
+/// again as the pipeline's artifact; `VersionId` and `ETag` as variables.
+pub async fn fetch_version(
+    s: &Services,
+    ctx: &crate::providers::Context,
+) -> Result<crate::providers::Output, String> {
+    let internal = |e: AppError| {
+        tracing::error!(error = %e, "an Upload source failed to read its bucket");
+        "Sluice could not read the bucket; the problem has been logged".to_string()
+    };
+    let bucket_text = ctx
+        .configuration
+        .get("Bucket")
+        .ok_or("the action has no Bucket")?;
+    let bucket = BucketName::parse(bucket_text).map_err(|e| e.public_message())?;
+    let key = ctx
+        .configuration
+        .get("ObjectKey")
+        .ok_or("the action has no ObjectKey")?;
+    let output_name = ctx
+        .action
+        .output_artifacts
+        .iter()
+        .flatten()
+        .next()
+        .map(|o| o.name.clone())
+        .ok_or("the action declares no output artifact")?;
+    let (row, version) = {
+        let mut conn = s.pool.acquire().await.map_err(|e| internal(e.into()))?;
+        let row = db::buckets::find(&mut conn, bucket.as_str())
+            .await
+            .map_err(|e| internal(e.into()))?
+            .ok_or_else(|| format!("there is no bucket named {}", bucket.as_str()))?;
+        let versions = db::buckets::versions(&mut conn, row.id, Some(key), 1000)
+            .await
+            .map_err(|e| internal(e.into()))?;
+        let version = match &ctx.revision {
+            Some(pinned) => versions
+                .into_iter()
+                .find(|v| v.version_id.to_string() == *pinned)
+                .ok_or_else(|| format!("{}/{key} has no version {pinned}", bucket.as_str()))?,
+            None => versions.into_iter().next().ok_or_else(|| {
+                format!(
+                    "{}/{key} has no version yet: upload one to start the pipeline",
+                    bucket.as_str()
+                )
+            })?,
+        };
+        (row, version)
+    };
+    let bucket_key = open_key(s, &row).map_err(internal)?;
+    let address = crate::artifacts::store::Address::parse(&version.address)
+        .ok_or_else(|| internal(AppError::Internal(anyhow::anyhow!("a version's address"))))?;
+    let (plain, _) = ctx
+        .store
+        .get(&bucket_key, &address)
+        .await
+        .map_err(|e| format!("the version {} cannot be read: {e}", version.version_id))?;
+    let stored = ctx
+        .store
+        .put(&ctx.key, plain)
+        .await
+        .map_err(|e| format!("the version {} cannot be stored: {e}", version.version_id))?;
+    ctx.log.line(&format!(
+        "[Sluice] {}/{key} version {} ({} bytes, uploaded by {})",
+        bucket.as_str(),
+        version.version_id,
+        version.size,
+        version.uploaded_by
+    ));
+    Ok(crate::providers::Output {
+        summary: Some(format!(
+            "Version {} of {}/{key}",
+            version.version_id,
+            bucket.as_str()
+        )),
+        variables: [
+            ("VersionId".to_string(), version.version_id.to_string()),
+            ("ETag".to_string(), version.etag.clone()),
+        ]
+        .into(),
+        artifacts: vec![(output_name, stored)],
+        commits: Vec::new(),
+    })
 }
 
 /// ListObjectVersions: a bucket's versions, newest first (of one key, when given), at most 1000.

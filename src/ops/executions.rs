@@ -710,6 +710,15 @@ pub(super) async fn start_on(
                     format!("the pipeline has no source action named {}", r.action_name),
                 )
             })?;
+        if action.action_type_id.provider == "Upload" && r.revision_type != "S3_OBJECT_VERSION_ID" {
+            return Err(AppError::validation(
+                "sourceRevisions",
+                format!(
+                    "{} is an Upload source: its revisionType must be S3_OBJECT_VERSION_ID",
+                    r.action_name
+                ),
+            ));
+        }
         if action.action_type_id.provider == "Git" && r.revision_type != "COMMIT_ID" {
             return Err(AppError::validation(
                 "sourceRevisions",
@@ -1089,7 +1098,10 @@ pub async fn prepare_action(
     for (si, ai, vars, artifacts) in &outputs {
         if index(job.stage) == *si
             && index(job.action) == *ai
-            && let Some(commit) = vars.get("CommitId").and_then(|c| c.as_str())
+            && let Some(commit) = vars
+                .get("CommitId")
+                .or_else(|| vars.get("VersionId"))
+                .and_then(|c| c.as_str())
         {
             revision = Some(commit.to_string());
         }

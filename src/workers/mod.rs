@@ -471,6 +471,9 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
                     )
                     .await
                 }
+                _ if is_upload_source(&prepared.context) => {
+                    crate::ops::buckets::fetch_version(s, &prepared.context).await
+                }
                 _ => providers::run(&prepared.context).await,
             };
             crate::metrics::action_finished(
@@ -505,6 +508,16 @@ async fn handle(s: &Services, job: &Claimed) -> Result<providers::Output, String
             Err("Sluice could not prepare this action; the problem has been logged".into())
         }
     }
+}
+
+/// An Upload source reads its bucket (the database), so it runs here rather than as a provider.
+fn is_upload_source(ctx: &providers::Context) -> bool {
+    let id = &ctx.action.action_type_id;
+    (
+        id.category.as_str(),
+        id.owner.as_str(),
+        id.provider.as_str(),
+    ) == ("Source", "Sluice", "Upload")
 }
 
 /// The deployment group a Directory deploy names, if any.

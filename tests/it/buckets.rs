@@ -219,3 +219,119 @@ async fn a_crowd_creating_one_bucket_makes_exactly_one() {
         1
     );
 }
+
+/// A zip holding `app.txt` with `text`.
+fn zip_of(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.txt"), text).unwrap();
+    let mut out = tempfile::tempfile().unwrap();
+    sluice::artifacts::archive::zip_directory(dir.path(), &mut out, 1 << 20).unwrap();
+    use std::io::{Read, Seek};
+    out.rewind().unwrap();
+    let mut bytes = Vec::new();
+    out.read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_new_version_starts_the_pipelines_watching_its_key_with_that_version() {
+    let (app, t) = crate::executions::workers_app().await;
+    ok(&app, &t, "CreateBucket", json!({"bucketName": "drops"})).await;
+    let pipeline = |name: &str, key: &str| {
+        json!({"pipeline": {"name": name, "stages": [
+            {"name": "Source", "actions": [{"name": "Drop", "namespace": "Drop",
+                "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Upload", "version": "1"},
+                "configuration": {"Bucket": "drops", "ObjectKey": key},
+                "outputArtifacts": [{"name": "Site"}]}]},
+            {"name": "Build", "actions": [{"name": "Show",
+                "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+                "configuration": {"BuildSpec": "version: 0.2\nphases:\n  build:\n    commands:\n      - cat app.txt\n      - echo version #{Drop.VersionId}\n"},
+                "inputArtifacts": [{"name": "Site"}]}]}]}})
+    };
+    ok(&app, &t, "CreatePipeline", pipeline("watcher", "site.zip")).await;
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        pipeline("other-key", "else.zip"),
+    )
+    .await;
+    // Their first runs find no version yet and say so.
+    let first = crate::executions::first_execution(&app, &t, "watcher").await;
+    assert_eq!(
+        crate::executions::wait_for_end(&app, &t, "watcher", &first).await["status"],
+        "Failed"
+    );
+
+    let (status, v1) = put(&app, &t, "drops", "site.zip", zip_of("upload one")).await;
+    assert_eq!(status, 200, "{v1}");
+    let (_, v2) = put(&app, &t, "drops", "site.zip", zip_of("upload two")).await;
+    let list = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "watcher"}),
+    )
+    .await;
+    let summaries = list["pipelineExecutionSummaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 3, "one execution per version: {list}");
+    assert_eq!(summaries[0]["trigger"]["triggerType"], "PutActionRevision");
+    assert!(
+        summaries[0]["trigger"]["triggerDetail"]
+            .as_str()
+            .unwrap()
+            .contains("admin uploaded drops/site.zip")
+    );
+    // Each run builds its own version, even when a newer one exists by the time it runs.
+    for (summary, version, text) in [
+        (&summaries[1], &v1, "upload one"),
+        (&summaries[0], &v2, "upload two"),
+    ] {
+        let id = summary["pipelineExecutionId"].as_str().unwrap();
+        crate::executions::wait_for_end(&app, &t, "watcher", id).await;
+        let attempts = ok(
+            &app,
+            &t,
+            "ListActionExecutions",
+            json!({"pipelineName": "watcher", "filter": {"pipelineExecutionId": id}}),
+        )
+        .await;
+        let details = attempts["actionExecutionDetails"].as_array().unwrap();
+        let source = details.iter().find(|d| d["actionName"] == "Drop").unwrap();
+        assert_eq!(source["status"], "Succeeded", "{source}");
+        assert_eq!(
+            source["output"]["outputVariables"]["VersionId"],
+            version["versionId"]
+        );
+        assert_eq!(source["output"]["outputVariables"]["ETag"], version["eTag"]);
+        let build = details.iter().find(|d| d["actionName"] == "Show").unwrap();
+        let log = ok(
+            &app,
+            &t,
+            "GetActionExecutionLog",
+            json!({"pipelineName": "watcher", "actionExecutionId": build["actionExecutionId"]}),
+        )
+        .await;
+        let text_seen = log.to_string();
+        assert!(text_seen.contains(text), "{text_seen}");
+        assert!(text_seen.contains(&format!(
+            "version {}",
+            version["versionId"].as_str().unwrap()
+        )));
+    }
+    // The pipeline watching another key did not start again.
+    let others = ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        json!({"pipelineName": "other-key"}),
+    )
+    .await;
+    assert_eq!(
+        others["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

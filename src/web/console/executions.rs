@@ -363,6 +363,7 @@ fn trigger_text(e: &ExecutionView) -> String {
         "Webhook" | "WebhookV2" => format!("Push webhook: {}", e.trigger.detail),
         "PollForSourceChanges" => format!("Polling: {}", e.trigger.detail),
         "ManualRollback" => format!("Rollback by {who}"),
+        "PutActionRevision" => format!("Upload: {}", e.trigger.detail),
         "AutomatedRollback" => format!("Automatic rollback: {}", e.trigger.detail),
         _ => format!("Released by {who}"),
     }
