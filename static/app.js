@@ -60,4 +60,79 @@
     status.classList.add("live-reconnecting");
     status.textContent = "Reconnecting…";
   });
+  // Upload buckets: a file dropped or chosen goes up as one PUT of its bytes, its progress shown;
+  // the server answers where to go next.
+  function uploadForm(el) { return el.closest && el.closest("form[data-upload]"); }
+  document.addEventListener("dragover", function (event) {
+    var zone = event.target.closest && event.target.closest("[data-drop-zone]");
+    if (!zone) return;
+    event.preventDefault();
+    zone.classList.add("drop-zone-over");
+  });
+  document.addEventListener("dragleave", function (event) {
+    var zone = event.target.closest && event.target.closest("[data-drop-zone]");
+    if (zone) zone.classList.remove("drop-zone-over");
+  });
+  document.addEventListener("drop", function (event) {
+    var zone = event.target.closest && event.target.closest("[data-drop-zone]");
+    if (!zone) return;
+    event.preventDefault();
+    zone.classList.remove("drop-zone-over");
+    var input = zone.querySelector("input[type=file]");
+    if (input && event.dataTransfer && event.dataTransfer.files.length) {
+      input.files = event.dataTransfer.files;
+      var form = uploadForm(zone);
+      var key = form && form.querySelector("input[name=key]");
+      if (key && !key.value) key.value = input.files[0].name;
+    }
+  });
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input.matches || !input.matches("form[data-upload] input[type=file]") || !input.files.length) return;
+    var key = uploadForm(input).querySelector("input[name=key]");
+    if (key && !key.value) key.value = input.files[0].name;
+  });
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form[data-upload]")) return;
+    event.preventDefault();
+    var file = form.querySelector("input[type=file]").files[0];
+    var key = form.querySelector("input[name=key]").value;
+    var progress = form.querySelector("[data-upload-progress]");
+    var status = form.querySelector("[data-upload-status]");
+    var button = form.querySelector("button[type=submit]");
+    if (!file || !key) return;
+    var path = key.split("/").map(encodeURIComponent).join("/");
+    var xhr = new XMLHttpRequest();
+    xhr.open("PUT", form.dataset.upload + path);
+    xhr.setRequestHeader("X-CSRF-Token", form.querySelector("input[name=csrf_token]").value);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    progress.hidden = false;
+    progress.value = 0;
+    button.disabled = true;
+    status.textContent = "Uploading…";
+    xhr.upload.addEventListener("progress", function (e) {
+      if (!e.lengthComputable) return;
+      var percent = Math.floor((e.loaded / e.total) * 100);
+      progress.value = percent;
+      status.textContent = "Uploading… " + percent + " %";
+    });
+    xhr.addEventListener("load", function () {
+      var answer = {};
+      try { answer = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+      if (xhr.status === 200 && answer.next) {
+        progress.value = 100;
+        status.textContent = "Uploaded: version " + answer.versionId;
+        window.location.assign(answer.next);
+      } else {
+        button.disabled = false;
+        status.textContent = answer.message || ("The upload failed (" + xhr.status + ").");
+      }
+    });
+    xhr.addEventListener("error", function () {
+      button.disabled = false;
+      status.textContent = "The upload was interrupted; nothing was stored.";
+    });
+    xhr.send(file);
+  });
 })();

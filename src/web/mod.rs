@@ -17,6 +17,7 @@ mod metrics;
 mod middleware;
 mod request;
 mod static_files;
+mod upload;
 
 use std::net::TcpListener;
 use std::time::Duration;

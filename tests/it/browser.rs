@@ -1704,3 +1704,143 @@ async fn a_fleet_deploys_hosts_and_a_pipelines_triggers_read_well_on_a_desktop_a
     }
     drop(workers);
 }
+
+#[tokio::test]
+async fn a_file_dropped_into_a_bucket_uploads_with_its_progress_and_starts_its_pipeline() {
+    let app = crate::harness::spawn_app_with_workers(2).await;
+    app.setup_admin().await;
+    let t = app.console_token_as(&app.client, ADMIN_PASSWORD, &[]).await;
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreateBucket",
+        serde_json::json!({"bucketName": "drops"}),
+    )
+    .await;
+    let decl = serde_json::json!({"name": "from-drops", "stages": [
+        {"name": "Source", "actions": [{"name": "Drop",
+            "actionTypeId": {"category": "Source", "owner": "Sluice", "provider": "Upload", "version": "1"},
+            "configuration": {"Bucket": "drops", "ObjectKey": "site.zip"},
+            "outputArtifacts": [{"name": "Site"}]}]},
+        {"name": "Build", "actions": [{"name": "Show",
+            "actionTypeId": {"category": "Build", "owner": "Sluice", "provider": "Command", "version": "1"},
+            "configuration": {"BuildSpec": "version: 0.2\nphases:\n  build:\n    commands:\n      - cat app.txt\n"},
+            "inputArtifacts": [{"name": "Site"}]}]}]});
+    crate::harness::api_ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        serde_json::json!({"pipeline": decl}),
+    )
+    .await;
+
+    // A zip of a few megabytes, so that the progress has steps to show.
+    let dir = tempfile::tempdir().unwrap();
+    let content = tempfile::tempdir().unwrap();
+    let noise: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(content.path().join("noise.bin"), &noise).unwrap();
+    std::fs::write(content.path().join("app.txt"), "dropped in the browser").unwrap();
+    let zip_path = dir.path().join("site.zip");
+    let mut zip = std::fs::File::create(&zip_path).unwrap();
+    sluice::artifacts::archive::zip_directory(content.path(), &mut zip, 1 << 30).unwrap();
+    drop(zip);
+
+    let driver = ChromeDriver::start();
+    for width in [1280u32, 390] {
+        let profile = tempfile::tempdir().unwrap();
+        let browser = browser(&driver, profile.path(), width).await;
+        browser
+            .cdp()
+            .emulation()
+            .set_device_metrics_override(width, 900, 1.0, width < 600)
+            .await
+            .unwrap();
+        browser.goto(app.url("/login")).await.unwrap();
+        fill(&browser, "#username", ADMIN).await;
+        fill(&browser, "#password", ADMIN_PASSWORD).await;
+        click(&browser, "button[type=submit]").await;
+        wait_for_path(&browser, "/").await;
+        browser.goto(app.url("/buckets/drops")).await.unwrap();
+        assert!(
+            fits_viewport(&browser).await,
+            "the bucket's page fits at {width}"
+        );
+        if width != 1280 {
+            browser.quit().await.unwrap();
+            continue;
+        }
+        // Record every progress value the page shows while the file goes up.
+        browser
+            .execute(
+                "var keep = function (v) { var seen = JSON.parse(sessionStorage.getItem('seen') || '[]'); seen.push(v); sessionStorage.setItem('seen', JSON.stringify(seen)); }; \
+                 var p = document.querySelector('[data-upload-progress]'); new MutationObserver(function () { keep(Number(p.value)); }).observe(p, {attributes: true}); \
+                 var s = document.querySelector('[data-upload-status]'); new MutationObserver(function () { keep(s.textContent); }).observe(s, {childList: true, characterData: true, subtree: true});",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let input = browser.find(By::Css("#u-file")).await.unwrap();
+        input
+            .send_keys(zip_path.display().to_string())
+            .await
+            .unwrap();
+        let key = browser.find(By::Css("#u-key")).await.unwrap();
+        assert_eq!(
+            key.value().await.unwrap().as_deref(),
+            Some("site.zip"),
+            "the key is the file's name"
+        );
+        click(&browser, "form[data-upload] button[type=submit]").await;
+        wait_for_text(&browser, ".notice-success", "The new version is stored").await;
+        browser
+            .screenshot(&screenshot_path("bucket-uploaded-1280.png"))
+            .await
+            .unwrap();
+        let rows = browser
+            .find_all(By::Css("table.versions tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        // The page showed the upload going: "Uploading…", a final 100, and a version.
+        let seen: Vec<serde_json::Value> = browser
+            .execute(
+                "return JSON.parse(sessionStorage.getItem('seen') || '[]');",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .convert()
+            .unwrap();
+        assert!(
+            seen.iter()
+                .any(|v| v.as_str().is_some_and(|t| t.starts_with("Uploading"))),
+            "{seen:?}"
+        );
+        assert!(seen.iter().any(|v| v.as_f64() == Some(100.0)), "{seen:?}");
+        assert!(
+            seen.iter().any(|v| v
+                .as_str()
+                .is_some_and(|t| t.starts_with("Uploaded: version"))),
+            "{seen:?}"
+        );
+        browser.quit().await.unwrap();
+    }
+    // The pipeline watching the key started with the version, and built it.
+    let list = crate::harness::api_ok(
+        &app,
+        &t,
+        "ListPipelineExecutions",
+        serde_json::json!({"pipelineName": "from-drops"}),
+    )
+    .await;
+    let latest = list["pipelineExecutionSummaries"][0].clone();
+    assert_eq!(
+        latest["trigger"]["triggerType"], "PutActionRevision",
+        "{list}"
+    );
+    let id = latest["pipelineExecutionId"].as_str().unwrap().to_string();
+    let end = crate::executions::wait_for_end(&app, &t, "from-drops", &id).await;
+    assert_eq!(end["status"], "Succeeded", "{end}");
+}

@@ -250,7 +250,7 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
         1,
         "/metrics: one AccessDenied event"
     );
-    let forms: [(&str, &[(&str, &str)]); 29] = [
+    let forms: [(&str, &[(&str, &str)]); 31] = [
         (
             "/admin/users",
             &[("user_name", "x"), ("password", PASSWORD)],
@@ -323,6 +323,8 @@ async fn every_refusal_writes_exactly_one_access_denied_event() {
             &[("token", "t0ken-value")],
         ),
         ("/admin/connections/Forge/delete", &[]),
+        ("/buckets", &[("name", "denied-bucket")]),
+        ("/buckets/denied-bucket/delete", &[]),
         (
             "/pipelines/web/approvals/6f1f8a8e-1c2b-4d3e-9f00-000000000003",
             &[

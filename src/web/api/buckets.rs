@@ -4,16 +4,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Digest;
-use std::io::Write;
 
 use super::{ApiError, authenticate, epoch, parse};
 use crate::access::{Action, Resource};
-use crate::error::AppError;
-use crate::ops::buckets::{self, BucketName, Upload};
+use crate::ops::buckets::{self, BucketName};
 use crate::ops::{Caller, Services};
 use crate::web::AppState;
 
@@ -83,7 +79,7 @@ pub async fn put_object(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    mut body: web::Payload,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = authenticate(&req, &state).await?;
     let (bucket, key) = path.into_inner();
@@ -106,57 +102,22 @@ pub async fn put_object(
             format!("An object is at most {limit} bytes (--max-artifact-bytes)"),
         )
     };
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if crate::web::upload::declares_too_much(&req, limit) {
         return Err(too_large());
     }
-    // In the store's scratch directory (on disk, where sealing works), never in memory.
-    let store = s.artifacts.clone().ok_or_else(|| {
-        ApiError::from(AppError::Internal(anyhow::anyhow!(
-            "this server has no artifact store"
-        )))
-    })?;
-    let mut file = store.scratch_file().map_err(|e| {
-        ApiError::from(AppError::Internal(
-            anyhow::Error::new(e).context("a scratch file"),
-        ))
-    })?;
-    let mut hash = sha2::Sha256::new();
-    let mut size: u64 = 0;
-    {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, &mut file);
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "IncompleteBody",
-                    "The upload was cut off before its end",
-                )
-            })?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(too_large());
-            }
-            hash.update(&chunk);
-            out.write_all(&chunk).map_err(|e| {
-                ApiError::from(AppError::Internal(
-                    anyhow::Error::new(e).context("writing an upload"),
-                ))
-            })?;
+    let upload = match crate::web::upload::receive(s, body).await {
+        Ok(upload) => upload,
+        Err(crate::web::upload::Refused::TooLarge) => return Err(too_large()),
+        Err(crate::web::upload::Refused::CutOff) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "IncompleteBody",
+                "The upload was cut off before its end",
+            ));
         }
-        out.flush().map_err(|e| {
-            ApiError::from(AppError::Internal(
-                anyhow::Error::new(e).context("writing an upload"),
-            ))
-        })?;
-    }
-    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let version =
-        buckets::put_object(s, &caller, &name, &key, Upload { file, size, sha256 }).await?;
+        Err(crate::web::upload::Refused::Internal(e)) => return Err(e.into()),
+    };
+    let version = buckets::put_object(s, &caller, &name, &key, upload).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/x-amz-json-1.1")
         .json(json!({"versionId": version.version_id, "eTag": version.etag, "size": version.size})))

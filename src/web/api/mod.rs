@@ -28,7 +28,8 @@ pub const CONNECTIONS_TARGET_PREFIX: &str = "CodeConnections_20231201.";
 /// An upload into a bucket (`PUT /api/v1/buckets/{bucket}/objects/{key}`): its body has a limit
 /// of its own.
 pub fn is_upload(req: &actix_web::dev::ServiceRequest) -> bool {
-    req.method() == actix_web::http::Method::PUT && req.path().starts_with("/api/v1/buckets/")
+    req.method() == actix_web::http::Method::PUT
+        && (req.path().starts_with("/api/v1/buckets/") || req.path().starts_with("/buckets/"))
 }
 
 pub fn is_api_request(req: &actix_web::dev::ServiceRequest) -> bool {

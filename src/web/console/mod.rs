@@ -4,6 +4,7 @@ mod account;
 mod admin;
 mod ansi;
 mod approvals;
+mod buckets;
 mod editor;
 mod error;
 mod executions;
@@ -50,6 +51,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     editor::routes(cfg);
     executions::routes(cfg);
     triggers::routes(cfg);
+    buckets::routes(cfg);
     approvals::routes(cfg);
     live::routes(cfg);
     pipelines::routes(cfg);
