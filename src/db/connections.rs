@@ -14,6 +14,8 @@ pub struct ConnectionRow {
     pub username: String,
     pub sealed_token: String,
     pub ca_certificate: Option<String>,
+    /// The one host its credentials go to (`None`: any the action names).
+    pub host: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -23,8 +25,8 @@ pub struct ConnectionRow {
 pub async fn insert(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query!(
         r#"INSERT INTO connections (id, name, provider_type, username, sealed_token, ca_certificate,
-                                    created_by, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                    created_by, created_at, updated_at, host)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT ((lower(name))) DO NOTHING"#,
         row.id,
         row.name,
@@ -34,7 +36,8 @@ pub async fn insert(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool
         row.ca_certificate,
         row.created_by,
         row.created_at,
-        row.updated_at
+        row.updated_at,
+        row.host
     )
     .execute(conn)
     .await?;
@@ -49,7 +52,7 @@ pub async fn find(
     sqlx::query_as!(
         ConnectionRow,
         r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
-                  created_at, updated_at
+                  created_at, updated_at, host
            FROM connections WHERE lower(name) = lower($1)"#,
         name
     )
@@ -66,7 +69,7 @@ pub async fn list(
     sqlx::query_as!(
         ConnectionRow,
         r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
-                  created_at, updated_at
+                  created_at, updated_at, host
            FROM connections WHERE $1::text IS NULL OR lower(name) > lower($1)
            ORDER BY lower(name) LIMIT $2"#,
         after,

@@ -75,6 +75,8 @@ pub struct Credentials {
     pub username: String,
     token: String,
     pub ca_certificate: Option<String>,
+    /// The one host (`host` or `host:port`, lowercase) these credentials may be sent to.
+    pub host: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -129,12 +131,62 @@ impl Credentials {
             username: username.to_string(),
             token: token.to_string(),
             ca_certificate,
+            host: None,
         })
+    }
+
+    /// The same credentials, bound to `host` (checked by [`parse_host`]).
+    pub fn bound_to(mut self, host: Option<&str>) -> Result<Self, AppError> {
+        self.host = match host.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(h) => Some(parse_host(h)?),
+            None => None,
+        };
+        Ok(self)
     }
 
     pub fn token(&self) -> &str {
         &self.token
     }
+}
+
+/// A connection's host, canonical: lowercase `name` or `name:port` (letters, digits, `.`, `-`;
+/// a port of 1-65535), at most 255 characters.
+pub fn parse_host(text: &str) -> Result<String, AppError> {
+    let bad = || {
+        AppError::validation(
+            "Host",
+            "must be a host name or host:port (letters, digits, '.' and '-')",
+        )
+    };
+    let host = text.trim().to_ascii_lowercase();
+    if host.is_empty() || host.len() > 255 {
+        return Err(bad());
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host.as_str(), None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !name.starts_with(['.', '-']);
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if name_ok && port_ok {
+        Ok(host)
+    } else {
+        Err(bad())
+    }
+}
+
+/// The `host` or `host:port` of a repository URL, as [`parse_host`] writes it.
+pub fn host_of_url(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_ascii_lowercase();
+    Some(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
 }
 
 /// A connection as shown: never its token.
@@ -145,6 +197,7 @@ pub struct ConnectionView {
     pub provider_type: String,
     pub username: String,
     pub has_ca_certificate: bool,
+    pub host: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -157,6 +210,7 @@ fn view(row: &ConnectionRow) -> ConnectionView {
         provider_type: row.provider_type.clone(),
         username: row.username.clone(),
         has_ca_certificate: row.ca_certificate.is_some(),
+        host: row.host.clone(),
         created_by: row.created_by.clone(),
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -203,6 +257,7 @@ pub async fn create_connection(
         "ProviderType": provider_type,
         "Username": credentials.username,
         "CaCertificate": credentials.ca_certificate.is_some(),
+        "Host": credentials.host,
     });
     Op::run(
         s,
@@ -227,6 +282,7 @@ pub async fn create_connection(
                 username: credentials.username.clone(),
                 sealed_token: s.root_key.seal(credentials.token(), &token_context(id)),
                 ca_certificate: credentials.ca_certificate.clone(),
+                host: credentials.host.clone(),
                 created_by: op.caller().user_name().to_string(),
                 created_at: now,
                 updated_at: now,
@@ -476,6 +532,7 @@ pub async fn credentials_for(
         username: row.username,
         token,
         ca_certificate: row.ca_certificate,
+        host: row.host,
     }))
 }
 

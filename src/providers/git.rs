@@ -33,6 +33,14 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
             "a connection's credentials are only sent over HTTPS: the RepositoryUrl {url} must start with https://"
         ));
     }
+    if let Some(bound) = ctx.git_credentials.as_ref().and_then(|c| c.host.as_deref()) {
+        let host = crate::ops::connections::host_of_url(&url).unwrap_or_default();
+        if host != bound {
+            return Err(format!(
+                "the connection's credentials are for {bound} only, and the RepositoryUrl is on {host}"
+            ));
+        }
+    }
     let output_name = ctx
         .action
         .output_artifacts

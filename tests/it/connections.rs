@@ -666,3 +666,98 @@ async fn connections_are_stored_replaced_and_deleted_from_the_console_and_a_toke
     let (status, _) = page(reader).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_connection_bound_to_a_host_sends_its_credentials_to_that_host_only() {
+    let server = git_server();
+    let (app, t) = workers_app().await;
+    let host = server
+        .url()
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    for (name, bound) in [
+        ("Here", host.to_uppercase()),
+        ("Elsewhere", "git.example.com".to_string()),
+    ] {
+        let made = ok(
+            &app,
+            &t,
+            "CreateConnection",
+            json!({"ConnectionName": name, "ProviderType": "Git", "Username": "bot",
+                   "Token": TOKEN, "CaCertificate": server.certificate, "Host": bound}),
+        )
+        .await;
+        let _ = made;
+    }
+    let shown = ok(
+        &app,
+        &t,
+        "GetConnection",
+        json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/Here"}),
+    )
+    .await;
+    assert_eq!(
+        shown["Connection"]["Host"],
+        host.as_str(),
+        "stored lowercase: {shown}"
+    );
+
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": private_source("bound", &server.url(), Some("Here"))}),
+    )
+    .await;
+    let id = first_execution(&app, &t, "bound").await;
+    wait_for_end(&app, &t, "bound", &id).await;
+    assert_eq!(source_summary(&app, &id).await.0, "Succeeded");
+
+    let before = server.requests();
+    ok(
+        &app,
+        &t,
+        "CreatePipeline",
+        json!({"pipeline": private_source("astray", &server.url(), Some("Elsewhere"))}),
+    )
+    .await;
+    let id = first_execution(&app, &t, "astray").await;
+    wait_for_end(&app, &t, "astray", &id).await;
+    let (status, summary, _) = source_summary(&app, &id).await;
+    assert_eq!(status, "Failed");
+    let summary = summary.unwrap();
+    assert!(
+        summary.contains("for git.example.com only") && summary.contains(&host),
+        "{summary}"
+    );
+    assert_eq!(server.requests(), before, "nothing was sent to the server");
+
+    for bad in ["", "a b", "host:0", "host:99999", "-x.example.com"] {
+        let (status, answer) = crate::harness::api_call(
+            &app,
+            &t,
+            "CreateConnection",
+            json!({"ConnectionName": "Bad", "ProviderType": "Git", "Username": "bot", "Token": TOKEN, "Host": bad}),
+        )
+        .await;
+        if bad.is_empty() {
+            assert_eq!(status, 200, "an empty host is no host");
+            ok(
+                &app,
+                &t,
+                "DeleteConnection",
+                json!({"ConnectionArn": "arn:sluice:codeconnections:::connection/Bad"}),
+            )
+            .await;
+        } else {
+            assert_eq!(
+                (status, answer["__type"].as_str()),
+                (400, Some("ValidationException")),
+                "{bad}: {answer}"
+            );
+        }
+    }
+}

@@ -31,7 +31,8 @@ pub async fn call(
             let name = ConnectionName::parse(&i.connection_name)
                 .map_err(|m| AppError::validation("ConnectionName", m))?;
             let credentials =
-                Credentials::parse(&i.username, &i.token, i.ca_certificate.as_deref())?;
+                Credentials::parse(&i.username, &i.token, i.ca_certificate.as_deref())?
+                    .bound_to(i.host.as_deref())?;
             let provider = i.provider_type.as_deref().unwrap_or("Git");
             let created = connections::create_connection(s, c, name, provider, credentials).await?;
             json!({"ConnectionArn": created.arn})
@@ -94,6 +95,7 @@ fn shape(v: &ConnectionView) -> Value {
         "ConnectionStatus": "AVAILABLE",
         "Username": v.username,
         "HasCaCertificate": v.has_ca_certificate,
+        "Host": v.host,
         "CreatedBy": v.created_by,
         "Created": epoch(v.created_at),
         "Updated": epoch(v.updated_at),
@@ -108,6 +110,8 @@ struct Create {
     username: String,
     token: String,
     ca_certificate: Option<String>,
+    /// Sluice's: the one host the credentials may be sent to.
+    host: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -23,6 +23,7 @@ struct Row {
     link: String,
     provider_type: String,
     username: String,
+    host: String,
     has_ca: bool,
     created_by: String,
     updated: String,
@@ -37,6 +38,7 @@ struct NewForm {
     provider_type: String,
     username: String,
     ca_certificate: String,
+    host: String,
     error: Option<String>,
 }
 
@@ -90,6 +92,7 @@ async fn page(
                     name: v.name,
                     provider_type: v.provider_type,
                     username: v.username,
+                    host: v.host.unwrap_or_else(|| "any".into()),
                     has_ca: v.has_ca_certificate,
                     created_by: v.created_by,
                     updated: display_time(v.updated_at),
@@ -133,6 +136,8 @@ pub(super) struct Create {
     token: String,
     #[serde(default)]
     ca_certificate: String,
+    #[serde(default)]
+    host: String,
 }
 
 pub(super) async fn create(
@@ -146,13 +151,15 @@ pub(super) async fn create(
         provider_type: form.provider_type.clone(),
         username: form.username.clone(),
         ca_certificate: form.ca_certificate.clone(),
+        host: form.host.clone(),
         error: None,
     };
     let result = async {
         let name = ConnectionName::parse(form.name.trim())
             .map_err(|m| AppError::validation("ConnectionName", m))?;
         let ca = Some(form.ca_certificate.as_str()).filter(|c| !c.trim().is_empty());
-        let credentials = Credentials::parse(form.username.trim(), &form.token, ca)?;
+        let credentials = Credentials::parse(form.username.trim(), &form.token, ca)?
+            .bound_to(Some(form.host.as_str()))?;
         connections::create_connection(
             &state.services,
             &user.caller,
