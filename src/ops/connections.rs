@@ -20,7 +20,7 @@ use crate::db::connections::ConnectionRow;
 use crate::error::AppError;
 use crate::pipeline::wire::PipelineDeclaration;
 
-/// The provider types CodeConnections knows, and `Git` for any other server.
+/// The provider types CodeConnections knows, Gitea and Forgejo, and `Git` for any other server.
 pub const PROVIDER_TYPES: &[&str] = &[
     "Git",
     "GitHub",
@@ -29,6 +29,9 @@ pub const PROVIDER_TYPES: &[&str] = &[
     "GitLabSelfManaged",
     "Bitbucket",
     "AzureDevOps",
+    // Sluice's: the self-hosted forges CodeConnections does not know.
+    "Gitea",
+    "Forgejo",
 ];
 
 /// A connection's name: 1-32 of letters, digits, `.`, `@`, `_` and `-` (CodeConnections' rule).
