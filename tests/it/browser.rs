@@ -1563,6 +1563,28 @@ async fn the_pipeline_view_turns_each_stage_green_without_a_reload_and_reconnect
     browser.quit().await.unwrap();
 }
 
+/// A browser window `width` pixels wide (a phone's below 600), signed in as the administrator.
+async fn signed_in_admin(
+    driver: &ChromeDriver,
+    profile: &std::path::Path,
+    app: &crate::harness::TestApp,
+    width: u32,
+) -> WebDriver {
+    let browser = browser(driver, profile, width).await;
+    browser
+        .cdp()
+        .emulation()
+        .set_device_metrics_override(width, 900, 1.0, width < 600)
+        .await
+        .unwrap();
+    browser.goto(app.url("/login")).await.unwrap();
+    fill(&browser, "#username", ADMIN).await;
+    fill(&browser, "#password", ADMIN_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    wait_for_path(&browser, "/").await;
+    browser
+}
+
 #[tokio::test]
 async fn a_fleet_deploys_hosts_and_a_pipelines_triggers_read_well_on_a_desktop_and_a_phone() {
     use std::os::unix::fs::PermissionsExt;
@@ -1628,18 +1650,7 @@ async fn a_fleet_deploys_hosts_and_a_pipelines_triggers_read_well_on_a_desktop_a
     let driver = ChromeDriver::start();
     for width in [1280u32, 390] {
         let profile = tempfile::tempdir().unwrap();
-        let browser = browser(&driver, profile.path(), width).await;
-        browser
-            .cdp()
-            .emulation()
-            .set_device_metrics_override(width, 900, 1.0, width < 600)
-            .await
-            .unwrap();
-        browser.goto(app.url("/login")).await.unwrap();
-        fill(&browser, "#username", ADMIN).await;
-        fill(&browser, "#password", ADMIN_PASSWORD).await;
-        click(&browser, "button[type=submit]").await;
-        wait_for_path(&browser, "/").await;
+        let browser = signed_in_admin(&driver, profile.path(), &app, width).await;
 
         // The deploy's page: a row per host with its state, and each host's log behind a click.
         browser
@@ -1750,18 +1761,7 @@ async fn a_file_dropped_into_a_bucket_uploads_with_its_progress_and_starts_its_p
     let driver = ChromeDriver::start();
     for width in [1280u32, 390] {
         let profile = tempfile::tempdir().unwrap();
-        let browser = browser(&driver, profile.path(), width).await;
-        browser
-            .cdp()
-            .emulation()
-            .set_device_metrics_override(width, 900, 1.0, width < 600)
-            .await
-            .unwrap();
-        browser.goto(app.url("/login")).await.unwrap();
-        fill(&browser, "#username", ADMIN).await;
-        fill(&browser, "#password", ADMIN_PASSWORD).await;
-        click(&browser, "button[type=submit]").await;
-        wait_for_path(&browser, "/").await;
+        let browser = signed_in_admin(&driver, profile.path(), &app, width).await;
         browser.goto(app.url("/buckets/drops")).await.unwrap();
         assert!(
             fits_viewport(&browser).await,
