@@ -247,8 +247,6 @@ pub async fn receive(
 #[derive(Debug, Clone, PartialEq)]
 pub struct HookView {
     pub action: String,
-    /// The path under the server's URL (`/hooks/<pipeline>/<action>`, segments escaped).
-    pub path: String,
     /// The secret, for those allowed `codepipeline:PutWebhook` on the pipeline (`None`: not
     /// allowed, or none made yet; see `has_secret`).
     pub secret: Option<String>,
@@ -259,12 +257,6 @@ pub struct HookView {
     /// Started by a trigger's filters rather than any push to the branch.
     pub filtered: bool,
     pub deliveries: Vec<Delivery>,
-}
-
-fn segment(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
 }
 
 /// The hooks of a pipeline's Git source actions, with their last 20 deliveries; allowed with
@@ -302,7 +294,6 @@ pub async fn hooks_of(s: &Services, c: &Caller, name: &str) -> Result<Vec<HookVi
                 let deliveries = db::hooks::recent(op.conn(), row.id, &action.name, 20).await?;
                 views.push(HookView {
                     action: action.name.clone(),
-                    path: format!("/hooks/{}/{}", segment(&row.name), segment(&action.name)),
                     secret,
                     has_secret: sealed.is_some(),
                     may_put,

@@ -52,19 +52,7 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
     let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
     let home = work.path().join("home");
     let checkout = work.path().join("src");
-    std::fs::create_dir_all(&home).map_err(|e| format!("cannot make a work directory: {e}"))?;
-    // Its only setting: clone repositories whoever owns them (a local repository belongs to
-    // another user than the one clones run as).
-    std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
-        .map_err(|e| format!("cannot make a work directory: {e}"))?;
-    let env = GitEnv {
-        extra: match &ctx.git_credentials {
-            Some(credentials) => with_credentials(&home, credentials)
-                .map_err(|e| format!("cannot make a work directory: {e}"))?,
-            None => Vec::new(),
-        },
-        home: home.clone(),
-    };
+    let env = git_env(&home, ctx.git_credentials.as_ref())?;
     let runner = ctx.runner.clone()?;
     super::hand_over(work.path(), runner)?;
 
@@ -271,6 +259,25 @@ async fn check_out(
 
 /// What every `git` of one attempt runs with: its home (and global configuration), and a
 /// connection's askpass variables when the action names one.
+/// Makes `home` (git's home for one clone or listing) and the environment git runs with there.
+fn git_env(
+    home: &Path,
+    credentials: Option<&crate::ops::connections::Credentials>,
+) -> Result<GitEnv, String> {
+    let failed = |e: std::io::Error| format!("cannot make a work directory: {e}");
+    std::fs::create_dir_all(home).map_err(failed)?;
+    // Its only setting: clone repositories whoever owns them (a local repository belongs to
+    // another user than the one clones run as).
+    std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n").map_err(failed)?;
+    Ok(GitEnv {
+        extra: match credentials {
+            Some(c) => with_credentials(home, c).map_err(failed)?,
+            None => Vec::new(),
+        },
+        home: home.to_path_buf(),
+    })
+}
+
 struct GitEnv {
     home: std::path::PathBuf,
     extra: Vec<(&'static str, String)>,
@@ -318,17 +325,7 @@ pub async fn ls_remote(
     }
     let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
     let home = work.path().join("home");
-    std::fs::create_dir_all(&home).map_err(|e| format!("cannot make a work directory: {e}"))?;
-    std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n")
-        .map_err(|e| format!("cannot make a work directory: {e}"))?;
-    let env = GitEnv {
-        extra: match credentials {
-            Some(c) => with_credentials(&home, c)
-                .map_err(|e| format!("cannot make a work directory: {e}"))?,
-            None => Vec::new(),
-        },
-        home: home.clone(),
-    };
+    let env = git_env(&home, credentials)?;
     super::hand_over(work.path(), runner)?;
     let log = super::log::Log::discarding();
     let out = git(

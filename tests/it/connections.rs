@@ -682,7 +682,7 @@ async fn a_connection_bound_to_a_host_sends_its_credentials_to_that_host_only() 
         ("Here", host.to_uppercase()),
         ("Elsewhere", "git.example.com".to_string()),
     ] {
-        let made = ok(
+        ok(
             &app,
             &t,
             "CreateConnection",
@@ -690,7 +690,6 @@ async fn a_connection_bound_to_a_host_sends_its_credentials_to_that_host_only() 
                    "Token": TOKEN, "CaCertificate": server.certificate, "Host": bound}),
         )
         .await;
-        let _ = made;
     }
     let shown = ok(
         &app,

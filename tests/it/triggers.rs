@@ -247,7 +247,7 @@ async fn a_push_webhook_from_each_host_starts_the_pipeline_once_and_only_signed_
     ] {
         assert!(page.contains(said), "{said}: {page}");
     }
-    let viewer = crate::harness::user_with_policy(
+    crate::harness::user_with_policy(
         &app,
         &t,
         "viewer",
@@ -257,7 +257,6 @@ async fn a_push_webhook_from_each_host_starts_the_pipeline_once_and_only_signed_
         ),
     )
     .await;
-    let _ = viewer;
     let viewer_client = app.sign_in("viewer", crate::harness::USER_PASSWORD).await;
     let seen = viewer_client
         .get(app.url("/pipelines/hooked/triggers"))

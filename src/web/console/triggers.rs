@@ -99,8 +99,8 @@ async fn show(
         hooks: views
             .into_iter()
             .map(|h| HookRow {
+                path: format!("/hooks/{}/{}", segment(&name), segment(&h.action)),
                 action: h.action,
-                path: h.path,
                 secret: h.secret,
                 has_secret: h.has_secret,
                 may_put: h.may_put,
