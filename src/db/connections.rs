@@ -11,9 +11,14 @@ pub struct ConnectionRow {
     pub id: Uuid,
     pub name: String,
     pub provider_type: String,
+    /// `Token` or `SshKey`: what `sealed_token` holds (a token, or a private key).
+    pub auth_type: String,
     pub username: String,
     pub sealed_token: String,
     pub ca_certificate: Option<String>,
+    /// Of an SSH key: its public half and the host keys a clone accepts.
+    pub public_key: Option<String>,
+    pub known_hosts: Option<String>,
     /// The one host its credentials go to (`None`: any the action names).
     pub host: Option<String>,
     pub created_by: String,
@@ -25,8 +30,9 @@ pub struct ConnectionRow {
 pub async fn insert(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query!(
         r#"INSERT INTO connections (id, name, provider_type, username, sealed_token, ca_certificate,
-                                    created_by, created_at, updated_at, host)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                    created_by, created_at, updated_at, host, auth_type,
+                                    public_key, known_hosts)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
            ON CONFLICT ((lower(name))) DO NOTHING"#,
         row.id,
         row.name,
@@ -37,7 +43,10 @@ pub async fn insert(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool
         row.created_by,
         row.created_at,
         row.updated_at,
-        row.host
+        row.host,
+        row.auth_type,
+        row.public_key,
+        row.known_hosts
     )
     .execute(conn)
     .await?;
@@ -52,7 +61,7 @@ pub async fn find(
     sqlx::query_as!(
         ConnectionRow,
         r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
-                  created_at, updated_at, host
+                  created_at, updated_at, host, auth_type, public_key, known_hosts
            FROM connections WHERE lower(name) = lower($1)"#,
         name
     )
@@ -69,7 +78,7 @@ pub async fn list(
     sqlx::query_as!(
         ConnectionRow,
         r#"SELECT id, name, provider_type, username, sealed_token, ca_certificate, created_by,
-                  created_at, updated_at, host
+                  created_at, updated_at, host, auth_type, public_key, known_hosts
            FROM connections WHERE $1::text IS NULL OR lower(name) > lower($1)
            ORDER BY lower(name) LIMIT $2"#,
         after,
@@ -79,24 +88,20 @@ pub async fn list(
     .await
 }
 
-/// Replaces the credentials of a connection (its token, and the username or certificate when
-/// given); `false` when it is gone.
-pub async fn update(
-    conn: &mut PgConnection,
-    id: Uuid,
-    username: &str,
-    sealed_token: &str,
-    ca_certificate: Option<&str>,
-    now: OffsetDateTime,
-) -> Result<bool, sqlx::Error> {
+/// Writes a connection's credentials (username, sealed secret, certificate, key parts) as
+/// `row` holds them; `false` when it is gone.
+pub async fn update(conn: &mut PgConnection, row: &ConnectionRow) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query!(
-        r#"UPDATE connections SET username = $2, sealed_token = $3, ca_certificate = $4, updated_at = $5
+        r#"UPDATE connections SET username = $2, sealed_token = $3, ca_certificate = $4,
+                  public_key = $5, known_hosts = $6, updated_at = $7
            WHERE id = $1"#,
-        id,
-        username,
-        sealed_token,
-        ca_certificate,
-        now
+        row.id,
+        row.username,
+        row.sealed_token,
+        row.ca_certificate,
+        row.public_key,
+        row.known_hosts,
+        row.updated_at
     )
     .execute(conn)
     .await?;

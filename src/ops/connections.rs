@@ -75,39 +75,75 @@ impl ConnectionName {
 /// What a connection is made of, each part checked.
 #[derive(Clone)]
 pub struct Credentials {
+    /// Who the Git server is told the caller is: the HTTPS username, or the SSH login.
     pub username: String,
-    token: String,
-    pub ca_certificate: Option<String>,
+    pub auth: Auth,
     /// The one host (`host` or `host:port`, lowercase) these credentials may be sent to.
     pub host: Option<String>,
 }
 
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, ****)", self.username)
+/// How a connection proves who it is.
+#[derive(Clone)]
+pub enum Auth {
+    /// HTTPS basic authentication with a personal access token; the server's certificate comes
+    /// from a system authority, or from `ca_certificate` (then the only one trusted).
+    Token {
+        token: String,
+        ca_certificate: Option<String>,
+    },
+    /// SSH public-key authentication. The server must present a key `known_hosts` lists:
+    /// a clone never trusts a key on first sight. `public_key` is the private key's public
+    /// half, what an administrator installs on the Git server (derived when it is stored).
+    SshKey {
+        private_key: String,
+        known_hosts: String,
+        public_key: Option<String>,
+    },
+}
+
+/// The `AuthType` a connection reports: `Token` or `SshKey`.
+impl Auth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::Token { .. } => "Token",
+            Auth::SshKey { .. } => "SshKey",
+        }
+    }
+
+    /// What is sealed: the token or the private key.
+    pub fn secret(&self) -> &str {
+        match self {
+            Auth::Token { token, .. } => token,
+            Auth::SshKey { private_key, .. } => private_key,
+        }
     }
 }
 
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials({}, {}, ****)",
+            self.username,
+            self.auth.kind()
+        )
+    }
+}
+
+/// The largest private key stored (an RSA 16384-bit key in PEM is about 12 KiB).
+const PRIVATE_KEY_LIMIT: usize = 16 * 1024;
+/// The most known_hosts text a connection holds.
+const KNOWN_HOSTS_LIMIT: usize = 64 * 1024;
+
 impl Credentials {
-    /// `field` names are the API's. A token or username that could end a line of the askpass
-    /// answer (any control character) is refused; a certificate must be PEM.
+    /// Token credentials. `field` names are the API's. A token or username that could end a
+    /// line of the askpass answer (any control character) is refused; a certificate must be PEM.
     pub fn parse(
         username: &str,
         token: &str,
         ca_certificate: Option<&str>,
     ) -> Result<Self, AppError> {
-        if username.is_empty() || username.chars().count() > 256 {
-            return Err(AppError::validation(
-                "Username",
-                "must be 1 to 256 characters",
-            ));
-        }
-        if username.chars().any(char::is_control) {
-            return Err(AppError::validation(
-                "Username",
-                "must not hold control characters",
-            ));
-        }
+        let username = parse_username(username)?;
         if token.is_empty() || token.len() > 4096 {
             return Err(AppError::validation("Token", "must be 1 to 4096 bytes"));
         }
@@ -131,9 +167,27 @@ impl Credentials {
             }
         };
         Ok(Credentials {
-            username: username.to_string(),
-            token: token.to_string(),
-            ca_certificate,
+            username,
+            auth: Auth::Token {
+                token: token.to_string(),
+                ca_certificate,
+            },
+            host: None,
+        })
+    }
+
+    /// SSH key credentials: `username` is the login (`git` on most forges), `private_key` an
+    /// unencrypted OpenSSH or PEM private key, `known_hosts` the server's keys in known_hosts
+    /// form (what `ssh-keyscan` prints). Whether the key really is one is learnt when it is
+    /// stored ([`crate::providers::ssh::public_key`]).
+    pub fn ssh_key(username: &str, private_key: &str, known_hosts: &str) -> Result<Self, AppError> {
+        Ok(Credentials {
+            username: parse_username(username)?,
+            auth: Auth::SshKey {
+                private_key: parse_private_key(private_key)?,
+                known_hosts: parse_known_hosts(known_hosts)?,
+                public_key: None,
+            },
             host: None,
         })
     }
@@ -147,8 +201,187 @@ impl Credentials {
         Ok(self)
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
+    /// What a log that might see them masks: the token, or each line of the private key.
+    pub fn masked(&self) -> Vec<String> {
+        match &self.auth {
+            Auth::Token { token, .. } => vec![token.clone()],
+            Auth::SshKey { private_key, .. } => private_key
+                .lines()
+                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// Whether these credentials may go to `url`, and why not: a token over HTTPS only, a key
+    /// over SSH only (logging in as the connection's user), and only to the bound host.
+    pub fn fit(&self, url: &str) -> Result<(), String> {
+        match &self.auth {
+            Auth::Token { .. } if !url.starts_with("https://") => {
+                return Err(format!(
+                    "a connection's token is only sent over HTTPS: the RepositoryUrl {url} must start with https://"
+                ));
+            }
+            Auth::SshKey { .. } => {
+                let Some(login) = ssh_login(url) else {
+                    return Err(format!(
+                        "a connection's SSH key is only used over SSH: the RepositoryUrl {url} must be ssh://... or user@host:path"
+                    ));
+                };
+                if login.is_some_and(|user| user != self.username) {
+                    return Err(format!(
+                        "the RepositoryUrl logs in as another user than the connection's ({}): name it in the URL or leave the user out",
+                        self.username
+                    ));
+                }
+            }
+            Auth::Token { .. } => {}
+        }
+        if let Some(bound) = &self.host {
+            let host = host_of_url(url).unwrap_or_default();
+            if &host != bound {
+                return Err(format!(
+                    "the connection's credentials are for {bound} only, and the RepositoryUrl is on {host}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_username(username: &str) -> Result<String, AppError> {
+    if username.is_empty() || username.chars().count() > 256 {
+        return Err(AppError::validation(
+            "Username",
+            "must be 1 to 256 characters",
+        ));
+    }
+    if username.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            "Username",
+            "must not hold control characters",
+        ));
+    }
+    Ok(username.to_string())
+}
+
+/// A private key as ssh reads it: one PEM block, Unix line ends and a final newline (a key
+/// pasted into a browser comes back with CRLF, and ssh refuses a key without the last newline).
+pub fn parse_private_key(text: &str) -> Result<String, AppError> {
+    let bad = |why: &str| AppError::validation("PrivateKey", why);
+    let key = text.replace("\r\n", "\n");
+    let key = key.trim();
+    if key.is_empty() || key.len() > PRIVATE_KEY_LIMIT {
+        return Err(bad("must be 1 byte to 16 KiB"));
+    }
+    if key.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(bad("must not hold control characters other than line ends"));
+    }
+    let first = key.lines().next().unwrap_or_default();
+    let last = key.lines().last().unwrap_or_default();
+    let framed = |line: &str, word: &str| {
+        line.starts_with(&format!("-----{word} ")) && line.ends_with("PRIVATE KEY-----")
+    };
+    if !framed(first, "BEGIN") || !framed(last, "END") || key.lines().count() < 3 {
+        return Err(bad(
+            "must be a private key (-----BEGIN OPENSSH PRIVATE KEY----- ... -----END OPENSSH PRIVATE KEY-----)",
+        ));
+    }
+    if key.contains("ENCRYPTED") {
+        return Err(bad(
+            "must not need a passphrase: a clone cannot type one (remove it with ssh-keygen -p)",
+        ));
+    }
+    Ok(format!("{key}\n"))
+}
+
+/// Key types a known_hosts line may name.
+const HOST_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+/// known_hosts text: each line `[marker] hosts key-type base64-key [comment]` (comments and
+/// blank lines kept as they are harmless), at least one key, Unix line ends.
+pub fn parse_known_hosts(text: &str) -> Result<String, AppError> {
+    use base64::Engine;
+    let bad = |why: String| AppError::validation("KnownHosts", why);
+    let text = text.replace("\r\n", "\n");
+    let text = text.trim();
+    if text.len() > KNOWN_HOSTS_LIMIT {
+        return Err(bad("must be at most 64 KiB".into()));
+    }
+    if text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(bad(
+            "must not hold control characters other than line ends".into()
+        ));
+    }
+    let mut keys = 0;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.first().is_some_and(|f| f.starts_with('@')) {
+            fields.remove(0);
+        }
+        let well_formed = fields.len() >= 3
+            && HOST_KEY_TYPES.contains(&fields[1])
+            && base64::engine::general_purpose::STANDARD
+                .decode(fields[2])
+                .is_ok();
+        if !well_formed {
+            return Err(bad(format!(
+                "line {} is not a known_hosts entry (hosts, key type, key): paste what ssh-keyscan prints",
+                number + 1
+            )));
+        }
+        keys += 1;
+    }
+    if keys == 0 {
+        return Err(bad(
+            "must list the Git server's host keys (what ssh-keyscan -p PORT HOST prints)".into(),
+        ));
+    }
+    Ok(format!("{text}\n"))
+}
+
+/// The SHA-256 fingerprint ssh shows for a public key (`SHA256:...`), from its
+/// `type base64 [comment]` line.
+pub fn fingerprint(public_key: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let blob = public_key.split_whitespace().nth(1)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    let digest = sha2::Sha256::digest(bytes);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
+}
+
+/// Of an SSH repository URL (`ssh://[user@]host[:port]/path` or `user@host:path`), the user it
+/// logs in as if it names one; `None` when the URL is not an SSH one.
+fn ssh_login(url: &str) -> Option<Option<String>> {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "ssh" => {
+            Some(Some(u.username().to_string()).filter(|n| !n.is_empty()))
+        }
+        Ok(u) if u.host().is_some() => None,
+        _ if url.starts_with('/') => None,
+        _ => {
+            let (user_host, _) = url.split_once(':')?;
+            let (user, _) = user_host.split_once('@')?;
+            Some(Some(user.to_string()))
+        }
     }
 }
 
@@ -182,25 +415,42 @@ pub fn parse_host(text: &str) -> Result<String, AppError> {
     }
 }
 
-/// The `host` or `host:port` of a repository URL, as [`parse_host`] writes it.
+/// The `host` or `host:port` of a repository URL, as [`parse_host`] writes it: of an https://
+/// or ssh:// URL (their default ports left out) or an scp-like `user@host:path`.
 pub fn host_of_url(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
-    let host = u.host_str()?.to_ascii_lowercase();
-    Some(match u.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
-    })
+    match url::Url::parse(url) {
+        Ok(u) if u.host().is_some() => {
+            let host = u.host_str()?.to_ascii_lowercase();
+            Some(match u.port() {
+                Some(22) if u.scheme() == "ssh" => host,
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        }
+        _ => {
+            let (user_host, _) = url.split_once(':')?;
+            let (_, host) = user_host.split_once('@')?;
+            (!host.is_empty() && !host.contains('/')).then(|| host.to_ascii_lowercase())
+        }
+    }
 }
 
-/// A connection as shown: never its token.
+/// A connection as shown: never its token or private key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionView {
     pub name: String,
     pub arn: String,
     pub provider_type: String,
+    /// `Token` or `SshKey`.
+    pub auth_type: String,
     pub username: String,
     pub has_ca_certificate: bool,
     pub host: Option<String>,
+    /// Of an SSH key connection: the key to install on the Git server, its fingerprint, and
+    /// the host keys a clone accepts.
+    pub public_key: Option<String>,
+    pub fingerprint: Option<String>,
+    pub known_hosts: Option<String>,
     pub created_by: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -211,12 +461,56 @@ fn view(row: &ConnectionRow) -> ConnectionView {
         name: row.name.clone(),
         arn: Resource::connection(&row.name).to_string(),
         provider_type: row.provider_type.clone(),
+        auth_type: row.auth_type.clone(),
         username: row.username.clone(),
         has_ca_certificate: row.ca_certificate.is_some(),
         host: row.host.clone(),
+        fingerprint: row.public_key.as_deref().and_then(fingerprint),
+        public_key: row.public_key.clone(),
+        known_hosts: row.known_hosts.clone(),
         created_by: row.created_by.clone(),
         created_at: row.created_at,
         updated_at: row.updated_at,
+    }
+}
+
+/// The public half of an SSH key connection's private key (the key refused when ssh cannot
+/// read it); other credentials as they are.
+async fn with_public_key(credentials: Credentials) -> Result<Credentials, AppError> {
+    match credentials.auth {
+        Auth::SshKey {
+            private_key,
+            known_hosts,
+            public_key: _,
+        } => {
+            let public_key = crate::providers::ssh::public_key(&private_key)
+                .await
+                .map_err(|why| AppError::validation("PrivateKey", why))?;
+            Ok(Credentials {
+                auth: Auth::SshKey {
+                    private_key,
+                    known_hosts,
+                    public_key: Some(public_key),
+                },
+                ..credentials
+            })
+        }
+        token => Ok(Credentials {
+            auth: token,
+            ..credentials
+        }),
+    }
+}
+
+/// The stored parts of `auth`: (ca_certificate, public_key, known_hosts).
+fn stored_parts(auth: &Auth) -> (Option<String>, Option<String>, Option<String>) {
+    match auth {
+        Auth::Token { ca_certificate, .. } => (ca_certificate.clone(), None, None),
+        Auth::SshKey {
+            known_hosts,
+            public_key,
+            ..
+        } => (None, public_key.clone(), Some(known_hosts.clone())),
     }
 }
 
@@ -258,8 +552,9 @@ pub async fn create_connection(
     let params = json!({
         "ConnectionName": name.as_str(),
         "ProviderType": provider_type,
+        "AuthType": credentials.auth.kind(),
         "Username": credentials.username,
-        "CaCertificate": credentials.ca_certificate.is_some(),
+        "CaCertificate": matches!(&credentials.auth, Auth::Token { ca_certificate: Some(_), .. }),
         "Host": credentials.host,
     });
     Op::run(
@@ -276,15 +571,22 @@ pub async fn create_connection(
                     format!("must be one of {}", PROVIDER_TYPES.join(", ")),
                 ));
             }
+            let credentials = with_public_key(credentials).await?;
             let id = Uuid::new_v4();
             let now = op.now();
+            let (ca_certificate, public_key, known_hosts) = stored_parts(&credentials.auth);
             let row = ConnectionRow {
                 id,
                 name: name.as_str().to_string(),
                 provider_type: provider_type.to_string(),
+                auth_type: credentials.auth.kind().to_string(),
                 username: credentials.username.clone(),
-                sealed_token: s.root_key.seal(credentials.token(), &token_context(id)),
-                ca_certificate: credentials.ca_certificate.clone(),
+                sealed_token: s
+                    .root_key
+                    .seal(credentials.auth.secret(), &token_context(id)),
+                ca_certificate,
+                public_key,
+                known_hosts,
                 host: credentials.host.clone(),
                 created_by: op.caller().user_name().to_string(),
                 created_at: now,
@@ -319,15 +621,79 @@ pub async fn get_connection(
     .await
 }
 
-/// Replaces a connection's token (and its username or certificate when given: an empty
-/// certificate removes it). Pipelines that name it clone with the new one from their next run.
+/// What [`update_connection`] changes; what is `None` stays.
+#[derive(Default)]
+pub struct Replacement<'a> {
+    pub username: Option<&'a str>,
+    /// A token connection's new token (required for one).
+    pub token: Option<&'a str>,
+    /// A token connection's certificate: an empty one removes it.
+    pub ca_certificate: Option<&'a str>,
+    /// An SSH key connection's new key, its new host keys, or both.
+    pub private_key: Option<&'a str>,
+    pub known_hosts: Option<&'a str>,
+}
+
+/// The credentials `row` holds after `change`, checked; the secret opened with `open` when
+/// the change keeps it.
+fn replaced(
+    row: &ConnectionRow,
+    change: &Replacement<'_>,
+    open: impl FnOnce() -> Option<String>,
+) -> Result<Credentials, AppError> {
+    let username = change.username.unwrap_or(&row.username);
+    if row.auth_type == "SshKey" {
+        if change.token.is_some() || change.ca_certificate.is_some() {
+            return Err(AppError::validation(
+                "Token",
+                "this connection authenticates with an SSH key: give PrivateKey or KnownHosts",
+            ));
+        }
+        if change.private_key.is_none() && change.known_hosts.is_none() {
+            return Err(AppError::validation(
+                "PrivateKey",
+                "give a new PrivateKey, new KnownHosts, or both",
+            ));
+        }
+        let private_key = match change.private_key {
+            Some(key) => key.to_string(),
+            None => open().ok_or_else(|| {
+                AppError::validation(
+                    "PrivateKey",
+                    "the stored key does not open with this server's master key: give it again",
+                )
+            })?,
+        };
+        let known_hosts = change
+            .known_hosts
+            .or(row.known_hosts.as_deref())
+            .unwrap_or_default();
+        return Credentials::ssh_key(username, &private_key, known_hosts);
+    }
+    if change.private_key.is_some() || change.known_hosts.is_some() {
+        return Err(AppError::validation(
+            "PrivateKey",
+            "this connection authenticates with a token: give Token",
+        ));
+    }
+    let Some(token) = change.token else {
+        return Err(AppError::validation("Token", "must be given"));
+    };
+    Credentials::parse(
+        username,
+        token,
+        change.ca_certificate.or(row.ca_certificate.as_deref()),
+    )
+}
+
+/// Replaces a connection's secret (a token, or an SSH key and its host keys) and, when given,
+/// its username or certificate. Pipelines that name it clone with the new one from their next
+/// run.
 pub async fn update_connection(
     s: &Services,
     c: &Caller,
     name: &ConnectionName,
-    username: Option<&str>,
-    token: &str,
-    ca_certificate: Option<&str>,
+    change: Replacement<'_>,
 ) -> Result<ConnectionView, AppError> {
     Op::run_on(
         s,
@@ -337,31 +703,32 @@ pub async fn update_connection(
         name.as_str(),
         json!({
             "ConnectionName": name.as_str(),
-            "Username": username,
-            "CaCertificate": ca_certificate.map(|c| !c.trim().is_empty()),
+            "Username": change.username,
+            "Token": change.token.is_some(),
+            "CaCertificate": change.ca_certificate.map(|c| !c.trim().is_empty()),
+            "PrivateKey": change.private_key.is_some(),
+            "KnownHosts": change.known_hosts.is_some(),
         }),
         async |op, mut row: ConnectionRow| {
-            let kept_certificate = row.ca_certificate.clone();
-            let credentials = Credentials::parse(
-                username.unwrap_or(&row.username),
-                token,
-                ca_certificate.or(kept_certificate.as_deref()),
-            )?;
+            let credentials = replaced(&row, &change, || {
+                s.root_key.open(&row.sealed_token, &token_context(row.id))
+            })?;
+            let credentials = if change.private_key.is_some() {
+                with_public_key(credentials).await?
+            } else {
+                credentials
+            };
+            let (ca_certificate, public_key, known_hosts) = stored_parts(&credentials.auth);
             let now = op.now();
             row.username = credentials.username.clone();
-            row.sealed_token = s.root_key.seal(credentials.token(), &token_context(row.id));
-            row.ca_certificate = credentials.ca_certificate.clone();
+            row.sealed_token = s
+                .root_key
+                .seal(credentials.auth.secret(), &token_context(row.id));
+            row.ca_certificate = ca_certificate;
+            row.public_key = public_key.or(row.public_key);
+            row.known_hosts = known_hosts;
             row.updated_at = now;
-            if !db::connections::update(
-                op.conn(),
-                row.id,
-                &row.username,
-                &row.sealed_token,
-                row.ca_certificate.as_deref(),
-                now,
-            )
-            .await?
-            {
+            if !db::connections::update(op.conn(), &row).await? {
                 return Err(ConnectionRow::not_found(name.as_str()));
             }
             Ok(view(&row))
@@ -525,16 +892,27 @@ pub async fn credentials_for(
             "the connection {name} does not exist (it may have been deleted)"
         )));
     };
-    let Some(token) = s.root_key.open(&row.sealed_token, &token_context(row.id)) else {
+    let Some(secret) = s.root_key.open(&row.sealed_token, &token_context(row.id)) else {
         return Ok(Err(format!(
-            "the token of connection {} does not open with this server's master key; set it again with UpdateConnection",
+            "the secret of connection {} does not open with this server's master key; set it again with UpdateConnection",
             row.name
         )));
     };
+    let auth = if row.auth_type == "SshKey" {
+        Auth::SshKey {
+            private_key: secret,
+            known_hosts: row.known_hosts.unwrap_or_default(),
+            public_key: row.public_key,
+        }
+    } else {
+        Auth::Token {
+            token: secret,
+            ca_certificate: row.ca_certificate,
+        }
+    };
     Ok(Ok(Credentials {
         username: row.username,
-        token,
-        ca_certificate: row.ca_certificate,
+        auth,
         host: row.host,
     }))
 }
@@ -589,11 +967,13 @@ mod tests {
             Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"),
         )
         .unwrap();
-        assert!(with_ca.ca_certificate.unwrap().ends_with("-----\n"));
+        let ca_of = |c: Credentials| match c.auth {
+            Auth::Token { ca_certificate, .. } => ca_certificate,
+            Auth::SshKey { .. } => unreachable!("a token was given"),
+        };
+        assert!(ca_of(with_ca).unwrap().ends_with("-----\n"));
         assert_eq!(
-            Credentials::parse("bot", "t", Some("  "))
-                .unwrap()
-                .ca_certificate,
+            ca_of(Credentials::parse("bot", "t", Some("  ")).unwrap()),
             None
         );
         assert!(
@@ -626,6 +1006,133 @@ mod tests {
         assert_eq!(
             references(&decl),
             [("Source", "A", "bot", "https://git.example.com/a.git")]
+        );
+    }
+
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----";
+    const HOST_KEY: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIIq/JAxa1AeuJLSGRtxL2RmINdzr0xzrQHVbOuMv5lEh";
+
+    #[test]
+    fn a_private_key_comes_back_as_ssh_reads_it_and_what_is_not_one_is_refused() {
+        // Pasted from a browser: CRLF, surrounding blanks, no final newline.
+        let pasted = format!("  {}  \r\n", KEY.replace('\n', "\r\n"));
+        assert_eq!(parse_private_key(&pasted).unwrap(), format!("{KEY}\n"));
+        let rsa = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
+        assert!(parse_private_key(rsa).is_ok());
+        let refused = |text: &str| parse_private_key(text).unwrap_err().to_string();
+        for junk in [
+            "",
+            "ssh-ed25519 AAAA the public key",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n-----END OPENSSH PRIVATE KEY-----",
+            &format!("{KEY}\u{7}"),
+            &format!("{KEY}\n{}", "A".repeat(PRIVATE_KEY_LIMIT)),
+        ] {
+            let message = refused(junk);
+            assert!(message.starts_with("PrivateKey"), "{junk:?}: {message}");
+            assert!(
+                !message.contains("b3BlbnNzaC1rZXkt"),
+                "never quoted: {message}"
+            );
+        }
+        let locked = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIE\n-----END RSA PRIVATE KEY-----";
+        assert!(refused(locked).contains("passphrase"));
+    }
+
+    #[test]
+    fn known_hosts_are_entries_of_a_known_key_type_and_at_least_one() {
+        let line = format!("[127.0.0.1]:2222 ssh-ed25519 {HOST_KEY}");
+        let text = format!(
+            "# scanned\r\n{line}\r\n\r\n@cert-authority *.example.com ssh-rsa {HOST_KEY} ca\r\n"
+        );
+        let parsed = parse_known_hosts(&text).unwrap();
+        assert!(
+            parsed.ends_with("ca\n") && !parsed.contains('\r'),
+            "{parsed:?}"
+        );
+        let refused = |text: &str| parse_known_hosts(text).unwrap_err().to_string();
+        assert!(refused("").contains("host keys"));
+        assert!(refused("# only a comment").contains("host keys"));
+        // The key alone, without the hosts it belongs to.
+        assert!(refused(&format!("ssh-ed25519 {HOST_KEY}")).contains("line 1"));
+        assert!(refused(&format!("{line}\nhost ssh-dss {HOST_KEY}")).contains("line 2"));
+        assert!(refused("host ssh-ed25519 not*base64").contains("line 1"));
+        assert!(refused(&format!("{line}\u{0}")).starts_with("KnownHosts"));
+    }
+
+    #[test]
+    fn the_host_of_a_repository_url_is_written_as_a_bound_host_is() {
+        for (url, host) in [
+            ("https://Git.Example.com/a.git", Some("git.example.com")),
+            (
+                "https://git.example.com:8443/a.git",
+                Some("git.example.com:8443"),
+            ),
+            ("https://git.example.com:443/a.git", Some("git.example.com")),
+            ("ssh://git@git.example.com/a.git", Some("git.example.com")),
+            (
+                "ssh://git@git.example.com:22/a.git",
+                Some("git.example.com"),
+            ),
+            (
+                "ssh://git@git.example.com:2222/a.git",
+                Some("git.example.com:2222"),
+            ),
+            ("git@GitHub.com:team/app.git", Some("github.com")),
+            ("/srv/git/app.git", None),
+        ] {
+            assert_eq!(host_of_url(url).as_deref(), host, "{url}");
+        }
+        for bound in ["git.example.com", "github.com", "git.example.com:2222"] {
+            assert_eq!(parse_host(bound).unwrap(), bound);
+        }
+    }
+
+    #[test]
+    fn credentials_go_only_where_they_fit() {
+        let token = Credentials::parse("bot", "t", None).unwrap();
+        let key = Credentials::ssh_key("git", KEY, &format!("h ssh-ed25519 {HOST_KEY}")).unwrap();
+        assert!(token.fit("https://git.example.com/a.git").is_ok());
+        for over_ssh in [
+            "ssh://git@git.example.com/a.git",
+            "git@git.example.com:a.git",
+            "/srv/a.git",
+        ] {
+            assert!(
+                token.fit(over_ssh).unwrap_err().contains("HTTPS"),
+                "{over_ssh}"
+            );
+        }
+        for fits in [
+            "ssh://git@git.example.com:2222/a.git",
+            "ssh://git.example.com/a.git",
+            "git@git.example.com:team/a.git",
+        ] {
+            assert_eq!(key.fit(fits), Ok(()), "{fits}");
+        }
+        for not_ssh in ["https://git.example.com/a.git", "/srv/a.git"] {
+            assert!(
+                key.fit(not_ssh).unwrap_err().contains("over SSH"),
+                "{not_ssh}"
+            );
+        }
+        assert!(
+            key.fit("ssh://root@git.example.com/a.git")
+                .unwrap_err()
+                .contains("another user")
+        );
+        let bound = key.clone().bound_to(Some("Git.Example.com:2222")).unwrap();
+        assert_eq!(bound.fit("ssh://git@git.example.com:2222/a.git"), Ok(()));
+        assert!(
+            bound
+                .fit("git@git.example.com:a.git")
+                .unwrap_err()
+                .contains("for git.example.com:2222 only")
+        );
+        assert!(!format!("{key:?}").contains("b3BlbnNzaC1rZXkt"));
+        assert_eq!(
+            key.masked(),
+            ["b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"]
         );
     }
 }

@@ -1175,7 +1175,7 @@ pub async fn prepare_action(
         Some(name) if id.provider == "Git" => {
             match super::connections::credentials_for(s, &mut conn, name).await? {
                 Ok(credentials) => {
-                    secrets.push(credentials.token().to_string());
+                    secrets.extend(credentials.masked());
                     Some(credentials)
                 }
                 Err(why) => return Ok(Some(Err(why))),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::{Context, Output, clean_environment};
+use crate::ops::connections::Auth;
 
 /// The longest a clone may take.
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -28,18 +29,8 @@ pub async fn run(ctx: &Context) -> Result<Output, String> {
         .get("Branch")
         .ok_or("the action has no Branch")?
         .clone();
-    if ctx.git_credentials.is_some() && !url.starts_with("https://") {
-        return Err(format!(
-            "a connection's credentials are only sent over HTTPS: the RepositoryUrl {url} must start with https://"
-        ));
-    }
-    if let Some(bound) = ctx.git_credentials.as_ref().and_then(|c| c.host.as_deref()) {
-        let host = crate::ops::connections::host_of_url(&url).unwrap_or_default();
-        if host != bound {
-            return Err(format!(
-                "the connection's credentials are for {bound} only, and the RepositoryUrl is on {host}"
-            ));
-        }
+    if let Some(credentials) = &ctx.git_credentials {
+        credentials.fit(&url)?;
     }
     let output_name = ctx
         .action
@@ -257,9 +248,9 @@ async fn check_out(
     Ok(())
 }
 
-/// What every `git` of one attempt runs with: its home (and global configuration), and a
-/// connection's askpass variables when the action names one.
-/// Makes `home` (git's home for one clone or listing) and the environment git runs with there.
+/// Makes `home` (git's home for one clone or listing) and the environment every `git` there
+/// runs with: its global configuration, and a connection's credentials when the action names
+/// one (askpass variables for a token, an ssh wrapper for a key).
 fn git_env(
     home: &Path,
     credentials: Option<&crate::ops::connections::Credentials>,
@@ -271,7 +262,18 @@ fn git_env(
     std::fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n").map_err(failed)?;
     Ok(GitEnv {
         extra: match credentials {
-            Some(c) => with_credentials(home, c).map_err(failed)?,
+            Some(c) => match &c.auth {
+                Auth::Token {
+                    token,
+                    ca_certificate,
+                } => with_token(home, &c.username, token, ca_certificate.as_deref()),
+                Auth::SshKey {
+                    private_key,
+                    known_hosts,
+                    ..
+                } => super::ssh::prepare(home, &c.username, private_key, known_hosts),
+            }
+            .map_err(failed)?,
             None => Vec::new(),
         },
         home: home.to_path_buf(),
@@ -287,9 +289,11 @@ struct GitEnv {
 /// variables only `git` and it get, so the token is never in a URL, an argument (the process
 /// list) or a file, and git stores it nowhere (no credential helper is configured). A
 /// connection's CA certificate, when it has one, is the only authority git trusts.
-fn with_credentials(
+fn with_token(
     home: &Path,
-    credentials: &crate::ops::connections::Credentials,
+    username: &str,
+    token: &str,
+    ca_certificate: Option<&str>,
 ) -> std::io::Result<Vec<(&'static str, String)>> {
     use std::os::unix::fs::PermissionsExt;
     let askpass = home.join("askpass");
@@ -300,10 +304,10 @@ fn with_credentials(
     std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700))?;
     let mut env = vec![
         ("GIT_ASKPASS", askpass.display().to_string()),
-        ("SLUICE_GIT_USERNAME", credentials.username.clone()),
-        ("SLUICE_GIT_TOKEN", credentials.token().to_string()),
+        ("SLUICE_GIT_USERNAME", username.to_string()),
+        ("SLUICE_GIT_TOKEN", token.to_string()),
     ];
-    if let Some(pem) = &credentials.ca_certificate {
+    if let Some(pem) = ca_certificate {
         let path = home.join("ca.pem");
         std::fs::write(&path, pem)?;
         env.push(("GIT_SSL_CAINFO", path.display().to_string()));
@@ -318,10 +322,8 @@ pub async fn ls_remote(
     credentials: Option<&crate::ops::connections::Credentials>,
     runner: Option<(u32, u32)>,
 ) -> Result<std::collections::HashMap<String, String>, String> {
-    if credentials.is_some() && !url.starts_with("https://") {
-        return Err(format!(
-            "a connection's credentials are only sent over HTTPS, not to {url}"
-        ));
+    if let Some(credentials) = credentials {
+        credentials.fit(url)?;
     }
     let work = tempfile::tempdir().map_err(|e| format!("cannot make a work directory: {e}"))?;
     let home = work.path().join("home");
@@ -385,7 +387,38 @@ async fn git(
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
-        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
-        Err(tail.into_iter().rev().collect::<Vec<_>>().join(" / "))
+        Err(failure_of(&stderr))
+    }
+}
+
+/// What a failed git said, in one line: its last three lines that say something (not blank,
+/// nor the hint git adds to every failure to reach a remote, which would hide the cause: a
+/// refused key, an unknown host key).
+fn failure_of(stderr: &str) -> String {
+    let telling: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && *l != "Please make sure you have the correct access rights"
+                && *l != "and the repository exists."
+        })
+        .collect();
+    telling[telling.len().saturating_sub(3)..].join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_says_its_cause_not_gits_boilerplate() {
+        let stderr = "Host key verification failed.\r\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\nand the repository exists.\n";
+        assert_eq!(
+            failure_of(stderr),
+            "Host key verification failed. / fatal: Could not read from remote repository."
+        );
+        assert_eq!(failure_of("a\nb\nc\nd\n"), "b / c / d");
+        assert_eq!(failure_of(""), "");
     }
 }

@@ -11,6 +11,7 @@ pub mod git;
 pub mod junit;
 pub mod log;
 pub mod process;
+pub mod ssh;
 pub mod webhook;
 
 use std::collections::BTreeMap;
