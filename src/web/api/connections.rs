@@ -1,6 +1,7 @@
 //! The connection operations of the API, in CodeConnections' shapes (PascalCase fields), plus
-//! what Sluice's connections carry that AWS's OAuth connections do not: `Username`, `Token` and
-//! `CaCertificate` on create, and `UpdateConnection` to replace the token. Connections take no
+//! what Sluice's connections carry that AWS's OAuth connections do not: `Username` with either
+//! `Token` (and `CaCertificate`) or `PrivateKey` and `KnownHosts` on create, `Host`, and
+//! `UpdateConnection` to replace them. Connections take no
 //! tags yet: `Tags` is refused as an unknown field rather than dropped.
 
 use serde::Deserialize;
@@ -8,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, epoch, parse};
 use crate::error::AppError;
-use crate::ops::connections::{self, ConnectionName, ConnectionView, Credentials};
+use crate::ops::connections::{self, ConnectionName, ConnectionView, Credentials, Replacement};
 use crate::ops::{Caller, Page, Services};
 
 pub const OPERATIONS: &[&str] = &[
@@ -30,9 +31,36 @@ pub async fn call(
             let i: Create = parse(input)?;
             let name = ConnectionName::parse(&i.connection_name)
                 .map_err(|m| AppError::validation("ConnectionName", m))?;
-            let credentials =
-                Credentials::parse(&i.username, &i.token, i.ca_certificate.as_deref())?
-                    .bound_to(i.host.as_deref())?;
+            let credentials = match (&i.token, &i.private_key) {
+                (Some(token), None) => {
+                    if i.known_hosts.is_some() {
+                        return Err(AppError::validation(
+                            "KnownHosts",
+                            "goes with a PrivateKey, not a Token",
+                        )
+                        .into());
+                    }
+                    Credentials::parse(&i.username, token, i.ca_certificate.as_deref())?
+                }
+                (None, Some(key)) => {
+                    if i.ca_certificate.is_some() {
+                        return Err(AppError::validation(
+                            "CaCertificate",
+                            "goes with a Token (HTTPS); an SSH key connection trusts KnownHosts",
+                        )
+                        .into());
+                    }
+                    Credentials::ssh_key(&i.username, key, i.known_hosts.as_deref().unwrap_or(""))?
+                }
+                _ => {
+                    return Err(AppError::validation(
+                        "Token",
+                        "give a Token (HTTPS) or a PrivateKey (SSH), one of them",
+                    )
+                    .into());
+                }
+            }
+            .bound_to(i.host.as_deref())?;
             let provider = i.provider_type.as_deref().unwrap_or("Git");
             let created = connections::create_connection(s, c, name, provider, credentials).await?;
             json!({"ConnectionArn": created.arn})
@@ -61,15 +89,14 @@ pub async fn call(
         "UpdateConnection" => {
             let i: Update = parse(input)?;
             let name = by_arn(&i.connection_arn)?;
-            let updated = connections::update_connection(
-                s,
-                c,
-                &name,
-                i.username.as_deref(),
-                &i.token,
-                i.ca_certificate.as_deref(),
-            )
-            .await?;
+            let change = Replacement {
+                username: i.username.as_deref(),
+                token: i.token.as_deref(),
+                ca_certificate: i.ca_certificate.as_deref(),
+                private_key: i.private_key.as_deref(),
+                known_hosts: i.known_hosts.as_deref(),
+            };
+            let updated = connections::update_connection(s, c, &name, change).await?;
             json!({"Connection": shape(&updated)})
         }
         "DeleteConnection" => {
@@ -93,9 +120,13 @@ fn shape(v: &ConnectionView) -> Value {
         "ProviderType": v.provider_type,
         "OwnerAccountId": "000000000000",
         "ConnectionStatus": "AVAILABLE",
+        "AuthType": v.auth_type,
         "Username": v.username,
         "HasCaCertificate": v.has_ca_certificate,
         "Host": v.host,
+        "PublicKey": v.public_key,
+        "PublicKeyFingerprint": v.fingerprint,
+        "KnownHosts": v.known_hosts,
         "CreatedBy": v.created_by,
         "Created": epoch(v.created_at),
         "Updated": epoch(v.updated_at),
@@ -108,8 +139,10 @@ struct Create {
     connection_name: String,
     provider_type: Option<String>,
     username: String,
-    token: String,
+    token: Option<String>,
     ca_certificate: Option<String>,
+    private_key: Option<String>,
+    known_hosts: Option<String>,
     /// Sluice's: the one host the credentials may be sent to.
     host: Option<String>,
 }
@@ -133,6 +166,8 @@ struct List {
 struct Update {
     connection_arn: String,
     username: Option<String>,
-    token: String,
+    token: Option<String>,
     ca_certificate: Option<String>,
+    private_key: Option<String>,
+    known_hosts: Option<String>,
 }

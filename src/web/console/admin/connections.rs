@@ -1,5 +1,7 @@
-//! `/admin/connections`: the stored credentials Git sources clone with. Tokens are typed once and
-//! never shown again (not even masked by length); a connection a pipeline names is not deleted.
+//! `/admin/connections`: the stored credentials Git sources clone with, a token (HTTPS) or an
+//! SSH private key. Secrets are typed once and never shown again (not even masked by length);
+//! an SSH key connection shows its public key, to install on the Git server. A connection a
+//! pipeline names is not deleted.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -13,7 +15,7 @@ use super::super::{
 use crate::access::{Action, Resource};
 use crate::error::AppError;
 use crate::ops::Page;
-use crate::ops::connections::{self, ConnectionName, Credentials, PROVIDER_TYPES};
+use crate::ops::connections::{self, ConnectionName, Credentials, PROVIDER_TYPES, Replacement};
 use crate::web::AppState;
 use crate::web::auth::{CsrfForm, SignedIn};
 use crate::web::htmx::HxRequest;
@@ -25,19 +27,30 @@ struct Row {
     username: String,
     host: String,
     has_ca: bool,
+    /// Of an SSH key connection.
+    ssh: Option<SshShown>,
     created_by: String,
     updated: String,
     may_update: bool,
     may_delete: bool,
 }
 
-/// The create form as typed (never the token).
+struct SshShown {
+    public_key: String,
+    fingerprint: String,
+    known_hosts: String,
+}
+
+/// The create form as typed (never the token or the private key).
 #[derive(Default)]
 struct NewForm {
     name: String,
     provider_type: String,
     username: String,
     ca_certificate: String,
+    /// `Token` or `SshKey`: which credential fields the form shows.
+    auth_type: String,
+    known_hosts: String,
     host: String,
     error: Option<String>,
 }
@@ -94,6 +107,11 @@ async fn page(
                     username: v.username,
                     host: v.host.unwrap_or_else(|| "any".into()),
                     has_ca: v.has_ca_certificate,
+                    ssh: (v.auth_type == "SshKey").then(|| SshShown {
+                        public_key: v.public_key.unwrap_or_default(),
+                        fingerprint: v.fingerprint.unwrap_or_default(),
+                        known_hosts: v.known_hosts.unwrap_or_default(),
+                    }),
                     created_by: v.created_by,
                     updated: display_time(v.updated_at),
                 }
@@ -115,8 +133,8 @@ pub(super) async fn list(
     hx: HxRequest,
 ) -> Result<HttpResponse, ConsoleError> {
     let notice = match shown.done.as_deref() {
-        Some("created") => Some("The connection is stored; its token is not shown again.".into()),
-        Some("updated") => Some("The connection's token is replaced.".into()),
+        Some("created") => Some("The connection is stored; its secret is not shown again.".into()),
+        Some("updated") => Some("The connection's credentials are replaced.".into()),
         Some("deleted") => Some("The connection is deleted.".into()),
         _ => None,
     };
@@ -137,6 +155,12 @@ pub(super) struct Create {
     #[serde(default)]
     ca_certificate: String,
     #[serde(default)]
+    auth_type: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    known_hosts: String,
+    #[serde(default)]
     host: String,
 }
 
@@ -151,15 +175,22 @@ pub(super) async fn create(
         provider_type: form.provider_type.clone(),
         username: form.username.clone(),
         ca_certificate: form.ca_certificate.clone(),
+        auth_type: form.auth_type.clone(),
+        known_hosts: form.known_hosts.clone(),
         host: form.host.clone(),
         error: None,
     };
     let result = async {
         let name = ConnectionName::parse(form.name.trim())
             .map_err(|m| AppError::validation("ConnectionName", m))?;
-        let ca = Some(form.ca_certificate.as_str()).filter(|c| !c.trim().is_empty());
-        let credentials = Credentials::parse(form.username.trim(), &form.token, ca)?
-            .bound_to(Some(form.host.as_str()))?;
+        // The chosen credential counts; what was typed in the other one's hidden fields does not.
+        let credentials = if form.auth_type == "SshKey" {
+            Credentials::ssh_key(form.username.trim(), &form.private_key, &form.known_hosts)?
+        } else {
+            let ca = Some(form.ca_certificate.as_str()).filter(|c| !c.trim().is_empty());
+            Credentials::parse(form.username.trim(), &form.token, ca)?
+        }
+        .bound_to(Some(form.host.as_str()))?;
         connections::create_connection(
             &state.services,
             &user.caller,
@@ -186,10 +217,16 @@ pub(super) async fn create(
     }
 }
 
+/// A row's replace form: a token, or an SSH key and/or its known hosts (a blank field keeps
+/// what is stored).
 #[derive(Deserialize)]
 pub(super) struct Update {
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    known_hosts: String,
 }
 
 pub(super) async fn update(
@@ -202,16 +239,17 @@ pub(super) async fn update(
     let result = async {
         let name =
             ConnectionName::parse(&path).map_err(|m| AppError::validation("ConnectionName", m))?;
-        // The username and certificate stay; only the token is replaced.
-        connections::update_connection(
-            &state.services,
-            &user.caller,
-            &name,
-            None,
-            &form.token,
-            None,
-        )
-        .await
+        // The username and certificate stay; only the secret (and host keys) are replaced.
+        fn given(text: &str) -> Option<&str> {
+            Some(text).filter(|t| !t.trim().is_empty())
+        }
+        let change = Replacement {
+            token: given(&form.token),
+            private_key: given(&form.private_key),
+            known_hosts: given(&form.known_hosts),
+            ..Replacement::default()
+        };
+        connections::update_connection(&state.services, &user.caller, &name, change).await
     }
     .await;
     match result {
