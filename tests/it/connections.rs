@@ -105,7 +105,7 @@ impl GitServer {
     }
 }
 
-fn private_source(name: &str, url: &str, connection: Option<&str>) -> Value {
+pub fn private_source(name: &str, url: &str, connection: Option<&str>) -> Value {
     let mut configuration = json!({"RepositoryUrl": url, "Branch": "main"});
     if let Some(c) = connection {
         configuration["ConnectionName"] = json!(c);
@@ -122,7 +122,7 @@ fn private_source(name: &str, url: &str, connection: Option<&str>) -> Value {
     ]})
 }
 
-async fn source_summary(app: &TestApp, execution: &str) -> (String, Option<String>, Value) {
+pub async fn source_summary(app: &TestApp, execution: &str) -> (String, Option<String>, Value) {
     let mut c = PgConnection::connect_with(&app.db.options).await.unwrap();
     sqlx::query_as(
         "SELECT status, summary, output_variables FROM action_executions \

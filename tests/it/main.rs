@@ -25,6 +25,7 @@ mod jobs;
 mod keys;
 mod live;
 mod pipelines;
+mod ssh;
 mod triggers;
 mod webhooks;
 mod workers;
