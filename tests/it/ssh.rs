@@ -12,7 +12,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::connections::{private_source, source_summary};
-use crate::executions::{first_execution, repository, wait_for_end, workers_app};
+use crate::executions::{commit, first_execution, repository, wait_for_end, workers_app};
 use crate::harness::{api_call as call, api_ok as ok};
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -375,6 +375,63 @@ async fn a_repository_is_cloned_over_ssh_with_a_connections_key_and_only_a_liste
         assert!(summary.contains(why), "{name}: {summary}");
     }
     assert_eq!(run(&app, &t, "over-ssh").await.0, "Succeeded");
+
+    // Polling lists the branch over SSH with the same key and host keys: a push starts it.
+    let mut decl = private_source("polled-ssh", &server.url(), Some("Deploy-Key"));
+    decl["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] = json!("true");
+    ok(&app, &t, "CreatePipeline", json!({"pipeline": decl})).await;
+    let first = first_execution(&app, &t, "polled-ssh").await;
+    wait_for_end(&app, &t, "polled-ssh", &first).await;
+    let checkout = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(checkout.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&[
+        "clone",
+        "--quiet",
+        server.repository().to_str().unwrap(),
+        ".",
+    ]);
+    let pushed = commit(checkout.path(), "app.txt", "plaintext-marker-4711 pushed");
+    git(&["push", "--quiet", "origin", "HEAD:main"]);
+    let started = Instant::now();
+    let polled = loop {
+        let listed = ok(
+            &app,
+            &t,
+            "ListPipelineExecutions",
+            json!({"pipelineName": "polled-ssh"}),
+        )
+        .await;
+        let all = listed["pipelineExecutionSummaries"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if all.len() > 1 {
+            break all[0].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "polling over SSH started nothing: {}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        polled["trigger"]["triggerType"], "PollForSourceChanges",
+        "{polled}"
+    );
+    let id = polled["pipelineExecutionId"].as_str().unwrap();
+    wait_for_end(&app, &t, "polled-ssh", id).await;
+    let (status, summary, variables) = source_summary(&app, id).await;
+    assert_eq!(status, "Succeeded", "{summary:?}");
+    assert_eq!(variables["CommitId"], pushed.as_str());
 }
 
 #[tokio::test]
