@@ -216,6 +216,27 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Which of `tables` hold `needle` anywhere in a row's text: a secret that must be stored
+    /// sealed or not at all shows up nowhere.
+    pub async fn tables_holding(&self, tables: &[&str], needle: &str) -> Vec<String> {
+        let mut c = PgConnection::connect_with(&self.db.options).await.unwrap();
+        let mut holding = Vec::new();
+        for table in tables {
+            // The table names are the calling test's constants.
+            let found: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} t WHERE strpos(t::text, $1) > 0"
+            )))
+            .bind(needle)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            if found > 0 {
+                holding.push(table.to_string());
+            }
+        }
+        holding
+    }
+
     /// Stops the server as a signal would: HTTP drains, its workers finish and its pool is
     /// recorded as stopped.
     pub async fn stop(&self) {
