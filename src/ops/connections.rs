@@ -288,9 +288,7 @@ pub fn parse_private_key(text: &str) -> Result<String, AppError> {
         ));
     }
     if key.contains("ENCRYPTED") {
-        return Err(bad(
-            "must not need a passphrase: a clone cannot type one (remove it with ssh-keygen -p)",
-        ));
+        return Err(bad(crate::providers::ssh::NEEDS_PASSPHRASE));
     }
     Ok(format!("{key}\n"))
 }
@@ -376,13 +374,16 @@ fn ssh_login(url: &str) -> Option<Option<String>> {
             Some(Some(u.username().to_string()).filter(|n| !n.is_empty()))
         }
         Ok(u) if u.host().is_some() => None,
-        _ if url.starts_with('/') => None,
-        _ => {
-            let (user_host, _) = url.split_once(':')?;
-            let (user, _) = user_host.split_once('@')?;
-            Some(Some(user.to_string()))
-        }
+        _ => scp_like(url).map(|(user, _)| Some(user.to_string())),
     }
+}
+
+/// The user and host of git's scp-like SSH form, `user@host:path` (no scheme, no slash before
+/// the colon).
+fn scp_like(url: &str) -> Option<(&str, &str)> {
+    let (user_host, _) = url.split_once(':')?;
+    let (user, host) = user_host.split_once('@')?;
+    (!host.is_empty() && !user_host.contains('/')).then_some((user, host))
 }
 
 /// A connection's host, canonical: lowercase `name` or `name:port` (letters, digits, `.`, `-`;
@@ -427,11 +428,7 @@ pub fn host_of_url(url: &str) -> Option<String> {
                 None => host,
             })
         }
-        _ => {
-            let (user_host, _) = url.split_once(':')?;
-            let (_, host) = user_host.split_once('@')?;
-            (!host.is_empty() && !host.contains('/')).then(|| host.to_ascii_lowercase())
-        }
+        _ => scp_like(url).map(|(_, host)| host.to_ascii_lowercase()),
     }
 }
 
@@ -476,30 +473,20 @@ fn view(row: &ConnectionRow) -> ConnectionView {
 
 /// The public half of an SSH key connection's private key (the key refused when ssh cannot
 /// read it); other credentials as they are.
-async fn with_public_key(credentials: Credentials) -> Result<Credentials, AppError> {
-    match credentials.auth {
-        Auth::SshKey {
-            private_key,
-            known_hosts,
-            public_key: _,
-        } => {
-            let public_key = crate::providers::ssh::public_key(&private_key)
+async fn with_public_key(mut credentials: Credentials) -> Result<Credentials, AppError> {
+    if let Auth::SshKey {
+        private_key,
+        public_key,
+        ..
+    } = &mut credentials.auth
+    {
+        *public_key = Some(
+            crate::providers::ssh::public_key(private_key)
                 .await
-                .map_err(|why| AppError::validation("PrivateKey", why))?;
-            Ok(Credentials {
-                auth: Auth::SshKey {
-                    private_key,
-                    known_hosts,
-                    public_key: Some(public_key),
-                },
-                ..credentials
-            })
-        }
-        token => Ok(Credentials {
-            auth: token,
-            ..credentials
-        }),
+                .map_err(|why| AppError::validation("PrivateKey", why))?,
+        );
     }
+    Ok(credentials)
 }
 
 /// The stored parts of `auth`: (ca_certificate, public_key, known_hosts).

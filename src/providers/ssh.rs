@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+/// Why a key that needs a passphrase is refused (said by the parser and by `ssh-keygen`'s check).
+pub const NEEDS_PASSPHRASE: &str =
+    "must not need a passphrase: a clone cannot type one (remove it with ssh-keygen -p)";
+
 /// `ssh-keygen -y` reads a key file in milliseconds; anything longer is stuck.
 const KEYGEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,8 +51,7 @@ pub async fn public_key(private_key: &str) -> Result<String, String> {
     if !output.status.success() || printed.is_empty() {
         let why = String::from_utf8_lossy(&output.stderr);
         return Err(if why.contains("passphrase") {
-            "must not need a passphrase: a clone cannot type one (remove it with ssh-keygen -p)"
-                .into()
+            NEEDS_PASSPHRASE.into()
         } else {
             "is not a private key ssh can read".into()
         });

@@ -36,6 +36,18 @@ fn key_pair(dir: &Path, name: &str, passphrase: &str) -> KeyPair {
     }
 }
 
+impl KeyPair {
+    /// The public key without its comment (`type base64`), as a known_hosts line or an
+    /// authorized key names it.
+    fn key(&self) -> String {
+        self.public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// An OpenSSH server on 127.0.0.1 that lets `user` in with `client`'s key and serves the
 /// bare repository `app.git` in its directory.
 struct SshServer {
@@ -137,15 +149,7 @@ fn ssh_server(client: &KeyPair) -> Option<SshServer> {
         port,
         user,
         commit,
-        known_hosts: format!(
-            "[127.0.0.1]:{port} {}",
-            host_key
-                .public
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        known_hosts: format!("[127.0.0.1]:{port} {}", host_key.key()),
         dir,
     };
     let started = Instant::now();
@@ -201,12 +205,11 @@ async fn a_repository_is_cloned_over_ssh_with_a_connections_key_and_only_a_liste
     let got =
         ok(&app, &t, "GetConnection", json!({"ConnectionArn": ARN})).await["Connection"].clone();
     assert_eq!(got["AuthType"], "SshKey");
-    let public: Vec<&str> = client.public.split_whitespace().take(2).collect();
     assert!(
         got["PublicKey"]
             .as_str()
             .unwrap()
-            .starts_with(&public.join(" ")),
+            .starts_with(&client.key()),
         "{got}"
     );
     let fingerprint = String::from_utf8(
@@ -259,16 +262,7 @@ async fn a_repository_is_cloned_over_ssh_with_a_connections_key_and_only_a_liste
 
     // A server presenting a key the connection does not list: refused at once, no prompt.
     let stranger = key_pair(keys.path(), "stranger", "");
-    let stranger_line = format!(
-        "[127.0.0.1]:{} {}",
-        server.port,
-        stranger
-            .public
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    let stranger_line = format!("[127.0.0.1]:{} {}", server.port, stranger.key());
     ok(
         &app,
         &t,
@@ -317,15 +311,7 @@ async fn a_repository_is_cloned_over_ssh_with_a_connections_key_and_only_a_liste
         updated["Connection"]["PublicKey"]
             .as_str()
             .unwrap()
-            .starts_with(
-                other
-                    .public
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .as_str()
-            ),
+            .starts_with(&other.key()),
         "{updated}"
     );
     let (status, summary) = run(&app, &t, "over-ssh").await;
