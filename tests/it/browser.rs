@@ -586,17 +586,27 @@ async fn the_wizard_creates_a_pipeline_and_the_view_shows_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(stages, ["Source", "Build"]);
-    // Hovering an artifact highlights its producer and consumer.
-    let chip = browser
-        .find(By::Css(".artifact-out[data-artifact=SourceArtifact]"))
-        .await
-        .unwrap();
-    chip.focus().await.unwrap();
-    let related = browser
-        .find_all(By::Css(".artifact-related"))
-        .await
-        .unwrap()
-        .len();
+    // Hovering an artifact highlights its producer and consumer. The first execution's live
+    // updates may swap the stage holding the chip in between (a stale element, or a fresh one
+    // not yet focused): focus it again until a swap has not intervened.
+    let mut related = 0;
+    for _ in 0..50 {
+        let chip = browser
+            .find(By::Css(".artifact-out[data-artifact=SourceArtifact]"))
+            .await
+            .unwrap();
+        if chip.focus().await.is_ok() {
+            related = browser
+                .find_all(By::Css(".artifact-related"))
+                .await
+                .unwrap()
+                .len();
+            if related == 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(related, 2, "the output chip and the build's input chip");
     browser
         .screenshot(&screenshot_path("pipeline-view-1280.png"))
